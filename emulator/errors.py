@@ -1,0 +1,92 @@
+"""Errors of the emulator, one tree, rendered in one place each.
+
+    EmulatorError
+    ├── ConfigError            bad settings or files at start (CLI prints it, exits 2)
+    ├── ProtocolError          malformed or forbidden MQTT from a client: the connection is closed
+    ├── AuthError              refused at the door (SigV4 on the WebSocket upgrade, TLS client cert)
+    └── ProvisioningError      a fleet-provisioning request AWS would reject: becomes the
+        │                      `{statusCode, errorCode, errorMessage}` payload on `.../rejected`
+        ├── InvalidRequest         400, malformed payload, wrong types, bad CSR
+        ├── InvalidToken           400 InvalidCertificateOwnershipToken
+        ├── TemplateNotFound       404 ResourceNotFoundException (code unconfirmed, configurable)
+        ├── TemplateError          400 InvalidParameterException: the template cannot be evaluated
+        ├── ResourceConflict       409 ResourceConflictsException (OverrideSettings FAIL)
+        ├── AccessDenied           403 ACCESS_DENIED (pre-provisioning hook said no or failed)
+        └── Throttled              429 ThrottlingException (code unconfirmed, configurable)
+
+Messages never contain private keys or ownership tokens.
+"""
+
+from __future__ import annotations
+
+
+class EmulatorError(Exception):
+    """Base of every error the emulator raises on purpose."""
+
+
+class ConfigError(EmulatorError):
+    """The emulator's configuration, data or template files are unusable."""
+
+
+class ProtocolError(EmulatorError):
+    """A client broke MQTT 3.1.1 or an AWS IoT limit in a way AWS answers by disconnecting."""
+
+
+class AuthError(EmulatorError):
+    """A client failed authentication (SigV4 presigned URL, TLS client certificate)."""
+
+
+class ProvisioningError(EmulatorError):
+    """A fleet-provisioning request is rejected; rendered as the AWS rejected payload."""
+
+    status_code = 400
+    error_code = "InvalidRequest"
+
+    def __init__(self, message: str, *, status_code: int | None = None,
+                 error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        if error_code is not None:
+            self.error_code = error_code
+
+    def payload(self) -> dict[str, object]:
+        return {"statusCode": self.status_code, "errorCode": self.error_code,
+                "errorMessage": self.message}
+
+
+class InvalidRequest(ProvisioningError):
+    status_code = 400
+    error_code = "InvalidRequest"
+
+
+class InvalidToken(ProvisioningError):
+    # The one pair confirmed from the field (reference section 1).
+    status_code = 400
+    error_code = "InvalidCertificateOwnershipToken"
+
+
+class TemplateNotFound(ProvisioningError):
+    status_code = 404
+    error_code = "ResourceNotFoundException"
+
+
+class TemplateError(ProvisioningError):
+    status_code = 400
+    error_code = "InvalidParameterException"
+
+
+class ResourceConflict(ProvisioningError):
+    status_code = 409
+    error_code = "ResourceConflictsException"
+
+
+class AccessDenied(ProvisioningError):
+    status_code = 403
+    error_code = "ACCESS_DENIED"
+
+
+class Throttled(ProvisioningError):
+    status_code = 429
+    error_code = "ThrottlingException"

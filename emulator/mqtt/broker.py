@@ -1,0 +1,58 @@
+"""Routing between connections: client ids, ordinary pub/sub, and reserved-topic handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from emulator.mqtt.connection import Connection
+from emulator.mqtt.packets import Publish
+
+log = logging.getLogger("emulator.mqtt")
+
+
+class ReservedTopicHandler(Protocol):
+    def handle(self, connection: Connection, publish: Publish) -> bool:
+        """Take a publish to a `$`-topic; return False if the topic is not one it serves."""
+        ...
+
+
+Authorizer = Callable[[Connection], str | None]   # returns a refusal reason, or None
+
+
+class Broker:
+    def __init__(self, reserved_handler: ReservedTopicHandler | None = None,
+                 authorizer: Authorizer | None = None) -> None:
+        self.reserved_handler = reserved_handler
+        self.authorizer = authorizer
+        self.connections: dict[str, Connection] = {}
+
+    def authorize(self, connection: Connection) -> str | None:
+        return self.authorizer(connection) if self.authorizer else None
+
+    async def register(self, connection: Connection) -> None:
+        assert connection.client_id is not None
+        older = self.connections.get(connection.client_id)
+        self.connections[connection.client_id] = connection
+        if older is not None and older is not connection:
+            # AWS IoT: a second connection with the same client ID disconnects the first.
+            await older.close(f"client id {connection.client_id!r} connected again "
+                              f"from {connection.transport.peer}")
+
+    def unregister(self, connection: Connection) -> None:
+        if connection.client_id and self.connections.get(connection.client_id) is connection:
+            del self.connections[connection.client_id]
+
+    async def route(self, sender: Connection, publish: Publish) -> None:
+        if publish.topic.startswith("$"):
+            if self.reserved_handler is None or not self.reserved_handler.handle(sender, publish):
+                log.warning("%s published to reserved topic %r: dropped (not an emulated API)",
+                            sender.name, publish.topic[:120])
+            return
+        for connection in list(self.connections.values()):
+            connection.deliver(publish.topic, publish.payload, publish.qos)
+
+    async def close_all(self, reason: str) -> None:
+        for connection in list(self.connections.values()):
+            await connection.close(reason)

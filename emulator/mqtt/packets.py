@@ -1,0 +1,285 @@
+"""MQTT 3.1.1 packet codec: bytes in, typed packets out, and the few packets a server sends.
+
+Decoding is strict: anything the specification calls malformed raises ProtocolError, and the
+connection that sent it is closed (MQTT 3.1.1 section 4.8: "the Server MUST close the Network
+Connection"). Remaining-length is checked against a maximum before any payload is read, so an
+oversized packet never reaches memory.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from emulator.errors import ProtocolError
+
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
+
+PACKET_NAMES = {
+    1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL",
+    7: "PUBCOMP", 8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE", 11: "UNSUBACK",
+    12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT",
+}
+
+# CONNACK return codes (MQTT 3.1.1 table 3.1)
+ACCEPTED = 0
+UNACCEPTABLE_PROTOCOL = 1
+IDENTIFIER_REJECTED = 2
+SERVER_UNAVAILABLE = 3
+BAD_CREDENTIALS = 4
+NOT_AUTHORIZED = 5
+
+SUBACK_FAILURE = 0x80
+
+
+@dataclass
+class Connect:
+    client_id: str
+    clean_session: bool
+    keep_alive: int
+    protocol_name: str
+    protocol_level: int
+    username: str | None = None
+    password: bytes | None = None
+    will_topic: str | None = None
+    will_payload: bytes | None = None
+    will_qos: int = 0
+    will_retain: bool = False
+
+
+@dataclass
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int = 0
+    packet_id: int | None = None
+    dup: bool = False
+    retain: bool = False
+
+
+@dataclass
+class Subscribe:
+    packet_id: int
+    filters: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass
+class Unsubscribe:
+    packet_id: int
+    filters: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PacketId:
+    """PUBACK (and the QoS 2 packets we refuse) carry only a packet identifier."""
+
+    kind: int
+    packet_id: int
+
+
+@dataclass
+class Bare:
+    """PINGREQ and DISCONNECT carry nothing."""
+
+    kind: int
+
+
+Packet = Connect | Publish | Subscribe | Unsubscribe | PacketId | Bare
+
+
+class Reader:
+    """Cursor over one packet's variable header and payload."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        self.data = data
+        self.pos = 0
+        self.name = name
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def u8(self) -> int:
+        if self.remaining() < 1:
+            raise ProtocolError(f"{self.name}: truncated packet")
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def u16(self) -> int:
+        if self.remaining() < 2:
+            raise ProtocolError(f"{self.name}: truncated packet")
+        (value,) = struct.unpack_from("!H", self.data, self.pos)
+        self.pos += 2
+        return int(value)
+
+    def binary(self) -> bytes:
+        length = self.u16()
+        if self.remaining() < length:
+            raise ProtocolError(f"{self.name}: string length {length} exceeds packet")
+        value = self.data[self.pos:self.pos + length]
+        self.pos += length
+        return value
+
+    def text(self) -> str:
+        raw = self.binary()
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"{self.name}: string is not valid UTF-8") from exc
+        # MQTT 3.1.1 section 1.5.3: U+0000 must not appear in a UTF-8 encoded string.
+        if "\x00" in value:
+            raise ProtocolError(f"{self.name}: string contains U+0000")
+        return value
+
+    def rest(self) -> bytes:
+        value = self.data[self.pos:]
+        self.pos = len(self.data)
+        return value
+
+
+def decode_remaining_length(first_bytes: bytes) -> tuple[int, int] | None:
+    """Return (length, bytes used) or None when more bytes are needed."""
+    multiplier, value = 1, 0
+    for index, byte in enumerate(first_bytes):
+        if index >= 4:
+            raise ProtocolError("malformed remaining length (more than 4 bytes)")
+        value += (byte & 0x7F) * multiplier
+        if not byte & 0x80:
+            return value, index + 1
+        multiplier *= 128
+    if len(first_bytes) >= 4:
+        raise ProtocolError("malformed remaining length (more than 4 bytes)")
+    return None
+
+
+def encode_remaining_length(length: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        out.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes(out)
+
+
+def decode(first_byte: int, body: bytes) -> Packet:
+    kind, flags = first_byte >> 4, first_byte & 0x0F
+    name = PACKET_NAMES.get(kind, f"packet type {kind}")
+    reader = Reader(body, name)
+    if kind == PUBLISH:
+        return _decode_publish(flags, reader)
+    # MQTT 3.1.1 section 2.2.2: fixed reserved flags; SUBSCRIBE, UNSUBSCRIBE, PUBREL use 0b0010.
+    expected_flags = 0b0010 if kind in (SUBSCRIBE, UNSUBSCRIBE, PUBREL) else 0
+    if flags != expected_flags:
+        raise ProtocolError(f"{name}: invalid fixed-header flags {flags:#06b}")
+    if kind == CONNECT:
+        packet: Packet = _decode_connect(reader)
+    elif kind == SUBSCRIBE:
+        packet = _decode_subscribe(reader)
+    elif kind == UNSUBSCRIBE:
+        packet = _decode_unsubscribe(reader)
+    elif kind in (PUBACK, PUBREC, PUBREL, PUBCOMP):
+        packet = PacketId(kind, reader.u16())
+    elif kind in (PINGREQ, DISCONNECT):
+        packet = Bare(kind)
+    else:
+        raise ProtocolError(f"{name} is not sent by clients")
+    if reader.remaining():
+        raise ProtocolError(f"{name}: {reader.remaining()} unexpected trailing bytes")
+    return packet
+
+
+def _decode_connect(reader: Reader) -> Connect:
+    protocol_name = reader.text()
+    level = reader.u8()
+    flags = reader.u8()
+    if flags & 0x01:
+        raise ProtocolError("CONNECT: reserved flag set")
+    keep_alive = reader.u16()
+    client_id = reader.text()
+    will_topic = will_payload = None
+    will_qos = (flags >> 3) & 0x03
+    if flags & 0x04:
+        will_topic = reader.text()
+        will_payload = reader.binary()
+    elif will_qos or flags & 0x20:
+        raise ProtocolError("CONNECT: will QoS/retain set without will flag")
+    if will_qos == 3:
+        raise ProtocolError("CONNECT: will QoS 3")
+    username = reader.text() if flags & 0x80 else None
+    password = reader.binary() if flags & 0x40 else None
+    if password is not None and username is None:
+        raise ProtocolError("CONNECT: password without user name")
+    return Connect(client_id=client_id, clean_session=bool(flags & 0x02), keep_alive=keep_alive,
+                   protocol_name=protocol_name, protocol_level=level, username=username,
+                   password=password, will_topic=will_topic, will_payload=will_payload,
+                   will_qos=will_qos, will_retain=bool(flags & 0x20))
+
+
+def _decode_publish(flags: int, reader: Reader) -> Publish:
+    qos = (flags >> 1) & 0x03
+    if qos == 3:
+        raise ProtocolError("PUBLISH: QoS 3 is malformed")
+    topic = reader.text()
+    packet_id = reader.u16() if qos else None
+    if packet_id == 0:
+        raise ProtocolError("PUBLISH: packet identifier 0")
+    return Publish(topic=topic, payload=reader.rest(), qos=qos, packet_id=packet_id,
+                   dup=bool(flags & 0x08), retain=bool(flags & 0x01))
+
+
+def _decode_subscribe(reader: Reader) -> Subscribe:
+    packet = Subscribe(packet_id=reader.u16())
+    while reader.remaining():
+        topic_filter = reader.text()
+        requested = reader.u8()
+        if requested & 0xFC:
+            raise ProtocolError("SUBSCRIBE: reserved bits set in requested QoS")
+        packet.filters.append((topic_filter, requested & 0x03))
+    if not packet.filters:
+        raise ProtocolError("SUBSCRIBE: no topic filters")
+    return packet
+
+
+def _decode_unsubscribe(reader: Reader) -> Unsubscribe:
+    packet = Unsubscribe(packet_id=reader.u16())
+    while reader.remaining():
+        packet.filters.append(reader.text())
+    if not packet.filters:
+        raise ProtocolError("UNSUBSCRIBE: no topic filters")
+    return packet
+
+
+def _frame(first_byte: int, body: bytes) -> bytes:
+    return bytes([first_byte]) + encode_remaining_length(len(body)) + body
+
+
+def _text(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    return struct.pack("!H", len(raw)) + raw
+
+
+def connack(session_present: bool, return_code: int) -> bytes:
+    return _frame(CONNACK << 4, bytes([1 if session_present else 0, return_code]))
+
+
+def publish(topic: str, payload: bytes, qos: int = 0, packet_id: int | None = None,
+            retain: bool = False) -> bytes:
+    body = _text(topic) + (struct.pack("!H", packet_id) if qos and packet_id else b"") + payload
+    return _frame((PUBLISH << 4) | (qos << 1) | int(retain), body)
+
+
+def puback(packet_id: int) -> bytes:
+    return _frame(PUBACK << 4, struct.pack("!H", packet_id))
+
+
+def suback(packet_id: int, return_codes: list[int]) -> bytes:
+    return _frame(SUBACK << 4, struct.pack("!H", packet_id) + bytes(return_codes))
+
+
+def unsuback(packet_id: int) -> bytes:
+    return _frame(UNSUBACK << 4, struct.pack("!H", packet_id))
+
+
+def pingresp() -> bytes:
+    return _frame(PINGRESP << 4, b"")

@@ -1,0 +1,240 @@
+"""AWS IoT fleet provisioning over MQTT: the three operations on their reserved topics.
+
+Copies reference sections 1-3: requests on `$aws/certificates/create/<fmt>`,
+`$aws/certificates/create-from-csr/<fmt>` and `$aws/provisioning-templates/<name>/provision/<fmt>`;
+answers on `<request topic>/accepted` or `/rejected`, published ONLY to the connection that
+sent the request (and only if it subscribed), with no correlation token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from typing import Any
+
+import cbor2
+
+from emulator import pki
+from emulator.config import EmulatorConfig
+from emulator.errors import (
+    InvalidRequest,
+    InvalidToken,
+    ProvisioningError,
+    TemplateNotFound,
+    Throttled,
+)
+from emulator.faults import Faults, Plan
+from emulator.hooks import call_pre_provisioning_hook
+from emulator.mqtt.connection import Connection
+from emulator.mqtt.packets import Publish
+from emulator.registry import Registry
+from emulator.templates import TemplateStore, evaluate
+
+log = logging.getLogger("emulator.provisioning")
+
+_TEMPLATE_TOPIC = re.compile(r"^\$aws/provisioning-templates/([^/]+)/provision/(json|cbor)$")
+_TEMPLATE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
+_OPERATION_LABELS = {
+    "create_keys_and_certificate": "CreateKeysAndCertificate",
+    "create_certificate_from_csr": "CreateCertificateFromCsr",
+    "register_thing": "RegisterThing",
+}
+
+
+class FleetProvisioning:
+    """The reserved-topic handler the broker calls for every `$`-topic publish."""
+
+    def __init__(self, config: EmulatorConfig, authority: pki.CertificateAuthority,
+                 registry: Registry, templates: TemplateStore, key_pool: pki.KeyPool,
+                 faults: Faults) -> None:
+        self.config = config
+        self.authority = authority
+        self.registry = registry
+        self.templates = templates
+        self.key_pool = key_pool
+        self.faults = faults
+
+    def handle(self, connection: Connection, publish: Publish) -> bool:
+        topic = publish.topic
+        template_name = None
+        if topic in ("$aws/certificates/create/json", "$aws/certificates/create/cbor"):
+            operation = "create_keys_and_certificate"
+        elif topic in ("$aws/certificates/create-from-csr/json",
+                       "$aws/certificates/create-from-csr/cbor"):
+            operation = "create_certificate_from_csr"
+        elif match := _TEMPLATE_TOPIC.match(topic):
+            operation, template_name = "register_thing", match.group(1)
+        else:
+            return False
+        connection.spawn(self._serve(connection, operation, topic, template_name, publish.payload))
+        return True
+
+    async def _serve(self, connection: Connection, operation: str, topic: str,
+                     template_name: str | None, payload: bytes) -> None:
+        started = time.perf_counter()
+        label = _OPERATION_LABELS[operation] + (f" {template_name}" if template_name else "")
+        fmt = topic.rsplit("/", 1)[1]
+        plan = self.faults.plan(operation)
+        fault = plan.fault
+        if fault and fault.drop_connection:
+            await connection.close(f"injected fault: drop connection during {label}")
+            return
+        if fault and fault.latency:
+            await asyncio.sleep(fault.latency_seconds())
+        try:
+            self._apply_rejecting_faults(plan)
+            request = _decode(payload, fmt, self.config)
+            if operation == "create_keys_and_certificate":
+                body = await self.create_keys_and_certificate(request)
+            elif operation == "create_certificate_from_csr":
+                body = await self.create_certificate_from_csr(request)
+            else:
+                assert template_name is not None
+                body = await self.register_thing(connection, template_name, request)
+            answer_topic, outcome = topic + "/accepted", _describe(body)
+        except ProvisioningError as exc:
+            body = exc.payload()
+            answer_topic, outcome = topic + "/rejected", f"{exc.error_code}: {exc.message}"
+        if fault and fault.never_answer:
+            log.info("%s: %s -> %s, answer withheld (injected fault)", connection.name, label,
+                     outcome)
+            return
+        if fault and fault.late:
+            await asyncio.sleep(fault.late)
+        encoded = _encode(body, fmt)
+        delivered = connection.deliver(answer_topic, encoded)
+        if fault and fault.answer_twice:
+            connection.deliver(answer_topic, encoded)
+        elapsed = (time.perf_counter() - started) * 1000
+        if delivered:
+            log.info("%s: %s -> %s (%.1f ms)", connection.name, label, outcome, elapsed)
+        else:
+            log.warning("%s: %s -> %s, but not delivered: the client is not subscribed to %s "
+                        "(subscribe and wait for SUBACK before publishing)",
+                        connection.name, label, outcome, answer_topic)
+
+    def _apply_rejecting_faults(self, plan: Plan) -> None:
+        if plan.throttled:
+            status, code = self.config.error_codes.throttled
+            raise Throttled("Rate exceeded", status_code=status, error_code=code)
+        if plan.fault and plan.fault.reject:
+            status, code, message = plan.fault.reject
+            raise ProvisioningError(message, status_code=status, error_code=code)
+
+    # -- the three operations (named after AWS's) --------------------------------------------
+
+    async def create_keys_and_certificate(self, request: dict[str, Any]) -> dict[str, Any]:
+        # AWS: an RSA 2048 key pair, PKCS#1 PEM, made off the event loop (tens of ms of CPU).
+        key = await asyncio.to_thread(self.key_pool.take, 30.0)
+        certificate = self.authority.issue(key.public_key())
+        body = self._record(certificate)
+        body["privateKey"] = pki.private_key_pem(key)
+        return body
+
+    async def create_certificate_from_csr(self, request: dict[str, Any]) -> dict[str, Any]:
+        csr_pem = request.get("certificateSigningRequest")
+        if not isinstance(csr_pem, str):
+            raise self._invalid("certificateSigningRequest is required and must be a string")
+        csr = pki.load_csr(csr_pem)
+        return self._record(self.authority.issue(csr.public_key()))
+
+    def _record(self, certificate: Any) -> dict[str, Any]:
+        certificate_id = pki.certificate_id(certificate)
+        token = self.registry.new_ownership_token()
+        certificate_pem = pki.pem(certificate)
+        self.registry.add_certificate(certificate_id, certificate_pem,
+                                      status="PENDING_ACTIVATION", ownership_token=token)
+        return {"certificateId": certificate_id, "certificatePem": certificate_pem,
+                "certificateOwnershipToken": token}
+
+    async def register_thing(self, connection: Connection, template_name: str,
+                             request: dict[str, Any]) -> dict[str, Any]:
+        if not _TEMPLATE_NAME.match(template_name):
+            raise self._not_found(template_name)
+        token = request.get("certificateOwnershipToken")
+        if not isinstance(token, str) or not token:
+            raise InvalidToken("certificateOwnershipToken is required and must be a string")
+        parameters = self._parameters(request)
+        try:
+            template = self.templates.get(template_name)
+        except TemplateNotFound:
+            raise self._not_found(template_name) from None
+        # Peek first: a request that fails (missing parameter, hook denial) leaves the token
+        # usable for a corrected retry within its hour; only success redeems it.
+        certificate_id = self.registry.certificate_for_token(token)
+        if template.pre_provisioning_hook_url:
+            certificate = self.registry.describe_certificate(certificate_id) or {}
+            event = {
+                "claimCertificateId": connection.certificate_id,
+                "certificateId": certificate_id,
+                "certificatePem": certificate.get("certificatePem", ""),
+                "templateArn": f"arn:aws:iot:emulator:000000000000:provisioningtemplate/"
+                               f"{template_name}",
+                "clientId": connection.client_id,
+                "parameters": parameters,
+            }
+            decision = await asyncio.to_thread(
+                call_pre_provisioning_hook, template.pre_provisioning_hook_url, event,
+                self.config.hook_timeout)
+            parameters = {**parameters, **decision.parameter_overrides}
+        evaluation = evaluate(template, parameters, certificate_id)
+        redeemed = self.registry.redeem_ownership_token(token)
+        thing_name = self.registry.register_thing(redeemed, evaluation, template_name)
+        return {"deviceConfiguration": dict(evaluation.device_configuration),
+                "thingName": thing_name}
+
+    def _parameters(self, request: dict[str, Any]) -> dict[str, str]:
+        key = "parameters"
+        if "parameters" not in request and "Parameters" in request:
+            # Field evidence: AWS also reads a capitalised "Parameters" (reference section 1).
+            if self.config.strict_parameters:
+                raise self._invalid("'Parameters' is not accepted; send 'parameters'")
+            key = "Parameters"
+        parameters = request.get(key, {})
+        if parameters is None:
+            parameters = {}
+        if not isinstance(parameters, dict):
+            raise self._invalid(f"{key} must be an object of string to string")
+        for name, value in parameters.items():
+            if not isinstance(value, str):
+                raise self._invalid(f"{key}.{name} must be a string, got "
+                                    f"{type(value).__name__}")
+        return parameters
+
+    def _invalid(self, message: str) -> InvalidRequest:
+        status, code = self.config.error_codes.invalid_request
+        return InvalidRequest(message, status_code=status, error_code=code)
+
+    def _not_found(self, template_name: str) -> TemplateNotFound:
+        status, code = self.config.error_codes.template_not_found
+        return TemplateNotFound(f"template '{template_name}' does not exist",
+                                status_code=status, error_code=code)
+
+
+def _decode(payload: bytes, fmt: str, config: EmulatorConfig) -> dict[str, Any]:
+    status, code = config.error_codes.invalid_request
+    if not payload.strip():
+        return {}    # CreateKeysAndCertificate's documented "empty" request
+    try:
+        request = json.loads(payload) if fmt == "json" else cbor2.loads(payload)
+    except (ValueError, cbor2.CBORDecodeError, RecursionError) as exc:
+        kind = "JSON" if fmt == "json" else "CBOR"
+        raise InvalidRequest(f"payload is not valid {kind}: {str(exc)[:120]}",
+                             status_code=status, error_code=code) from None
+    if not isinstance(request, dict):
+        raise InvalidRequest(f"payload must be a {fmt.upper()} object, got "
+                             f"{type(request).__name__}", status_code=status, error_code=code)
+    return request
+
+
+def _encode(body: dict[str, Any], fmt: str) -> bytes:
+    return json.dumps(body).encode() if fmt == "json" else cbor2.dumps(body)
+
+
+def _describe(body: dict[str, Any]) -> str:
+    if "thingName" in body:
+        return f"accepted, thing {body['thingName']!r}"
+    return f"accepted, certificate {str(body.get('certificateId', ''))[:12]}..."

@@ -1,0 +1,382 @@
+"""The state of the emulated AWS IoT account: certificates, things, policies, in SQLite.
+
+One connection (`check_same_thread=False`) guarded by a lock: the asyncio server calls the registry
+from its loop and from worker threads, and tests read it from their own threads. The file survives
+restarts; `":memory:"` gives a throwaway registry for tests. Timestamps come from an injectable
+clock (seconds since the epoch) so that the 1-hour lifetimes can be tested without waiting.
+
+Ownership tokens are secrets: only their SHA-256 is stored (they are 384 random bits, so an
+unsalted hash cannot be reversed by guessing) and no message contains one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import registry_schema
+from .errors import ConfigError, InvalidRequest, InvalidToken, ResourceConflict
+from .overrides import OVERRIDE_VALUES, override_thing
+from .templates import Evaluation, PolicySpec, ThingSpec
+
+FILENAME = "registry.sqlite3"
+CERTIFICATE_STATUSES = ("ACTIVE", "INACTIVE", "REVOKED", "PENDING_ACTIVATION")
+TOKEN_MESSAGE = "certificate ownership token is invalid or expired"
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _parameter_error(message: str) -> InvalidRequest:
+    return InvalidRequest(message, status_code=400, error_code="InvalidParameterException")
+
+
+def _canonical_document(document: str, policy_name: str) -> str:
+    try:
+        parsed = json.loads(document)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise _parameter_error(f"policy '{policy_name}' document is not a JSON object")
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
+
+
+class Registry:
+    """Certificates, things, policies and template uses of one emulated account.
+
+    `token_lifetime`: seconds an ownership token (and its PENDING_ACTIVATION certificate) lives;
+    AWS documents 1 hour. `default_override`: the thing OverrideSettings used for a key the
+    template leaves out. AWS does not document that default (reference section 6, unconfirmed),
+    so it is a setting rather than a guess buried here.
+    """
+
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time,
+                 token_lifetime: float = 3600, default_override: str = "DO_NOTHING") -> None:
+        if default_override not in OVERRIDE_VALUES:
+            raise ConfigError(f"default_override must be one of {', '.join(OVERRIDE_VALUES)}")
+        self.path = str(path)
+        self._clock = clock
+        self.token_lifetime = token_lifetime
+        self.default_override = default_override
+        self._lock = threading.RLock()
+        try:
+            # Autocommit mode: transactions are opened explicitly by _transaction().
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open registry {self.path}: {exc}") from exc
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            with self._transaction() as db:
+                registry_schema.migrate(db, self.path)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise ConfigError(f"cannot open registry {self.path}: {exc}") from exc
+        except ConfigError:
+            self._db.close()
+            raise
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path, **kwargs: Any) -> Registry:
+        return cls(Path(data_dir) / FILENAME, **kwargs)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, *params: object) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reset(self) -> None:
+        """Empty every table; the schema stays."""
+        with self._transaction() as db:
+            for table in registry_schema.TABLES:
+                db.execute(f"DELETE FROM {table}")
+            db.execute("DELETE FROM sqlite_sequence")
+
+    # --- certificates and ownership tokens --------------------------------------------------
+
+    @staticmethod
+    def new_ownership_token() -> str:
+        # AWS tokens are long opaque strings; 48 random bytes give 64 URL-safe characters.
+        return secrets.token_urlsafe(48)
+
+    def add_certificate(self, certificate_id: str, certificate_pem: str, *,
+                        status: str = "PENDING_ACTIVATION", ownership_token: str | None = None,
+                        owner: str = "fleet-provisioning") -> None:
+        """Store a certificate. Adding the same certificate again without a token (the claim
+        certificate on every start) is a no-op; any other duplicate is a ResourceConflict."""
+        self._check_status(status)
+        self.expire_pending()
+        token_sha256 = None if ownership_token is None else _token_hash(ownership_token)
+        with self._transaction() as db:
+            row = db.execute("SELECT certificate_pem FROM certificates WHERE certificate_id = ?",
+                             (certificate_id,)).fetchone()
+            if row is not None:
+                if row["certificate_pem"] == certificate_pem and ownership_token is None:
+                    return
+                raise ResourceConflict(f"certificate {certificate_id} already exists")
+            db.execute(
+                "INSERT INTO certificates (certificate_id, certificate_pem, status, owner,"
+                " token_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (certificate_id, certificate_pem, status, owner, token_sha256, self._clock()),
+            )
+
+    def certificate_for_token(self, token: str) -> str:
+        """The certificate a valid, unredeemed token belongs to, without redeeming it."""
+        now = self._clock()
+        self.expire_pending(now)
+        with self._lock:
+            return self._valid_token(self._db, token, now)
+
+    def redeem_ownership_token(self, token: str) -> str:
+        """The certificate the token was issued with; a token is good once, within its lifetime."""
+        now = self._clock()
+        self.expire_pending(now)
+        with self._transaction() as db:
+            return self._redeem(db, token, now)
+
+    def _valid_token(self, db: sqlite3.Connection, token: str, now: float) -> str:
+        row = db.execute(
+            "SELECT certificate_id, token_redeemed_at, created_at FROM certificates"
+            " WHERE token_sha256 = ?", (_token_hash(token),)).fetchone()
+        if (row is None or row["token_redeemed_at"] is not None
+                or now - row["created_at"] > self.token_lifetime):
+            raise InvalidToken(TOKEN_MESSAGE)
+        return str(row["certificate_id"])
+
+    def _redeem(self, db: sqlite3.Connection, token: str, now: float) -> str:
+        certificate_id = self._valid_token(db, token, now)
+        db.execute("UPDATE certificates SET token_redeemed_at = ? WHERE certificate_id = ?",
+                   (now, certificate_id))
+        return certificate_id
+
+    def expire_pending(self, now: float | None = None) -> int:
+        """Delete fleet-provisioning certificates still PENDING_ACTIVATION after the token lifetime.
+
+        AWS deletes a certificate that RegisterThing did not activate within the hour (doc). So
+        does this, whether or not its token was redeemed: a redeemed token whose RegisterThing
+        failed cannot be used again, and its certificate would otherwise stay forever.
+        """
+        cutoff = (self._clock() if now is None else now) - self.token_lifetime
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM certificates WHERE status = 'PENDING_ACTIVATION'"
+                " AND token_sha256 IS NOT NULL AND created_at < ?", (cutoff,))
+            return cursor.rowcount
+
+    def certificate_status(self, certificate_id: str) -> str | None:
+        rows = self._rows("SELECT status FROM certificates WHERE certificate_id = ?",
+                          certificate_id)
+        return str(rows[0]["status"]) if rows else None
+
+    def set_certificate_status(self, certificate_id: str, status: str) -> None:
+        self._check_status(status)
+        with self._transaction() as db:
+            cursor = db.execute("UPDATE certificates SET status = ? WHERE certificate_id = ?",
+                                (status, certificate_id))
+            if cursor.rowcount == 0:
+                raise InvalidRequest(f"certificate {certificate_id} does not exist",
+                                     status_code=404, error_code="ResourceNotFoundException")
+
+    @staticmethod
+    def _check_status(status: str) -> None:
+        if status not in CERTIFICATE_STATUSES:
+            raise _parameter_error(
+                f"certificate status {status!r} is not one of {', '.join(CERTIFICATE_STATUSES)}")
+
+    # --- policies -----------------------------------------------------------------------------
+
+    def create_policy(self, name: str, document: str, *, replace: bool = False) -> None:
+        """Create a policy. The same document again is a no-op; a different one is a conflict
+        unless `replace` (for seeding from configuration that changed between starts)."""
+        with self._transaction() as db:
+            self._put_policy(db, name, document, replace=replace)
+
+    def _put_policy(self, db: sqlite3.Connection, name: str, document: str, *,
+                    replace: bool = False) -> None:
+        canonical = _canonical_document(document, name)
+        row = db.execute("SELECT policy_document FROM policies WHERE policy_name = ?",
+                         (name,)).fetchone()
+        if row is None:
+            db.execute("INSERT INTO policies VALUES (?, ?, ?)", (name, document, self._clock()))
+        elif replace:
+            db.execute("UPDATE policies SET policy_document = ? WHERE policy_name = ?",
+                       (document, name))
+        elif _canonical_document(row["policy_document"], name) != canonical:
+            raise ResourceConflict(f"policy '{name}' already exists with a different document")
+
+    @staticmethod
+    def inline_policy_name(template_name: str, logical_id: str, document: str) -> str:
+        """Name of a policy created from a template's inline PolicyDocument: one per template,
+        resource and document, so that re-provisioning reuses it and a changed document does not
+        collide with the old one."""
+        digest = hashlib.sha256(_canonical_document(document, logical_id).encode()).hexdigest()
+        prefix = "-".join(part for part in (template_name, logical_id) if part)
+        return f"{prefix[:119]}-{digest[:8]}"  # AWS policy names are at most 128 characters
+
+    def _resolve_policy(self, db: sqlite3.Connection, spec: PolicySpec, template_name: str) -> str:
+        if spec.policy_document is None:
+            # AWS: PolicyName without PolicyDocument refers to a policy that must already exist.
+            if not spec.policy_name:
+                raise _parameter_error(f"policy resource '{spec.logical_id}' has neither "
+                                       "PolicyName nor PolicyDocument")
+            if not db.execute("SELECT 1 FROM policies WHERE policy_name = ?",
+                              (spec.policy_name,)).fetchone():
+                raise _parameter_error(f"policy '{spec.policy_name}' does not exist")
+            return spec.policy_name
+        name = spec.policy_name or self.inline_policy_name(
+            template_name, spec.logical_id, spec.policy_document)
+        self._put_policy(db, name, spec.policy_document)
+        return name
+
+    # --- RegisterThing ------------------------------------------------------------------------
+
+    def register_thing(self, certificate_id: str, evaluation: Evaluation, template_name: str,
+                       *, ownership_token: str | None = None) -> str:
+        """Apply an evaluated template in one transaction; return the thing name ("" if none).
+
+        Nothing is changed if any step fails (existing thing with FAIL, missing policy...).
+        With `ownership_token`, the token is redeemed in the same transaction, so it is spent
+        only if the registration succeeds; it must belong to `certificate_id`.
+        """
+        now = self._clock()
+        status = evaluation.certificate_status or "ACTIVE"
+        self._check_status(status)
+        with self._transaction() as db:
+            if (ownership_token is not None
+                    and self._redeem(db, ownership_token, now) != certificate_id):
+                raise InvalidToken(TOKEN_MESSAGE)
+            if not db.execute("SELECT 1 FROM certificates WHERE certificate_id = ?",
+                              (certificate_id,)).fetchone():
+                # Deleted by expiry between the token's redemption and now.
+                raise InvalidToken(TOKEN_MESSAGE)
+            thing_name = ""
+            if evaluation.thing is not None:
+                thing_name = evaluation.thing.thing_name
+                self._put_thing(db, evaluation.thing, now)
+                db.execute("INSERT OR IGNORE INTO thing_principals VALUES (?, ?)",
+                           (thing_name, certificate_id))
+            for spec in evaluation.policies:
+                db.execute("INSERT OR IGNORE INTO certificate_policies VALUES (?, ?)",
+                           (certificate_id, self._resolve_policy(db, spec, template_name)))
+            db.execute("UPDATE certificates SET status = ? WHERE certificate_id = ?",
+                       (status, certificate_id))
+            db.execute("INSERT INTO template_uses (template_name, certificate_id, thing_name,"
+                       " used_at) VALUES (?, ?, ?, ?)",
+                       (template_name, certificate_id, thing_name, now))
+        return thing_name
+
+    def _put_thing(self, db: sqlite3.Connection, spec: ThingSpec, now: float) -> None:
+        name = spec.thing_name
+        row = db.execute("SELECT * FROM things WHERE thing_name = ?", (name,)).fetchone()
+        if row is None:
+            db.execute("INSERT INTO things VALUES (?, ?, ?, ?, ?, ?)",
+                       (name, json.dumps(spec.attributes), spec.thing_type_name,
+                        spec.billing_group, now, now))
+        else:
+            groups = db.execute("SELECT group_name FROM thing_groups WHERE thing_name = ?"
+                                " ORDER BY rowid", (name,)).fetchall()
+            existing = ThingSpec(name, json.loads(row["attributes"]), row["thing_type_name"],
+                                 tuple(g["group_name"] for g in groups), row["billing_group"])
+            spec = override_thing(existing, spec, self.default_override)
+            db.execute("UPDATE things SET attributes = ?, thing_type_name = ?,"
+                       " billing_group = ?, updated_at = ? WHERE thing_name = ?",
+                       (json.dumps(spec.attributes), spec.thing_type_name, spec.billing_group,
+                        now, name))
+            db.execute("DELETE FROM thing_groups WHERE thing_name = ?", (name,))
+        db.executemany("INSERT OR IGNORE INTO thing_groups VALUES (?, ?)",
+                       [(name, group) for group in spec.thing_groups])
+
+    # --- read-only views ----------------------------------------------------------------------
+
+    def describe_thing(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            rows = self._rows("SELECT * FROM things WHERE thing_name = ?", name)
+            if not rows:
+                return None
+            row = rows[0]
+            groups = self._rows("SELECT group_name FROM thing_groups WHERE thing_name = ?"
+                                " ORDER BY group_name", name)
+            principals = self._rows("SELECT certificate_id FROM thing_principals"
+                                    " WHERE thing_name = ? ORDER BY certificate_id", name)
+        return {
+            "thingName": row["thing_name"],
+            "attributes": json.loads(row["attributes"]),
+            "thingTypeName": row["thing_type_name"],
+            "thingGroups": [r["group_name"] for r in groups],
+            "billingGroup": row["billing_group"],
+            "principals": [r["certificate_id"] for r in principals],
+        }
+
+    def list_things(self) -> list[dict[str, Any]]:
+        with self._lock:
+            names = [r["thing_name"] for r in
+                     self._rows("SELECT thing_name FROM things ORDER BY thing_name")]
+            return [thing for name in names if (thing := self.describe_thing(name))]
+
+    def describe_certificate(self, certificate_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            rows = self._rows("SELECT * FROM certificates WHERE certificate_id = ?",
+                              certificate_id)
+            if not rows:
+                return None
+            things = self._rows("SELECT thing_name FROM thing_principals"
+                                " WHERE certificate_id = ? ORDER BY thing_name", certificate_id)
+            policies = self._rows("SELECT policy_name FROM certificate_policies"
+                                  " WHERE certificate_id = ? ORDER BY policy_name",
+                                  certificate_id)
+        return {
+            **_certificate_summary(rows[0]),
+            "certificatePem": rows[0]["certificate_pem"],
+            "thingNames": [r["thing_name"] for r in things],
+            "policyNames": [r["policy_name"] for r in policies],
+        }
+
+    def list_certificates(self) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM certificates ORDER BY created_at, certificate_id")
+        return [_certificate_summary(row) for row in rows]
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM policies ORDER BY policy_name")
+        return [{"policyName": r["policy_name"], "policyDocument": r["policy_document"],
+                 "createdAt": r["created_at"]} for r in rows]
+
+    def list_template_uses(self) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM template_uses ORDER BY id")
+        return [{"templateName": r["template_name"], "certificateId": r["certificate_id"],
+                 "thingName": r["thing_name"], "usedAt": r["used_at"]} for r in rows]
+
+
+def _certificate_summary(row: sqlite3.Row) -> dict[str, Any]:
+    return {"certificateId": row["certificate_id"], "status": row["status"],
+            "owner": row["owner"], "createdAt": row["created_at"]}

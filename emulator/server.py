@@ -1,0 +1,223 @@
+"""The emulator assembled: PKI, registry, templates, broker and listeners on one event loop.
+
+`Emulator` runs either on the caller's event loop (`await emulator.serve()`, used by the CLI) or
+in a thread of its own (`emulator.start()` ... `emulator.stop()`, used by tests and by anything
+embedding it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from emulator.config import EmulatorConfig
+from emulator.errors import EmulatorError
+from emulator.faults import Fault, Faults
+from emulator.listeners import Listener, ListenerFactory
+from emulator.mqtt.broker import Broker
+from emulator.mqtt.connection import Connection
+from emulator.pki import CertificateAuthority, KeyPool
+from emulator.provisioning import FleetProvisioning
+from emulator.registry import Registry
+from emulator.templates import TemplateStore
+
+log = logging.getLogger("emulator")
+
+EXPIRY_SWEEP_SECONDS = 60.0
+
+
+class Emulator:
+    def __init__(self, config: EmulatorConfig | None = None, **changes: Any) -> None:
+        config = config or EmulatorConfig()
+        self.config = dataclasses.replace(config, **changes) if changes else config
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.faults = Faults()
+        self.authority = CertificateAuthority.load_or_create(self.config.data_dir)
+        self.registry = Registry(self.config.data_dir / "registry.sqlite3",
+                                 clock=self.config.clock,
+                                 token_lifetime=self.config.token_lifetime,
+                                 default_override=self.config.default_override)
+        self.templates = TemplateStore(self.config.templates_dir)
+        self._register_claim_certificate()
+        self.listeners: list[Listener] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._factory: ListenerFactory | None = None
+
+    # -- files and addresses -----------------------------------------------------------------
+
+    @property
+    def ca_path(self) -> Path:
+        return Path(self.authority.ca_path)
+
+    @property
+    def claim_cert_path(self) -> Path:
+        return Path(self.authority.claim_cert_path)
+
+    @property
+    def claim_key_path(self) -> Path:
+        return Path(self.authority.claim_key_path)
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {listener.scheme: listener.port for listener in self.listeners}
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {listener.scheme: listener.url(self.config.host) for listener in self.listeners}
+
+    def ready_info(self) -> dict[str, Any]:
+        """What the CLI prints once ready: every listener's URL and the files a client needs."""
+        access_key_id = next(iter(self.config.credentials), None)
+        return {
+            "event": "ready",
+            "listeners": self.urls,
+            "caFile": str(self.ca_path),
+            "claimCertificate": str(self.claim_cert_path),
+            "claimKey": str(self.claim_key_path),
+            "dataDir": str(self.config.data_dir),
+            "templates": self.templates.names(),
+            "accessKeyId": access_key_id,
+        }
+
+    # -- state for tests and tools -----------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every certificate, thing and fault (the CA and claim certificate stay)."""
+        self.faults.clear()
+        self.registry.reset()
+        self._register_claim_certificate()
+
+    def set_fault(self, operation: str, fault: Fault) -> None:
+        self.faults.set(operation, fault)
+
+    def connected_client_ids(self) -> list[str]:
+        return [c.client_id for c in self._connections() if c.client_id]
+
+    def _connections(self) -> list[Connection]:
+        return list(self._factory.connections) if self._factory else []
+
+    def disconnect_all(self) -> None:
+        """Drop every client connection (as AWS may at any time), from any thread."""
+        self._call_in_loop(self._close_connections("disconnect requested"))
+
+    def _register_claim_certificate(self) -> None:
+        claim_id = self.authority.claim_certificate_id
+        if self.registry.certificate_status(claim_id) is None:
+            self.registry.add_certificate(claim_id, Path(self.authority.claim_cert_path).read_text(),
+                                          status="ACTIVE", owner="claim")
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def serve(self, ready: threading.Event | None = None) -> None:
+        """Run until `stop()` (or cancellation); set `ready` once every listener accepts."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        key_pool = KeyPool(size=self.config.key_pool_size, algorithm=self.config.key_algorithm)
+        key_pool.start()
+        handler = FleetProvisioning(self.config, self.authority, self.registry, self.templates,
+                                    key_pool, self.faults)
+        broker = Broker(handler, authorizer=self._authorize)
+        self._factory = ListenerFactory(self.config, broker, self.authority, self.config.clock)
+        sweeper = asyncio.create_task(self._sweep_expired())
+        try:
+            self.listeners = await self._factory.start_all()
+            for scheme, url in self.urls.items():
+                log.info("listening: %s (%s)", url, scheme)
+            self._ready.set()
+            if ready is not None:
+                ready.set()
+            await self._stopping.wait()
+        finally:
+            sweeper.cancel()
+            for listener in self.listeners:
+                listener.close()
+            await self._close_connections("emulator stopping")
+            key_pool.stop()
+            log.info("stopped")
+
+    def is_ready(self) -> bool:
+        return self._ready.is_set() and self._failure is None
+
+    def request_stop(self) -> None:
+        """Ask `serve()` to finish; call from the emulator's own loop (signal handlers)."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    def start(self, timeout: float = 30.0) -> Emulator:
+        """Run in a background thread; return once ready (raise if it failed to start)."""
+        if self._thread is not None:
+            raise EmulatorError("emulator already started")
+        self._thread = threading.Thread(target=self._thread_main, name="iot-emulator",
+                                        daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise EmulatorError(f"emulator not ready within {timeout} s")
+        if self._failure is not None:
+            raise EmulatorError(f"emulator failed to start: {self._failure}") from self._failure
+        return self
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self.serve())
+        except BaseException as exc:   # reported to start()'s caller, then the thread ends
+            self._failure = exc
+            log.exception("emulator failed")
+            self._ready.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop listening, close every connection and join the thread (idempotent)."""
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:
+                pass   # the loop already ended
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.registry.close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _authorize(self, connection: Connection) -> str | None:
+        certificate_id = connection.certificate_id
+        if certificate_id is None:
+            return None
+        status = self.registry.certificate_status(certificate_id)
+        if status in ("REVOKED", "INACTIVE"):
+            return f"certificate {certificate_id[:12]}... is {status}"
+        if self.config.require_active_certificates and status != "ACTIVE":
+            return f"certificate {certificate_id[:12]}... is {status or 'unknown'}, not ACTIVE"
+        return None
+
+    async def _close_connections(self, reason: str) -> None:
+        connections = self._connections()
+        await asyncio.gather(*(c.close(reason) for c in connections), return_exceptions=True)
+
+    async def _sweep_expired(self) -> None:
+        # AWS deletes certificates whose ownership token was not redeemed within the hour.
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+            removed = self.registry.expire_pending()
+            if removed:
+                log.info("deleted %d unredeemed certificate(s) past the token lifetime", removed)
+
+    def _call_in_loop(self, coroutine: Any) -> None:
+        if self._loop is None or self._loop.is_closed():
+            coroutine.close()
+            return
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        future.result(10)

@@ -1,0 +1,149 @@
+"""Errors of the provisioning service, one tree, rendered once as RFC 9457 problem+json.
+
+    ServiceError                       500 never rendered as a bare page
+    ├── InvalidInput                   400 (malformed body) / 422 (well-formed body breaking a rule)
+    ├── PayloadTooLarge                413 body over PROVISIONER_MAX_BODY_BYTES
+    ├── UnsupportedMediaType           415 body is not application/json
+    ├── Unauthorized                   401 missing or wrong API key
+    ├── NotFound / MethodNotAllowed    404 / 405 for routes
+    ├── ProvisioningRejected           AWS answered on .../rejected: 4xx passed through, 404 for an
+    │   │                              unknown template, 5xx from AWS becomes 502
+    │   └── Throttled                  429 with Retry-After
+    ├── PoolExhausted                  503 + Retry-After: no free connection within the wait limit
+    ├── BrokerUnavailable              503 + Retry-After: cannot connect / subscribe to the broker
+    ├── UpstreamTimeout                504: our own deadline passed
+    └── UpstreamInvalid                502: AWS's answer is unusable (bad JSON, certificate not ours)
+
+Only the MQTT boundary turns paho return codes and timeouts into these; views raise them; one
+handler in `service.api` renders them. Messages never contain keys, tokens or credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_BASE = "https://iot-provisioner.dev/problems/"
+
+
+class ServiceError(Exception):
+    status = 500
+    slug = "internal-error"
+    title = "Internal error"
+
+    def __init__(self, detail: str, *, step: str | None = None,
+                 extra: dict[str, Any] | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.step = step
+        self.extra = dict(extra or {})
+        self.retry_after = retry_after
+
+    def problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.step:
+            body["step"] = self.step
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(ServiceError):
+    status = 400
+    slug = "invalid-input"
+    title = "Invalid request"
+
+    def __init__(self, detail: str, *, errors: dict[str, Any] | None = None,
+                 status: int = 400) -> None:
+        super().__init__(detail, extra={"errors": errors} if errors else None)
+        self.status = status
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    slug = "unauthorized"
+    title = "Missing or invalid API key"
+
+
+class NotFound(ServiceError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class MethodNotAllowed(ServiceError):
+    status = 405
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+
+
+class ProvisioningRejected(ServiceError):
+    """AWS IoT published on a `.../rejected` topic; its three fields are passed through."""
+
+    slug = "aws-rejected"
+    title = "AWS IoT rejected the request"
+
+    def __init__(self, *, step: str, status_code: int, error_code: str, error_message: str) -> None:
+        super().__init__(f"AWS IoT rejected {step}: {error_code}: {error_message}", step=step,
+                         extra={"statusCode": status_code, "errorCode": error_code,
+                                "errorMessage": error_message})
+        if 400 <= status_code < 500:
+            self.status = status_code
+        else:
+            self.status = 502
+        if status_code == 404 or error_code in ("ResourceNotFoundException", "NotFoundException"):
+            self.status = 404
+            self.slug = "template-not-found"
+            self.title = "Provisioning template not found"
+
+
+class Throttled(ProvisioningRejected):
+    slug = "throttled"
+    title = "AWS IoT throttled the request"
+
+    def __init__(self, *, step: str, status_code: int, error_code: str, error_message: str,
+                 retry_after: int = 1) -> None:
+        super().__init__(step=step, status_code=status_code, error_code=error_code,
+                         error_message=error_message)
+        self.status = 429
+        self.retry_after = retry_after
+
+
+class PoolExhausted(ServiceError):
+    status = 503
+    slug = "no-free-connection"
+    title = "All MQTT connections are busy"
+
+
+class BrokerUnavailable(ServiceError):
+    status = 503
+    slug = "broker-unavailable"
+    title = "AWS IoT cannot be reached"
+
+
+class UpstreamTimeout(ServiceError):
+    status = 504
+    slug = "upstream-timeout"
+    title = "AWS IoT did not answer in time"
+
+
+class UpstreamInvalid(ServiceError):
+    status = 502
+    slug = "upstream-invalid"
+    title = "AWS IoT answered with something unusable"

@@ -1,0 +1,272 @@
+"""The emulator as an MQTT 3.1.1 server: listeners, pub/sub, limits and hostile input."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from mqtt_support import MqttTestClient
+
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Limits
+from emulator.mqtt.packets import encode_remaining_length
+from emulator.sigv4 import presign_path
+
+
+_open_sockets: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_raw_sockets():
+    yield
+    while _open_sockets:
+        _open_sockets.pop().close()
+
+
+def open_socket(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    _open_sockets.append(sock)
+    return sock
+
+
+def raw_connect(port: int, client_id: str = "raw", keepalive: int = 60) -> socket.socket:
+    sock = open_socket(port)
+    cid = client_id.encode()
+    body = (
+        b"\x00\x04MQTT\x04\x02" + struct.pack("!H", keepalive) + struct.pack("!H", len(cid)) + cid
+    )
+    sock.sendall(bytes([0x10, len(body)]) + body)
+    assert sock.recv(4) == b"\x20\x02\x00\x00"
+    return sock
+
+
+def is_closed(sock: socket.socket, timeout: float = 5) -> bool:
+    sock.settimeout(timeout)
+    try:
+        while True:
+            data = sock.recv(4096)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize("scheme", ["mqtt", "mqtts", "ws", "wss"])
+def test_every_listener_carries_pub_sub(emulator: Emulator, scheme: str) -> None:
+    tls = (
+        dict(
+            ca_file=str(emulator.ca_path),
+            cert=str(emulator.claim_cert_path),
+            key=str(emulator.claim_key_path),
+        )
+        if scheme == "mqtts"
+        else {}
+    )
+    if scheme == "wss":
+        tls = dict(ca_file=str(emulator.ca_path))
+    client = MqttTestClient(emulator.urls[scheme], **tls).connect()
+    try:
+        assert client.subscribe("room/+/temp") == [1]
+        client.publish("room/1/temp", b"21.5")
+        message = client.expect()
+        assert (message.topic, message.payload) == ("room/1/temp", b"21.5")
+    finally:
+        client.close()
+
+
+def test_wildcards_match_ordinary_topics_but_not_dollar_topics(emulator: Emulator) -> None:
+    listener = MqttTestClient(emulator.urls["mqtt"]).connect()
+    sender = MqttTestClient(emulator.urls["mqtt"]).connect()
+    try:
+        listener.subscribe("#", "a/+/c")
+        sender.publish("a/b/c", b"1")
+        assert listener.expect().topic == "a/b/c"  # overlapping filters: one copy
+        listener.expect_nothing(0.2)
+        sender.publish("$aws/things/x/shadow/update", b"{}")
+        listener.expect_nothing()
+    finally:
+        listener.close()
+        sender.close()
+
+
+def test_duplicate_client_id_disconnects_the_older_connection(emulator: Emulator) -> None:
+    first = MqttTestClient(emulator.urls["mqtt"], client_id="same-id").connect()
+    first.client.reconnect_delay_set(30, 60)  # keep it from fighting back during the test
+    second = MqttTestClient(emulator.urls["mqtt"], client_id="same-id").connect()
+    try:
+        assert first.disconnected.wait(5)
+        assert second.client.is_connected()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_malformed_packet_closes_only_that_client(emulator: Emulator) -> None:
+    bystander = MqttTestClient(emulator.urls["mqtt"]).connect()
+    try:
+        bad = raw_connect(emulator.ports["mqtt"], "bad-one")
+        bad.sendall(b"\x82\x03\x00\x01\x00")  # SUBSCRIBE with a truncated topic filter
+        assert is_closed(bad)
+        truncated = raw_connect(emulator.ports["mqtt"], "truncated")
+        truncated.sendall(b"\x30\xff\xff\xff\xff\x01")  # remaining length of 5 bytes
+        assert is_closed(truncated)
+        bystander.subscribe("still/here")
+        bystander.publish("still/here", b"ok")
+        assert bystander.expect().payload == b"ok"
+    finally:
+        bystander.close()
+
+
+def test_first_packet_must_be_connect(emulator: Emulator) -> None:
+    sock = open_socket(emulator.ports["mqtt"])
+    sock.sendall(b"\xc0\x00")  # PINGREQ before CONNECT
+    assert is_closed(sock)
+
+
+def test_unsupported_protocol_level_gets_connack_1(emulator: Emulator) -> None:
+    sock = open_socket(emulator.ports["mqtt"])
+    body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00\x01x"
+    sock.sendall(bytes([0x10, len(body)]) + body)
+    assert sock.recv(4) == b"\x20\x02\x00\x01"
+    assert is_closed(sock)
+
+
+def test_client_id_longer_than_128_bytes_is_rejected(emulator: Emulator) -> None:
+    sock = open_socket(emulator.ports["mqtt"])
+    cid = b"x" * 129
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + struct.pack("!H", len(cid)) + cid
+    sock.sendall(b"\x10" + encode_remaining_length(len(body)) + body)
+    assert sock.recv(4) == b"\x20\x02\x00\x02"
+
+
+def test_oversized_payload_disconnects_the_publisher(emulator: Emulator) -> None:
+    client = MqttTestClient(emulator.urls["mqtt"]).connect()
+    client.client.reconnect_delay_set(30, 60)
+    try:
+        client.client.publish("big/topic", b"x" * (128 * 1024 + 1), qos=0)
+        assert client.disconnected.wait(5)
+    finally:
+        client.close()
+
+
+def test_qos2_publish_disconnects_and_qos2_subscribe_is_granted_qos1(emulator: Emulator) -> None:
+    client = MqttTestClient(emulator.urls["mqtt"]).connect()
+    client.client.reconnect_delay_set(30, 60)
+    try:
+        assert client.subscribe("q/2", qos=2) == [1]
+        client.client.publish("q/2", b"x", qos=2)
+        assert client.disconnected.wait(5)
+    finally:
+        client.close()
+
+
+def test_subscription_limits_answer_failure_codes(emulator: Emulator) -> None:
+    client = MqttTestClient(emulator.urls["mqtt"]).connect()
+    try:
+        assert client.subscribe(*[f"nine/{i}" for i in range(9)]) == [0x80] * 9
+        for start in range(0, 48, 8):
+            assert client.subscribe(*[f"t/{i}" for i in range(start, start + 8)]) == [1] * 8
+        assert client.subscribe("t/48", "t/49", "t/50") == [1, 1, 0x80]
+    finally:
+        client.close()
+
+
+def test_topic_with_more_than_seven_slashes_disconnects(emulator: Emulator) -> None:
+    client = MqttTestClient(emulator.urls["mqtt"]).connect()
+    client.client.reconnect_delay_set(30, 60)
+    try:
+        client.client.publish("a/b/c/d/e/f/g/h/i", b"x", qos=0)
+        assert client.disconnected.wait(5)
+    finally:
+        client.close()
+
+
+def test_keep_alive_is_enforced_at_one_and_a_half_times(tmp_path) -> None:
+    limits = Limits(min_keep_alive=1)
+    with Emulator(
+        data_dir=tmp_path,
+        limits=limits,
+        key_algorithm="ec",
+        key_pool_size=1,
+        mqtts_port=None,
+        ws_port=None,
+        wss_port=None,
+    ) as emulator:
+        sock = raw_connect(emulator.ports["mqtt"], "silent", keepalive=1)
+        started = time.monotonic()
+        assert is_closed(sock, timeout=5)
+        assert 1.3 < time.monotonic() - started < 3
+
+
+def test_will_message_is_published_when_a_client_vanishes(emulator: Emulator) -> None:
+    watcher = MqttTestClient(emulator.urls["mqtt"]).connect()
+    try:
+        watcher.subscribe("status/dev1")
+        sock = open_socket(emulator.ports["mqtt"])
+        body = (
+            b"\x00\x04MQTT\x04\x06\x00\x3c\x00\x04dev1" + b"\x00\x0bstatus/dev1" + b"\x00\x04gone"
+        )
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        assert sock.recv(4) == b"\x20\x02\x00\x00"
+        sock.close()
+        assert watcher.expect().payload == b"gone"
+    finally:
+        watcher.close()
+
+
+def upgrade_status(url: str, path: str) -> tuple[int, str]:
+    parts = url.split("/mqtt")[0]
+    try:
+        with ws_connect(parts + path, subprotocols=["mqtt"], open_timeout=5):
+            return 101, ""
+    except InvalidStatus as exc:
+        return exc.response.status_code, exc.response.body.decode()
+
+
+def test_websocket_upgrade_without_signature_gets_403_with_reason(emulator: Emulator) -> None:
+    status, body = upgrade_status(emulator.urls["ws"], "/mqtt")
+    assert status == 403
+    assert "X-Amz" in body
+
+
+def test_websocket_upgrade_with_wrong_secret_gets_403(emulator: Emulator) -> None:
+    host = f"127.0.0.1:{emulator.ports['ws']}"
+    path = presign_path(host, "us-east-1", DEFAULT_ACCESS_KEY_ID, "wrong-secret",
+                        now=datetime.now(UTC))
+    status, body = upgrade_status(emulator.urls["ws"], path)
+    assert (status, "signature does not match" in body) == (403, True)
+    good = presign_path(host, "us-east-1", DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY,
+                        now=datetime.now(UTC))
+    assert upgrade_status(emulator.urls["ws"], good)[0] == 101
+
+
+def test_websocket_upgrade_with_an_expired_signature_gets_403(emulator: Emulator) -> None:
+    host = f"127.0.0.1:{emulator.ports['ws']}"
+    path = presign_path(host, "us-east-1", DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY,
+                        now=datetime.now(UTC) - timedelta(minutes=20))
+    status, body = upgrade_status(emulator.urls["ws"], path)
+    assert status == 403 and "expired" in body or "old" in body
+
+
+def test_websocket_upgrade_on_another_path_gets_404(emulator: Emulator) -> None:
+    assert upgrade_status(emulator.urls["ws"], "/other")[0] == 404
+
+
+def test_tls_listener_refuses_a_client_without_certificate(emulator: Emulator) -> None:
+    context = ssl.create_default_context(cafile=str(emulator.ca_path))
+    sock = open_socket(emulator.ports["mqtts"])
+    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+        tls = context.wrap_socket(sock, server_hostname="localhost")
+        _open_sockets.append(tls)
+        body = b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x01x"
+        tls.sendall(bytes([0x10, len(body)]) + body)
+        if not tls.recv(4):
+            raise ConnectionResetError("closed")
