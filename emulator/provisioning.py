@@ -128,7 +128,7 @@ class FleetProvisioning:
 
     async def create_keys_and_certificate(self, request: dict[str, Any]) -> dict[str, Any]:
         # AWS: an RSA 2048 key pair, PKCS#1 PEM, made off the event loop (tens of ms of CPU).
-        key = await asyncio.to_thread(self.key_pool.take, 30.0)
+        key = await asyncio.to_thread(self.key_pool.take)
         certificate = self.authority.issue(key.public_key())
         body = self._record(certificate)
         body["privateKey"] = pki.private_key_pem(key)
@@ -178,11 +178,13 @@ class FleetProvisioning:
             }
             decision = await asyncio.to_thread(
                 call_pre_provisioning_hook, template.pre_provisioning_hook_url, event,
-                self.config.hook_timeout)
+                min(template.pre_provisioning_hook_timeout, self.config.hook_timeout))
             parameters = {**parameters, **decision.parameter_overrides}
         evaluation = evaluate(template, parameters, certificate_id)
-        redeemed = self.registry.redeem_ownership_token(token)
-        thing_name = self.registry.register_thing(redeemed, evaluation, template_name)
+        # The token is spent in the same transaction as the registration, so a failure (an
+        # OverrideSettings FAIL, a missing policy) leaves it usable.
+        thing_name = self.registry.register_thing(certificate_id, evaluation, template_name,
+                                                  ownership_token=token)
         return {"deviceConfiguration": dict(evaluation.device_configuration),
                 "thingName": thing_name}
 

@@ -1,0 +1,171 @@
+"""Conformance: AWS's own device SDK (awsiotsdk on awscrt) provisions against the emulator.
+
+Our other tests speak to the emulator with paho and with our own reading of the wire contract; these
+run `awsiot.iotidentity.IotIdentityClientV2`, the client AWS ships and keeps current, over the two
+transports a device uses: mutual TLS with the claim certificate, and WebSocket+TLS signed with SigV4
+(with and without a session token, which awscrt leaves out of the signature as AWS IoT requires).
+
+Not covered: an MQTT5 client (`awsiot.mqtt5_client_builder`). AWS IoT speaks MQTT5, the emulator
+speaks MQTT 3.1.1 only, so an MQTT5 CONNECT is refused by design, not by a bug.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from awscrt import auth, mqtt, mqtt_request_response
+from awsiot import V2ServiceException, iotidentity, mqtt_connection_builder
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator
+
+WAIT = 10.0
+TEMPLATE = "demo"
+
+
+def _client_id() -> str:
+    return f"conformance-{uuid.uuid4().hex[:12]}"
+
+
+def mtls_connection(emulator: Emulator) -> mqtt.Connection:
+    return mqtt_connection_builder.mtls_from_path(
+        endpoint="localhost", port=emulator.ports["mqtts"],
+        cert_filepath=str(emulator.claim_cert_path), pri_key_filepath=str(emulator.claim_key_path),
+        ca_filepath=str(emulator.ca_path), client_id=_client_id(), clean_session=True)
+
+
+def _websocket_connection(emulator: Emulator, session_token: str | None) -> mqtt.Connection:
+    credentials = auth.AwsCredentialsProvider.new_static(
+        DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, session_token=session_token)
+    return mqtt_connection_builder.websockets_with_default_aws_signing(
+        region="us-east-1", credentials_provider=credentials,
+        endpoint="localhost", port=emulator.ports["wss"], ca_filepath=str(emulator.ca_path),
+        client_id=_client_id(), clean_session=True)
+
+
+def sigv4_connection(emulator: Emulator) -> mqtt.Connection:
+    return _websocket_connection(emulator, session_token=None)
+
+
+def sigv4_session_token_connection(emulator: Emulator) -> mqtt.Connection:
+    # Temporary credentials: awscrt adds X-Amz-Security-Token to the URL but not to the signature.
+    return _websocket_connection(emulator, session_token="FQoGZXIvYXdzEXAMPLESESSIONTOKEN//+=")
+
+
+TRANSPORTS: dict[str, Callable[[Emulator], mqtt.Connection]] = {
+    "mtls": mtls_connection,
+    "wss-sigv4": sigv4_connection,
+    "wss-sigv4-session-token": sigv4_session_token_connection,
+}
+
+
+@contextmanager
+def identity_client(emulator: Emulator,
+                    transport: str) -> Iterator[iotidentity.IotIdentityClientV2]:
+    connection = TRANSPORTS[transport](emulator)
+    connection.connect().result(timeout=WAIT)
+    try:
+        yield iotidentity.IotIdentityClientV2(connection, mqtt_request_response.ClientOptions(
+            max_request_response_subscriptions=2, max_streaming_subscriptions=0,
+            operation_timeout_in_seconds=int(WAIT)))
+    finally:
+        connection.disconnect().result(timeout=WAIT)
+
+
+def _serial() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def _parsed_certificate(certificate_pem: str, certificate_id: str) -> x509.Certificate:
+    certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    # AWS IoT's certificate ID is the SHA-256 of the certificate's DER encoding.
+    assert certificate_id == hashlib.sha256(der).hexdigest()
+    return certificate
+
+
+def _public_key_der(key: object) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _register_and_check(emulator: Emulator, identity: iotidentity.IotIdentityClientV2,
+                        certificate_id: str, ownership_token: str) -> None:
+    assert emulator.registry.describe_certificate(certificate_id)["status"] == "PENDING_ACTIVATION"
+    serial = _serial()
+    registered = identity.register_thing(iotidentity.RegisterThingRequest(
+        template_name=TEMPLATE, certificate_ownership_token=ownership_token,
+        parameters={"SerialNumber": serial, "DeviceLocation": "line-3"})).result(timeout=WAIT)
+
+    assert registered.thing_name == f"demo-{serial}"
+    assert registered.device_configuration == {"location": "line-3", "serial": serial}
+    thing = emulator.registry.describe_thing(f"demo-{serial}")
+    assert thing is not None
+    assert certificate_id in thing["principals"]
+    assert thing["attributes"] == {"serial": serial, "location": "line-3"}
+    assert emulator.registry.describe_certificate(certificate_id)["status"] == "ACTIVE"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sdk_provisions_with_create_keys_and_certificate(emulator: Emulator,
+                                                         transport: str) -> None:
+    with identity_client(emulator, transport) as identity:
+        created = identity.create_keys_and_certificate(
+            iotidentity.CreateKeysAndCertificateRequest()).result(timeout=WAIT)
+
+        certificate = _parsed_certificate(created.certificate_pem, created.certificate_id)
+        private_key = load_pem_private_key(created.private_key.encode(), password=None)
+        assert _public_key_der(certificate.public_key()) == _public_key_der(
+            private_key.public_key())
+        assert created.certificate_ownership_token
+        _register_and_check(emulator, identity, created.certificate_id,
+                            created.certificate_ownership_token)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sdk_provisions_with_create_certificate_from_csr(
+        emulator: Emulator, transport: str, device_csr: tuple[str, str]) -> None:
+    _, csr_pem = device_csr
+    with identity_client(emulator, transport) as identity:
+        created = identity.create_certificate_from_csr(
+            iotidentity.CreateCertificateFromCsrRequest(certificate_signing_request=csr_pem)
+        ).result(timeout=WAIT)
+
+        certificate = _parsed_certificate(created.certificate_pem, created.certificate_id)
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+        assert _public_key_der(certificate.public_key()) == _public_key_der(csr.public_key())
+        assert created.certificate_ownership_token
+        _register_and_check(emulator, identity, created.certificate_id,
+                            created.certificate_ownership_token)
+
+
+@pytest.mark.parametrize("transport", ["mtls", "wss-sigv4"])
+def test_sdk_surfaces_register_thing_rejection_for_unknown_template(
+        emulator: Emulator, transport: str) -> None:
+    with identity_client(emulator, transport) as identity:
+        created = identity.create_keys_and_certificate(
+            iotidentity.CreateKeysAndCertificateRequest()).result(timeout=WAIT)
+        future = identity.register_thing(iotidentity.RegisterThingRequest(
+            template_name="no-such-template",
+            certificate_ownership_token=created.certificate_ownership_token,
+            parameters={"SerialNumber": _serial()}))
+
+        with pytest.raises(V2ServiceException) as raised:
+            future.result(timeout=WAIT)
+
+    # The SDK parsed the emulator's .../rejected payload into its modeled error shape.
+    error = raised.value.modeled_error
+    assert isinstance(error, iotidentity.V2ErrorResponse)
+    assert raised.value.inner_error is None
+    status_code, error_code = emulator.config.error_codes.template_not_found
+    assert (error.status_code, error.error_code) == (status_code, error_code)
+    assert isinstance(error.error_message, str) and error.error_message
+    assert emulator.registry.describe_certificate(created.certificate_id)["status"] == (
+        "PENDING_ACTIVATION")
+    assert emulator.registry.list_things() == []
