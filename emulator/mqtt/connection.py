@@ -13,7 +13,8 @@ import itertools
 import logging
 import secrets
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from emulator.config import Limits
 from emulator.errors import ProtocolError
@@ -108,9 +109,9 @@ class Connection:
         self._clean_exit = True   # no will for server-side closes we chose
         await self.transport.close()
 
-    def spawn(self, coroutine: object) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run work for this connection; it is cancelled when the connection ends."""
-        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 

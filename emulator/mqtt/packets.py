@@ -192,6 +192,12 @@ def decode(first_byte: int, body: bytes) -> Packet:
 def _decode_connect(reader: Reader) -> Connect:
     protocol_name = reader.text()
     level = reader.u8()
+    if protocol_name != "MQTT" or level != 4:
+        # Another protocol version lays out the rest differently (MQTT 5 puts properties where
+        # 3.1.1 has the client id): stop here so the server can answer CONNACK 0x01.
+        reader.rest()
+        return Connect(client_id="", clean_session=True, keep_alive=0,
+                       protocol_name=protocol_name, protocol_level=level)
     flags = reader.u8()
     if flags & 0x01:
         raise ProtocolError("CONNECT: reserved flag set")

@@ -6,7 +6,7 @@ transports a device uses: mutual TLS with the claim certificate, and WebSocket+T
 (with and without a session token, which awscrt leaves out of the signature as AWS IoT requires).
 
 Not covered: an MQTT5 client (`awsiot.mqtt5_client_builder`). AWS IoT speaks MQTT5, the emulator
-speaks MQTT 3.1.1 only, so an MQTT5 CONNECT is refused by design, not by a bug.
+speaks MQTT 3.1.1 only, so an MQTT5 client cannot connect to it at all.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from contextlib import contextmanager
 
 import pytest
 from awscrt import auth, mqtt, mqtt_request_response
+from awscrt.exceptions import AwsCrtError
 from awsiot import V2ServiceException, iotidentity, mqtt_connection_builder
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator
@@ -40,9 +42,10 @@ def mtls_connection(emulator: Emulator) -> mqtt.Connection:
         ca_filepath=str(emulator.ca_path), client_id=_client_id(), clean_session=True)
 
 
-def _websocket_connection(emulator: Emulator, session_token: str | None) -> mqtt.Connection:
+def _websocket_connection(emulator: Emulator, session_token: str | None,
+                          secret: str = DEFAULT_SECRET_ACCESS_KEY) -> mqtt.Connection:
     credentials = auth.AwsCredentialsProvider.new_static(
-        DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, session_token=session_token)
+        DEFAULT_ACCESS_KEY_ID, secret, session_token=session_token)
     return mqtt_connection_builder.websockets_with_default_aws_signing(
         region="us-east-1", credentials_provider=credentials,
         endpoint="localhost", port=emulator.ports["wss"], ca_filepath=str(emulator.ca_path),
@@ -90,14 +93,19 @@ def _parsed_certificate(certificate_pem: str, certificate_id: str) -> x509.Certi
     return certificate
 
 
-def _public_key_der(key: object) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+def _public_key_der(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _certificate_status(emulator: Emulator, certificate_id: str) -> str | None:
+    certificate = emulator.registry.describe_certificate(certificate_id)
+    return certificate["status"] if certificate else None
 
 
 def _register_and_check(emulator: Emulator, identity: iotidentity.IotIdentityClientV2,
                         certificate_id: str, ownership_token: str) -> None:
-    assert emulator.registry.describe_certificate(certificate_id)["status"] == "PENDING_ACTIVATION"
+    assert _certificate_status(emulator, certificate_id) == "PENDING_ACTIVATION"
     serial = _serial()
     registered = identity.register_thing(iotidentity.RegisterThingRequest(
         template_name=TEMPLATE, certificate_ownership_token=ownership_token,
@@ -109,7 +117,7 @@ def _register_and_check(emulator: Emulator, identity: iotidentity.IotIdentityCli
     assert thing is not None
     assert certificate_id in thing["principals"]
     assert thing["attributes"] == {"serial": serial, "location": "line-3"}
-    assert emulator.registry.describe_certificate(certificate_id)["status"] == "ACTIVE"
+    assert _certificate_status(emulator, certificate_id) == "ACTIVE"
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -166,6 +174,14 @@ def test_sdk_surfaces_register_thing_rejection_for_unknown_template(
     status_code, error_code = emulator.config.error_codes.template_not_found
     assert (error.status_code, error.error_code) == (status_code, error_code)
     assert isinstance(error.error_message, str) and error.error_message
-    assert emulator.registry.describe_certificate(created.certificate_id)["status"] == (
-        "PENDING_ACTIVATION")
+    assert _certificate_status(emulator, created.certificate_id) == "PENDING_ACTIVATION"
     assert emulator.registry.list_things() == []
+
+
+def test_sdk_websocket_signed_with_wrong_secret_is_refused_at_upgrade(emulator: Emulator) -> None:
+    # The counterpart of the SigV4 cases above: the emulator really checks awscrt's signature.
+    connection = _websocket_connection(emulator, session_token=None, secret="not-the-secret")
+    with pytest.raises(AwsCrtError) as raised:
+        connection.connect().result(timeout=WAIT)
+    assert raised.value.name == "AWS_ERROR_HTTP_WEBSOCKET_UPGRADE_FAILURE"
+    assert emulator.connected_client_ids() == []
