@@ -12,7 +12,7 @@
     ├── PoolExhausted                  503 + Retry-After: no free connection within the wait limit
     ├── BrokerUnavailable              503 + Retry-After: cannot connect / subscribe to the broker
     ├── UpstreamTimeout                504: our own deadline passed
-    └── UpstreamInvalid                502: AWS's answer is unusable (bad JSON, certificate not ours)
+    └── UpstreamInvalid                502: AWS's answer is unusable (bad JSON, not our certificate)
 
 Only the MQTT boundary turns paho return codes and timeouts into these; views raise them; one
 handler in `service.api` renders them. Messages never contain keys, tokens or credentials.

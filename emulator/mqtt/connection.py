@@ -94,7 +94,7 @@ class Connection:
         self._outbox.put_nowait((0.0, None))
         try:
             await asyncio.wait_for(writer, 2 + self.send_delay)
-        except (TimeoutError, asyncio.TimeoutError, ConnectionError, OSError):
+        except (TimeoutError, ConnectionError, OSError):
             writer.cancel()
         for task in list(self._tasks):
             task.cancel()
@@ -233,10 +233,10 @@ class Connection:
             if too_many_filters or (
                     is_new and len(self.subscriptions) >= self.limits.max_subscriptions):
                 codes.append(packets.SUBACK_FAILURE)
-                log.warning("%s: subscription to %r refused (%s)", self.name, topic_filter,
-                            "more than %d filters in one SUBSCRIBE"
-                            % self.limits.max_filters_per_subscribe if too_many_filters
-                            else "limit of %d subscriptions" % self.limits.max_subscriptions)
+                why = (f"more than {self.limits.max_filters_per_subscribe} filters in one "
+                       "SUBSCRIBE" if too_many_filters
+                       else f"limit of {self.limits.max_subscriptions} subscriptions")
+                log.warning("%s: subscription to %r refused (%s)", self.name, topic_filter, why)
                 continue
             granted = min(requested_qos, 1)    # QoS 2 is granted as 1, as AWS does
             self.subscriptions[topic_filter] = granted

@@ -63,7 +63,7 @@ class StreamTransport:
         self._writer.close()
         try:
             await asyncio.wait_for(self._writer.wait_closed(), 2)
-        except (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError):
+        except (ConnectionError, OSError, TimeoutError):
             pass
 
 
@@ -101,5 +101,5 @@ class WebSocketTransport:
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self._ws.close(), 2)
-        except (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError):
+        except (ConnectionError, OSError, TimeoutError):
             pass

@@ -10,14 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from mqtt_support import MqttTestClient
-
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Limits
 from emulator.mqtt.packets import encode_remaining_length
 from emulator.sigv4 import presign_path
-
 
 _open_sockets: list[socket.socket] = []
 

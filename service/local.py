@@ -1,0 +1,133 @@
+"""Local mode: no PROVISIONER_IOT_ENDPOINT, so run against the emulator, started as a process.
+
+The service never imports the emulator (STYLE.md): it runs `python -m emulator` and reads the one
+JSON line the emulator prints when ready. One emulator serves every worker of a data directory:
+the first process to get the lock starts it and records it in `emulator.json`; the others find
+it there. The starter stops it when it exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from service.settings import Settings, SettingsError
+
+log = logging.getLogger("service.local")
+
+# The emulator's documented well-known test credentials (emulator README); never real ones.
+EMULATOR_ACCESS_KEY_ID = "AKIDEXAMPLE"
+EMULATOR_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+START_TIMEOUT = 60.0
+
+
+def prepare(settings: Settings) -> Settings:
+    """Settings pointing at a running emulator (started if needed), with an API key."""
+    info = ensure_emulator(settings.emulator_data_dir)
+    scheme = "wss" if settings.emulator_mode == "sigv4" else "mqtts"
+    api_keys = settings.api_keys
+    if not api_keys:
+        api_keys = (generated_api_key(settings.emulator_data_dir),)
+    return settings.replace(
+        iot_endpoint=info["listeners"][scheme], auth_mode=settings.emulator_mode,
+        region="us-east-1", ca_file=Path(info["caFile"]),
+        claim_cert=Path(info["claimCertificate"]), claim_key=Path(info["claimKey"]),
+        api_keys=api_keys,
+        static_credentials=(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY))
+
+
+def generated_api_key(data_dir: Path) -> str:
+    """One key per data directory, made on first use and printed once (every worker shares it)."""
+    path = data_dir / "api-key"
+    with _locked(data_dir):
+        if path.exists():
+            return path.read_text().strip()
+        key = secrets.token_urlsafe(32)
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+    print(f"local mode: generated API key (also in {path}):\n  {key}", file=sys.stderr,
+          flush=True)
+    return key
+
+
+def ensure_emulator(data_dir: Path) -> dict[str, Any]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    record = data_dir / "emulator.json"
+    with _locked(data_dir):
+        if record.exists():
+            info: dict[str, Any] = json.loads(record.read_text())
+            if _alive(info):
+                return info
+        info = _start(data_dir)
+        record.write_text(json.dumps(info))
+        return info
+
+
+class _locked:
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._file = open(data_dir / "emulator.lock", "w")  # noqa: SIM115 (closed in __exit__)
+
+    def __enter__(self) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
+def _alive(info: dict[str, Any]) -> bool:
+    try:
+        os.kill(int(info["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return False
+    url = urlsplit(next(iter(info["listeners"].values())))
+    try:
+        with socket.create_connection((url.hostname, url.port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _start(data_dir: Path) -> dict[str, Any]:
+    log_path = data_dir / "emulator.log"
+    command = [sys.executable, "-m", "emulator", "--data-dir", str(data_dir),
+               "--mqtt-port", "0", "--mqtts-port", "0", "--ws-port", "0", "--wss-port", "0"]
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file,
+                                   stdin=subprocess.DEVNULL)
+    line: list[bytes] = []
+    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    reader.join(START_TIMEOUT)
+    if not line or not line[0].strip():
+        process.kill()
+        raise SettingsError([f"local mode: the emulator did not start within {START_TIMEOUT:g} s;"
+                             f" see {log_path}"])
+    info: dict[str, Any] = json.loads(line[0])
+    info["pid"] = process.pid
+    atexit.register(_stop, process)
+    log.info("local mode: emulator started (pid %d), listeners %s; log in %s", process.pid,
+             ", ".join(info["listeners"].values()), log_path)
+    return info
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,324 @@
+"""One MQTT connection to AWS IoT, owned by one pool slot: the only place paho is touched.
+
+paho runs every callback on its own loop thread; request threads only publish, subscribe and
+wait on events with deadlines. One flow at a time: the request holding the slot sets what it
+expects (an accepted/rejected topic pair); any other message marks the link *dirty*, and a
+dirty, timed-out or interrupted link is discarded (never reused) so a late answer can never
+reach the next request. Reference section 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+import ssl
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from service.errors import BrokerUnavailable, UpstreamInvalid, UpstreamTimeout
+from service.settings import Settings
+from service.sigv4 import AwsCredentials, host_header_for, presign_mqtt_path
+
+log = logging.getLogger("service.mqtt")
+
+# Response topics every link subscribes to on every (re)connect, before serving anyone.
+CREATE_TOPIC = "$aws/certificates/create/json"
+CREATE_FROM_CSR_TOPIC = "$aws/certificates/create-from-csr/json"
+BASE_FILTERS = [t + suffix for t in (CREATE_TOPIC, CREATE_FROM_CSR_TOPIC)
+                for suffix in ("/accepted", "/rejected")]
+MAX_SUBSCRIPTIONS = 50          # AWS IoT per connection
+MAX_FILTERS_PER_SUBSCRIBE = 8   # AWS IoT per SUBSCRIBE
+
+
+def template_topic(template_name: str) -> str:
+    return f"$aws/provisioning-templates/{template_name}/provision/json"
+
+
+@dataclass
+class Answer:
+    outcome: str          # "accepted" or "rejected"
+    body: dict[str, Any]
+
+
+class _Lost(Exception):
+    """The connection dropped while a flow waited (turned into a service error by the caller)."""
+
+
+def new_client_id(slot: int) -> str:
+    # Unique per host, process, slot and incarnation: a duplicate client ID would make AWS
+    # disconnect the other connection, and a fresh ID avoids the 1 CONNECT/s per ID limit.
+    host = socket.gethostname().split(".")[0][:40]
+    return f"prov-{host}-{os.getpid()}-{slot}-{secrets.token_hex(4)}"
+
+
+class MqttLink:
+    def __init__(self, settings: Settings, slot: int,
+                 credentials: Callable[[], AwsCredentials] | None,
+                 on_state_change: Callable[[], None]) -> None:
+        self.settings = settings
+        self.slot = slot
+        self.client_id = new_client_id(slot)
+        self._credentials = credentials
+        self._on_state_change = on_state_change
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self.ready = False            # connected and base subscriptions acknowledged
+        self.dirty = False            # saw something it did not expect: discard after the flow
+        self.closed = False
+        self.last_error: str | None = None
+        self._expected: tuple[str, str] | None = None
+        self._answer: Answer | _Lost | None = None
+        self._subacks: dict[int, list[Any]] = {}
+        self._pending_base: set[int] = set()
+        self._templates: OrderedDict[str, None] = OrderedDict()   # subscribed, LRU order
+        self._recent_certificate_ids: deque[str] = deque(maxlen=32)
+        self.client = self._build_client()
+
+    # -- construction ------------------------------------------------------------------------
+
+    def _build_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             transport=s.transport or "tcp", protocol=mqtt.MQTTv311,
+                             clean_session=True, reconnect_on_failure=True)
+        if s.tls:
+            context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
+            if s.auth_mode == "certificate":
+                context.load_cert_chain(str(s.claim_cert), str(s.claim_key))
+            if s.alpn_protocols:
+                context.set_alpn_protocols(list(s.alpn_protocols))
+            client.tls_set_context(context)
+        # Jitter on the first delay so a pool (or a fleet of workers) does not reconnect in step.
+        low = s.reconnect_min_seconds * random.uniform(1.0, 2.0)
+        client.reconnect_delay_set(low, max(low, s.reconnect_max_seconds))
+        client.on_pre_connect = self._on_pre_connect
+        client.on_socket_open = _set_nodelay
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        s = self.settings
+        assert s.endpoint_host is not None and s.endpoint_port is not None   # checked settings
+        self.client.connect_async(s.endpoint_host, s.endpoint_port, keepalive=60)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        """Disconnect and stop the loop thread; the link is never used again."""
+        with self._lock:
+            self.closed = True
+            self.ready = False
+            self._fail_waiter("link closed")
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+    # -- paho callbacks (loop thread: record and signal, never block) ------------------------
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        if self.settings.auth_mode == "sigv4" and self._credentials is not None:
+            # A fresh SigV4 URL on every connect and reconnect: temporary credentials expire
+            # and a presigned URL is only valid for a short time (reference section 3).
+            s = self.settings
+            host = host_header_for(s.endpoint_host or "", s.endpoint_port or 443, s.tls)
+            path = presign_mqtt_path(host, s.region or "us-east-1", self._credentials())
+            client.ws_set_options(path=path)
+        elif self.settings.transport == "websockets":
+            client.ws_set_options(path=self.settings.websocket_path)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            self.last_error = f"CONNACK refused: {reason}"
+            log.warning("%s: %s", self.client_id, self.last_error)
+            return
+        # Clean session: subscriptions are gone after every connect; take them again and
+        # serve nobody until the SUBACK arrives (reference section 2).
+        with self._lock:
+            filters = BASE_FILTERS + [f for name in self._templates
+                                      for f in _template_filters(name)]
+            self._pending_base = set()
+            for chunk in _chunks(filters, MAX_FILTERS_PER_SUBSCRIBE):
+                rc, mid = client.subscribe([(f, 1) for f in chunk])
+                if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                    self._pending_base.add(mid)
+        log.info("%s: connected to %s:%s, subscribing", self.client_id,
+                 self.settings.endpoint_host, self.settings.endpoint_port)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.last_error = "cannot connect to the broker"
+        log.warning("%s: connect to %s:%s failed; retrying with backoff", self.client_id,
+                    self.settings.endpoint_host, self.settings.endpoint_port)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        with self._lock:
+            was_ready = self.ready
+            self.ready = False
+            if not self.closed:
+                self.last_error = f"disconnected: {reason}"
+            self._fail_waiter("connection lost")
+        if was_ready and not self.closed:
+            log.warning("%s: disconnected (%s); reconnecting", self.client_id, reason)
+        self._on_state_change()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: list[Any],
+                      properties: Any) -> None:
+        became_ready = False
+        with self._lock:
+            pending = self._pending_base
+            if mid in pending:
+                pending.discard(mid)
+                if any(code.is_failure for code in codes):
+                    self.last_error = "AWS IoT refused a response-topic subscription " \
+                                      "(check the policy allows iot:Subscribe)"
+                    log.error("%s: %s", self.client_id, self.last_error)
+                elif not pending and not self.ready:
+                    self.ready = became_ready = True
+                    self.last_error = None
+            else:
+                self._subacks[mid] = codes
+            self._changed.notify_all()
+        if became_ready:
+            log.info("%s: ready", self.client_id)
+            self._on_state_change()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            expected = self._expected
+            if expected is None or message.topic not in expected or self._answer is not None:
+                # Late, duplicate or foreign: whatever it is, this link can no longer be trusted
+                # to tell answers apart. The payload may hold a key: never log it.
+                self.dirty = True
+                log.warning("%s: unexpected message on %s; the connection will be replaced",
+                            self.client_id, message.topic)
+                return
+            try:
+                body = json.loads(message.payload)
+                if not isinstance(body, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                body = {"_unparseable": True}
+            outcome = "accepted" if message.topic == expected[0] else "rejected"
+            if outcome == "accepted" and body.get("certificateId") in self._recent_certificate_ids:
+                # A repeated answer to an earlier flow on this link, not ours.
+                self.dirty = True
+                log.warning("%s: repeated certificate answer ignored", self.client_id)
+                return
+            if outcome == "accepted" and isinstance(body.get("certificateId"), str):
+                self._recent_certificate_ids.append(body["certificateId"])
+            self._answer = Answer(outcome, body)
+            self._changed.notify_all()
+
+    def _fail_waiter(self, why: str) -> None:
+        """Called with the lock held: wake a waiting flow with a loss."""
+        if self._expected is not None and self._answer is None:
+            self._answer = _Lost(why)
+            self._changed.notify_all()
+
+    # -- the request thread's side -----------------------------------------------------------
+
+    def call(self, topic: str, body: dict[str, Any], *, step: str, deadline: float) -> Answer:
+        """Publish one request and wait for its accepted/rejected answer, until `deadline`."""
+        expected = (topic + "/accepted", topic + "/rejected")
+        with self._lock:
+            if not self.ready:
+                raise BrokerUnavailable("the MQTT connection is not ready", step=step,
+                                        retry_after=1)
+            self._expected, self._answer = expected, None
+        try:
+            info = self.client.publish(topic, json.dumps(body), qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self.dirty = True
+                raise BrokerUnavailable(f"publish failed: {mqtt.error_string(info.rc)}",
+                                        step=step, retry_after=1)
+            with self._lock:
+                self._changed.wait_for(lambda: self._answer is not None,
+                                       max(0.0, deadline - time.monotonic()))
+                answer = self._answer
+                self._expected = None
+        except BaseException:
+            with self._lock:
+                self._expected = None
+            raise
+        if answer is None:
+            self.dirty = True     # the answer may still come: this link must not serve again
+            raise UpstreamTimeout(f"no answer from AWS IoT to {step} within the deadline",
+                                  step=step)
+        if isinstance(answer, _Lost):
+            self.dirty = True
+            raise BrokerUnavailable(f"the MQTT connection was lost during {step}", step=step,
+                                    retry_after=1)
+        if answer.body.get("_unparseable"):
+            raise UpstreamInvalid(f"AWS IoT answered {step} with a payload that is not a JSON "
+                                  "object", step=step)
+        return answer
+
+    def ensure_template(self, template_name: str, *, deadline: float) -> None:
+        """Subscribe to a template's answer topics once; keep them, evicting the least used."""
+        with self._lock:
+            if template_name in self._templates:
+                self._templates.move_to_end(template_name)
+                return
+        limit = (MAX_SUBSCRIPTIONS - len(BASE_FILTERS)) // 2
+        while len(self._templates) >= limit:
+            evicted, _ = self._templates.popitem(last=False)
+            self.client.unsubscribe(_template_filters(evicted))
+        with self._lock:
+            rc, mid = self.client.subscribe([(f, 1) for f in _template_filters(template_name)])
+            if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
+                self.dirty = True
+                raise BrokerUnavailable("subscribe failed: the MQTT connection is not ready",
+                                        step="subscribe", retry_after=1)
+            got = self._changed.wait_for(lambda: mid in self._subacks,
+                                         max(0.0, deadline - time.monotonic()))
+            codes = self._subacks.pop(mid, None)
+        if not got or codes is None:
+            self.dirty = True
+            raise UpstreamTimeout("no SUBACK from AWS IoT within the deadline", step="subscribe")
+        if any(code.is_failure for code in codes):
+            raise UpstreamInvalid(
+                f"AWS IoT refused the subscription to template '{template_name}' answers "
+                "(check the claim policy allows iot:Subscribe on its topics)", step="subscribe")
+        with self._lock:
+            self._templates[template_name] = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"slot": self.slot, "clientId": self.client_id,
+                "state": "ready" if self.ready else "connecting",
+                "templates": len(self._templates),
+                **({"lastError": self.last_error} if self.last_error else {})}
+
+
+def _template_filters(template_name: str) -> list[str]:
+    topic = template_topic(template_name)
+    return [topic + "/accepted", topic + "/rejected"]
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    # paho never sets TCP_NODELAY; Nagle plus delayed ACK costs ~40 ms per round trip on small
+    # request/response packets (measured, libraries.md section 1).
+    raw = getattr(sock, "_socket", sock)
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass

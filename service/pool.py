@@ -1,0 +1,111 @@
+"""The per-process pool of MQTT links: one flow in flight per link, bounded waits for a free one.
+
+A slot holds one link. A request takes an idle slot whose link is ready, runs its flow, and
+gives it back; a link that timed out, lost its connection or saw an unexpected message is closed
+and replaced by a fresh one (new client ID, clean session) before the slot serves again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from service.errors import BrokerUnavailable, PoolExhausted
+from service.mqtt_link import MqttLink
+from service.settings import Settings
+from service.sigv4 import AwsCredentials
+
+log = logging.getLogger("service.pool")
+
+
+class ConnectionPool:
+    def __init__(self, settings: Settings,
+                 credentials: Callable[[], AwsCredentials] | None) -> None:
+        self.settings = settings
+        self._credentials = credentials
+        self._changed = threading.Condition()
+        self._links: list[MqttLink] = []
+        self._busy: set[int] = set()
+        self._closed = False
+        for slot in range(settings.pool_size):
+            self._links.append(self._new_link(slot))
+
+    def _new_link(self, slot: int) -> MqttLink:
+        link = MqttLink(self.settings, slot, self._credentials, self._notify)
+        link.start()
+        return link
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    @contextmanager
+    def connection(self, *, deadline: float) -> Iterator[MqttLink]:
+        """Hold one ready link for one flow; replace it afterwards if it is no longer clean."""
+        slot = self._acquire(deadline)
+        link = self._links[slot]
+        try:
+            yield link
+        finally:
+            if link.dirty:
+                self._replace(slot, link)
+            with self._changed:
+                self._busy.discard(slot)
+                self._changed.notify_all()
+
+    def _acquire(self, deadline: float) -> int:
+        wait_until = min(deadline, time.monotonic() + self.settings.pool_wait_seconds)
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise BrokerUnavailable("the service is shutting down", step="connect",
+                                            retry_after=5)
+                for slot, link in enumerate(self._links):
+                    if slot not in self._busy and link.ready and not link.dirty:
+                        self._busy.add(slot)
+                        return slot
+                remaining = wait_until - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            any_ready = any(link.ready for link in self._links)
+        if any_ready:
+            raise PoolExhausted(
+                f"all {len(self._links)} MQTT connections were busy for "
+                f"{self.settings.pool_wait_seconds:g} s; retry shortly", retry_after=1)
+        reasons = sorted({link.last_error or "connecting" for link in self._links})
+        raise BrokerUnavailable("no connection to AWS IoT is ready (" + "; ".join(reasons) + ")",
+                                step="connect", retry_after=2)
+
+    def _replace(self, slot: int, link: MqttLink) -> None:
+        log.info("%s: replaced by a fresh connection so no late answer can reach the next "
+                 "request", link.client_id)
+        fresh = self._new_link(slot)
+        with self._changed:
+            self._links[slot] = fresh
+        # Closing joins paho's loop thread; do it off the request path.
+        threading.Thread(target=link.close, name=f"close-{link.client_id}", daemon=True).start()
+
+    def readiness(self) -> dict[str, Any]:
+        with self._changed:
+            links = [link.describe() | {"busy": slot in self._busy}
+                     for slot, link in enumerate(self._links)]
+        ready = sum(1 for link in links if link["state"] == "ready")
+        return {"ready": ready > 0 and not self._closed, "size": len(links),
+                "readyConnections": ready, "busyConnections": len(self._busy),
+                "connections": links}
+
+    def close(self, *, drain_seconds: float = 0.0) -> None:
+        """Stop taking requests, let in-flight flows finish (bounded), then disconnect all."""
+        deadline = time.monotonic() + drain_seconds
+        with self._changed:
+            self._closed = True
+            while self._busy and time.monotonic() < deadline:
+                self._changed.wait(max(0.0, deadline - time.monotonic()))
+            links = list(self._links)
+        for link in links:
+            link.close()

@@ -1,0 +1,467 @@
+"""Settings of the provisioning service: one frozen, typed object built once from `PROVISIONER_*`.
+
+`Settings.from_env()` turns text into typed values; `Settings.__post_init__` checks the values
+together, so `Settings.replace(...)` (local mode, tests) is checked the same way. Either way every
+problem is listed at once in one `SettingsError`.
+
+The endpoint is given once, as an AWS data endpoint host name or a URL, and the connection fields
+(`endpoint_host`, `endpoint_port`, `transport`, `tls`, `websocket_path`, `alpn_protocols`) are
+derived from it, the auth mode and the port override; they cannot be set on their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+from urllib.parse import urlsplit
+
+AuthMode = Literal["sigv4", "certificate"]
+Transport = Literal["websockets", "tcp"]
+
+AUTH_MODES: tuple[AuthMode, ...] = ("sigv4", "certificate")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_API_KEY_LENGTH = 16
+# AWS IoT refuses MQTT payloads over 128 KB (reference, section 4): a bigger body cannot go on.
+AWS_MAX_PAYLOAD_BYTES = 128 * 1024
+# AWS IoT over TLS on 443 needs this ALPN protocol for X.509 client authentication (reference, 5).
+ALPN_MQTT_CA = "x-amzn-mqtt-ca"
+
+# `<prefix>-ats.iot.<region>.amazonaws.com` (also `.iot-fips.` and China's `.amazonaws.com.cn`).
+_AWS_ENDPOINT = re.compile(
+    r"^[a-z0-9-]+\.iot(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                   r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Characters a key may hold so that it survives an `Authorization: Bearer` header unchanged.
+_API_KEY = re.compile(r"^[\x21-\x7e]+$")
+_SCHEMES: dict[str, tuple[Transport, bool, int | None]] = {
+    # scheme: (transport, tls, default port; None = the URL must say)
+    "wss": ("websockets", True, 443),
+    "ws": ("websockets", False, None),
+    "mqtts": ("tcp", True, 8883),
+    "mqtt": ("tcp", False, None),
+}
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+class SettingsError(Exception):
+    """The settings cannot be used; `problems` lists every reason, one sentence each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = [f"{len(self.problems)} problem(s) with the PROVISIONER_* settings:"]
+        lines += [f"- {problem}" for problem in self.problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    transport: Transport
+    tls: bool
+    websocket_path: str
+    alpn_protocols: tuple[str, ...]
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    # Where and how to connect. iot_endpoint None = local mode (the service starts the emulator).
+    iot_endpoint: str | None = None
+    auth_mode: AuthMode = "sigv4"
+    iot_port: int | None = None
+    region: str | None = None
+    aws_profile: str | None = None
+    claim_cert: Path | None = None
+    claim_key: Path | None = None
+    ca_file: Path | None = None
+    # The MQTT pool and its deadlines.
+    pool_size: int = 4
+    pool_wait_seconds: float = 2.0
+    request_timeout_seconds: float = 20.0
+    step_timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = 10.0
+    reconnect_min_seconds: float = 0.5
+    reconnect_max_seconds: float = 30.0
+    # The HTTP API.
+    api_keys: tuple[str, ...] = ()
+    allow_server_generated_keys: bool = True
+    max_body_bytes: int = 65536
+    max_parameters: int = 32
+    max_parameter_key_length: int = 128
+    max_parameter_value_length: int = 2048
+    log_level: str = "INFO"
+    # Local mode only.
+    emulator_mode: AuthMode = "sigv4"
+    emulator_data_dir: Path = Path(".emulator-data")
+    # Fixed (access key id, secret) for SigV4 instead of botocore's chain: set by local mode for
+    # the emulator's published test pair, never read from the environment, hidden from repr.
+    static_credentials: tuple[str, str] | None = None
+    # Derived in __post_init__ (see the module docstring).
+    endpoint_host: str | None = field(init=False, default=None)
+    endpoint_port: int | None = field(init=False, default=None)
+    transport: Transport | None = field(init=False, default=None)
+    tls: bool = field(init=False, default=False)
+    websocket_path: str = field(init=False, default="/mqtt")
+    alpn_protocols: tuple[str, ...] = field(init=False, default=())
+    generate_api_key: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        problems = _check(self)
+        if problems:
+            raise SettingsError(problems)
+
+    @property
+    def local_mode(self) -> bool:
+        return self.iot_endpoint is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _Reader(os.environ if environ is None else environ)
+        endpoint = env.text("PROVISIONER_IOT_ENDPOINT")
+        values: dict[str, Any] = {
+            "iot_endpoint": endpoint,
+            "auth_mode": env.choice("PROVISIONER_AUTH_MODE", AUTH_MODES,
+                                    _default_auth_mode(endpoint)),
+            "iot_port": env.number("PROVISIONER_IOT_PORT", int, None, 1, 65535),
+            "region": (env.text("PROVISIONER_AWS_REGION") or _region_of(endpoint)
+                       or env.text("AWS_REGION") or env.text("AWS_DEFAULT_REGION")),
+            "aws_profile": env.text("PROVISIONER_AWS_PROFILE"),
+            "claim_cert": env.path("PROVISIONER_CLAIM_CERT"),
+            "claim_key": env.path("PROVISIONER_CLAIM_KEY"),
+            "ca_file": env.path("PROVISIONER_CA_FILE"),
+            "api_keys": tuple(k.strip() for k in (env.text("PROVISIONER_API_KEYS") or "").split(",")
+                              if k.strip()),
+            "allow_server_generated_keys": env.boolean("PROVISIONER_ALLOW_SERVER_KEYS", True),
+            "log_level": env.choice("PROVISIONER_LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            "emulator_mode": env.choice("PROVISIONER_EMULATOR_MODE", AUTH_MODES, "sigv4"),
+            "emulator_data_dir": env.path("PROVISIONER_EMULATOR_DATA_DIR")
+            or Path.cwd() / ".emulator-data",
+        }
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for name, (kind, low, high) in NUMBERS.items():
+            values[name] = env.number(_env_name(name), kind, defaults[name], low, high)
+        if (endpoint and "://" not in endpoint and env.text("PROVISIONER_AUTH_MODE") is None
+                and (values["claim_cert"] or values["claim_key"])):
+            # A bare host defaults to sigv4; claim files suggest certificate was meant. Ask.
+            env.problems.append("PROVISIONER_CLAIM_CERT/KEY are set but PROVISIONER_AUTH_MODE is "
+                                "not: set it to certificate to connect with the claim "
+                                "certificate, or to sigv4 to sign with AWS credentials")
+        try:
+            settings = cls(**values)
+        except SettingsError as error:
+            raise SettingsError(env.problems + error.problems) from None
+        if env.problems:
+            raise SettingsError(env.problems)
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "api_keys":  # never print a key, only how many there are
+                shown.append(f"api_keys=<{len(value)} hidden>")
+            elif f.name == "static_credentials" and value is not None:
+                shown.append("static_credentials=<hidden>")
+            else:
+                shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+# field: (type, lowest, highest); the environment variable is PROVISIONER_<FIELD>.
+NUMBERS: dict[str, tuple[type, float, float]] = {
+    "pool_size": (int, 1, 50),
+    "pool_wait_seconds": (float, 0, 60),
+    "request_timeout_seconds": (float, 0.1, 300),
+    "step_timeout_seconds": (float, 0.1, 300),
+    "connect_timeout_seconds": (float, 0.1, 300),
+    "reconnect_min_seconds": (float, 0.01, 3600),
+    "reconnect_max_seconds": (float, 0.01, 3600),
+    "max_body_bytes": (int, 1024, AWS_MAX_PAYLOAD_BYTES),
+    "max_parameters": (int, 0, 1000),
+    "max_parameter_key_length": (int, 1, 1024),
+    "max_parameter_value_length": (int, 1, AWS_MAX_PAYLOAD_BYTES),
+}
+
+
+def _env_name(field_name: str) -> str:
+    return "PROVISIONER_" + field_name.upper()
+
+
+def _number_problem(name: str, kind: type, low: float, high: float, got: object) -> str:
+    what = "an integer" if kind is int else "a number"
+    return f"{name} must be {what} between {low:g} and {high:g}, got {got!r}"
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads text from the environment into typed values, noting every problem instead of raising.
+
+    An empty value counts as unset (compose files and shells often pass `VAR=`). On a problem the
+    default is returned, so the cross-field checks that follow do not report it a second time.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def text(self, name: str) -> str | None:
+        value = self.environ.get(name, "").strip()
+        return value or None
+
+    def path(self, name: str) -> Path | None:
+        value = self.text(name)
+        return Path(value).expanduser() if value else None
+
+    def choice(self, name: str, allowed: tuple[T, ...], default: T, *, upper: bool = False) -> T:
+        value = self.text(name)
+        if value is None:
+            return default
+        value = value.upper() if upper else value.lower()
+        if value not in allowed:
+            self.problems.append(f"{name} must be one of {', '.join(map(str, allowed))}, "
+                                 f"got {value!r}")
+            return default
+        return cast(T, value)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.text(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        self.problems.append(f"{name} must be true/false/1/0/yes/no, got {value!r}")
+        return default
+
+    def number(self, name: str, kind: Callable[[str], Any], default: Any, low: float,
+               high: float) -> Any:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not low <= value <= high:
+            self.problems.append(_number_problem(name, cast(type, kind), low, high, raw))
+            return default
+        return value
+
+
+def _default_auth_mode(endpoint: str | None) -> AuthMode:
+    scheme = endpoint.partition("://")[0].lower() if endpoint and "://" in endpoint else ""
+    return "certificate" if scheme in ("mqtt", "mqtts") else "sigv4"
+
+
+def _region_of(endpoint: str | None) -> str | None:
+    if not endpoint:
+        return None
+    host = urlsplit(endpoint).hostname if "://" in endpoint else endpoint
+    match = _AWS_ENDPOINT.fullmatch((host or "").lower())
+    return match["region"] if match else None
+
+
+def parse_endpoint(endpoint: str, auth_mode: str, port: int | None) -> Endpoint:
+    """The connection an endpoint names; ValueError says what is wrong with it."""
+    if "://" not in endpoint:
+        if not _valid_host(endpoint):
+            raise ValueError(f"PROVISIONER_IOT_ENDPOINT must be a host name (like "
+                             f"'abc123-ats.iot.eu-west-1.amazonaws.com') or a wss://, ws://, "
+                             f"mqtts:// or mqtt:// URL, got {endpoint!r}")
+        # An AWS data endpoint: SigV4 goes over WSS on 443, certificates over TLS on 8883.
+        if auth_mode == "certificate":
+            return _endpoint(endpoint, port or 8883, "tcp", True, "/mqtt", auth_mode)
+        return _endpoint(endpoint, port or 443, "websockets", True, "/mqtt", auth_mode)
+    url = urlsplit(endpoint)
+    scheme = url.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ValueError(f"PROVISIONER_IOT_ENDPOINT scheme must be wss, ws, mqtts or mqtt, "
+                         f"got {url.scheme!r}")
+    transport, tls, default_port = _SCHEMES[scheme]
+    # Checked first, and the URL is not echoed until then: user info may hold a password.
+    if "@" in url.netloc or url.query or url.fragment:
+        raise ValueError("PROVISIONER_IOT_ENDPOINT must not contain user info, a query or a "
+                         "fragment (credentials come from the AWS credential chain)")
+    try:
+        url_port = url.port
+    except ValueError:
+        raise ValueError(f"PROVISIONER_IOT_ENDPOINT has an invalid port: {endpoint!r}") from None
+    if not url.hostname or not _valid_host(url.hostname):
+        raise ValueError(f"PROVISIONER_IOT_ENDPOINT has no valid host: {endpoint!r}")
+    if url_port is not None and port is not None and url_port != port:
+        raise ValueError(f"PROVISIONER_IOT_PORT={port} contradicts the port {url_port} "
+                         f"in PROVISIONER_IOT_ENDPOINT")
+    chosen = url_port or port or default_port
+    if chosen is None:
+        raise ValueError(f"PROVISIONER_IOT_ENDPOINT {scheme}:// needs an explicit port, "
+                         f"like {scheme}://{url.hostname}:1883")
+    path = url.path if url.path not in ("", "/") else "/mqtt"
+    if transport == "tcp" and url.path not in ("", "/"):
+        raise ValueError(f"PROVISIONER_IOT_ENDPOINT {scheme}:// takes no path, got {url.path!r}")
+    return _endpoint(url.hostname, chosen, transport, tls, path, auth_mode)
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_HOST.fullmatch(host))
+    return True
+
+
+def _endpoint(host: str, port: int, transport: Transport, tls: bool, path: str,
+              auth_mode: str) -> Endpoint:
+    alpn = (ALPN_MQTT_CA,) if auth_mode == "certificate" and tls and port == 443 else ()
+    return Endpoint(host, port, transport, tls, path, alpn)
+
+
+def _check(settings: Settings) -> list[str]:
+    """Fill the derived fields of `settings` and return every problem found."""
+    problems: list[str] = []
+    s = settings
+
+    def derive(name: str, value: object) -> None:
+        object.__setattr__(s, name, value)  # frozen: derived fields are set once, here
+
+    derive("generate_api_key", s.local_mode and not s.api_keys)
+    if s.auth_mode not in AUTH_MODES:
+        problems.append(f"PROVISIONER_AUTH_MODE must be sigv4 or certificate, got {s.auth_mode!r}")
+    if s.emulator_mode not in AUTH_MODES:
+        problems.append(f"PROVISIONER_EMULATOR_MODE must be sigv4 or certificate, "
+                        f"got {s.emulator_mode!r}")
+    if s.log_level not in LOG_LEVELS:
+        problems.append(f"PROVISIONER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                        f"got {s.log_level!r}")
+    bad_numbers = [_number_problem(_env_name(name), kind, low, high, getattr(s, name))
+                   for name, (kind, low, high) in NUMBERS.items()
+                   if not _in_range(getattr(s, name), kind, low, high)]
+    problems += bad_numbers or _check_timing(s)
+    if s.iot_port is not None and not 1 <= s.iot_port <= 65535:
+        problems.append(f"PROVISIONER_IOT_PORT must be an integer between 1 and 65535, "
+                        f"got {s.iot_port!r}")
+    problems += _check_api_keys(s)
+    if s.static_credentials is not None and (
+            len(s.static_credentials) != 2 or not all(s.static_credentials)):
+        problems.append("static_credentials must be (access key id, secret access key)")
+    if s.local_mode:
+        return problems  # the connection settings are made by local mode
+    try:
+        endpoint = parse_endpoint(s.iot_endpoint or "", s.auth_mode, s.iot_port)
+    except ValueError as error:
+        return [*problems, str(error)]
+    derive("endpoint_host", endpoint.host)
+    derive("endpoint_port", endpoint.port)
+    derive("transport", endpoint.transport)
+    derive("tls", endpoint.tls)
+    derive("websocket_path", endpoint.websocket_path)
+    derive("alpn_protocols", endpoint.alpn_protocols)
+    problems += _check_connection(s, endpoint)
+    return problems
+
+
+def _in_range(value: object, kind: type, low: float, high: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (kind, int)):
+        return False
+    number = float(cast(float, value))
+    return math.isfinite(number) and low <= number <= high
+
+
+def _check_timing(s: Settings) -> list[str]:
+    problems = []
+    if s.step_timeout_seconds > s.request_timeout_seconds:
+        problems.append("PROVISIONER_STEP_TIMEOUT_SECONDS must not exceed "
+                        "PROVISIONER_REQUEST_TIMEOUT_SECONDS")
+    if s.pool_wait_seconds >= s.request_timeout_seconds:
+        problems.append("PROVISIONER_POOL_WAIT_SECONDS must be less than "
+                        "PROVISIONER_REQUEST_TIMEOUT_SECONDS")
+    if s.reconnect_min_seconds > s.reconnect_max_seconds:
+        problems.append("PROVISIONER_RECONNECT_MIN_SECONDS must not exceed "
+                        "PROVISIONER_RECONNECT_MAX_SECONDS")
+    return problems
+
+
+def _check_api_keys(s: Settings) -> list[str]:
+    # Problems name the position of a key, never the key itself.
+    problems = []
+    if not s.local_mode and not s.api_keys:
+        problems.append("PROVISIONER_API_KEYS is required outside local mode: comma-separated "
+                        f"keys of at least {MIN_API_KEY_LENGTH} characters")
+    for number, key in enumerate(s.api_keys, start=1):
+        if len(key) < MIN_API_KEY_LENGTH:
+            problems.append(f"PROVISIONER_API_KEYS key #{number} has {len(key)} characters; "
+                            f"each key needs at least {MIN_API_KEY_LENGTH}")
+        elif not _API_KEY.fullmatch(key):
+            problems.append(f"PROVISIONER_API_KEYS key #{number} contains spaces or characters "
+                            "outside printable ASCII, which an Authorization header cannot carry")
+    return problems
+
+
+def _check_connection(s: Settings, endpoint: Endpoint) -> list[str]:
+    problems = []
+    scheme = {("websockets", True): "wss", ("websockets", False): "ws",
+              ("tcp", True): "mqtts", ("tcp", False): "mqtt"}[(endpoint.transport, endpoint.tls)]
+    if s.auth_mode == "sigv4" and endpoint.transport != "websockets":
+        problems.append(f"PROVISIONER_AUTH_MODE=sigv4 signs a WebSocket upgrade and needs a "
+                        f"wss:// or ws:// endpoint, got {scheme}://")
+    if s.auth_mode == "certificate" and endpoint.transport != "tcp":
+        problems.append(f"PROVISIONER_AUTH_MODE=certificate needs an mqtts:// or mqtt:// "
+                        f"endpoint (AWS IoT takes client certificates over TLS only), "
+                        f"got {scheme}://")
+    if s.auth_mode == "sigv4":
+        problems += _check_region(s, endpoint)
+    for name, path in (("PROVISIONER_CLAIM_CERT", s.claim_cert),
+                       ("PROVISIONER_CLAIM_KEY", s.claim_key)):
+        if s.auth_mode == "sigv4":
+            continue  # unused: SigV4 signs with AWS credentials (local mode sets both kinds)
+        if not endpoint.tls and path is not None:
+            problems.append(f"{name} is set but {scheme}:// has no TLS to present it; "
+                            "use mqtts://")
+        elif endpoint.tls and path is None:
+            problems.append(f"{name} is required in certificate mode")
+        elif path is not None:
+            problems += _check_readable(name, path)
+    if s.ca_file is not None:
+        if not endpoint.tls:
+            problems.append(f"PROVISIONER_CA_FILE is set but {scheme}:// uses no TLS")
+        else:
+            problems += _check_readable("PROVISIONER_CA_FILE", s.ca_file)
+    return problems
+
+
+def _check_region(s: Settings, endpoint: Endpoint) -> list[str]:
+    host_region = _region_of(endpoint.host)
+    if s.region is None and host_region is None:
+        return [f"PROVISIONER_AWS_REGION is required in sigv4 mode: it cannot be derived from "
+                f"the endpoint host {endpoint.host!r} (AWS_REGION or AWS_DEFAULT_REGION also do)"]
+    if s.region is None:
+        object.__setattr__(s, "region", host_region)
+        return []
+    if not _REGION.fullmatch(s.region):
+        return [f"PROVISIONER_AWS_REGION must look like 'eu-west-1', got {s.region!r}"]
+    if host_region is not None and host_region != s.region:
+        return [f"PROVISIONER_AWS_REGION={s.region} contradicts the endpoint's region "
+                f"{host_region}: SigV4 would be refused"]
+    return []
+
+
+def _check_readable(name: str, path: Path) -> list[str]:
+    if not path.is_file():
+        return [f"{name}={str(path)!r} does not exist or is not a file"]
+    if not os.access(path, os.R_OK):
+        return [f"{name}={str(path)!r} is not readable by this process"]
+    return []

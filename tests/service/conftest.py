@@ -1,0 +1,238 @@
+"""The service over real HTTP: the app on a loopback socket, and a client held to `openapi.yaml`.
+
+Fixtures
+    settings_env        dict: the PROVISIONER_* environment of the default test settings
+                        (endpoint mqtt://127.0.0.1:1, where nothing listens; TEST_API_KEY)
+    make_settings       make_settings(**env) -> Settings.from_env(settings_env | env)
+    contract            the repository's openapi.yaml as an openapi_core.OpenAPI (session)
+    serve               serve(settings=None, provisioner=None) -> ApiClient: create_app(...) on
+                        127.0.0.1:<free port> in a thread, stopped at teardown. provisioner=None
+                        means the app makes its own (the real Provisioner class), as in production.
+    scripted            a ScriptedProvisioner: set .outcome to a ProvisionResult or an exception
+    api                 serve(provisioner=scripted): the HTTP layer alone, scripted provisioner
+    csr_pem             a fresh, valid PEM CSR for an EC P-256 key
+    contract_check      contract_check(response): raise ContractViolation (an AssertionError)
+                        unless the contract allows this response to its request
+
+ApiClient (`api.get(path)`, `api.post(path, json=...)`, `api.request(method, path, ...)`) returns
+`requests.Response`s and checks EVERY one against the contract first (status, headers, body). It
+sends `Authorization: Bearer <key>` with `api.key` unless told `key=None` or another key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from jsonschema_path import SchemaPath
+from openapi_core import Config, OpenAPI
+from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
+from openapi_core.deserializing.media_types.util import json_loads
+from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+from openapi_core.validation.schemas import oas31_schema_validators_factory
+from openapi_core.validation.schemas.exceptions import ValidateError
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from service import create_app
+from service.errors import ServiceError
+from service.provisioner import ProvisionResult
+from service.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONTRACT_PATH = REPO_ROOT / "openapi.yaml"
+TEST_API_KEY = "test-key-0123456789abcdef"
+REQUEST_TIMEOUT = 30.0
+
+
+class ContractViolation(AssertionError):
+    pass
+
+
+class ScriptedProvisioner:
+    """Stands in for the MQTT flow when only the HTTP layer is under test; records every call."""
+
+    def __init__(self) -> None:
+        self.outcome: ProvisionResult | Exception = ServiceError("no outcome scripted")
+        self.ready: dict[str, Any] = {"ready": False, "connections": []}
+        self.calls: list[dict[str, Any]] = []
+        self.closed = False
+
+    def provision(self, **request: Any) -> ProvisionResult:
+        self.calls.append(request)
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+    def readiness(self) -> dict[str, Any]:
+        return self.ready
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def check_against_contract(contract: OpenAPI, response: requests.Response) -> None:
+    """Raise ContractViolation unless `response` is one the contract allows for its request."""
+    sent = response.request
+    if not isinstance(sent.body, bytes | str | None):  # a streamed body is gone once sent
+        sent = sent.copy()
+        sent.body = None
+    request = RequestsOpenAPIRequest(sent)
+    errors = list(contract.iter_response_errors(request, RequestsOpenAPIResponse(response)))
+    if any(isinstance(e, PathNotFound | OperationNotFound) for e in errors):
+        # No operation describes an unknown path or method; the contract's shared responses do.
+        errors = _routing_problem_errors(contract, response)
+    if errors:
+        raise ContractViolation(
+            f"{response.request.method} {response.request.path_url} -> {response.status_code} "
+            f"breaks openapi.yaml:\n" + "\n".join(_describe(e) for e in errors)
+            + f"\nheaders: {dict(response.headers)}\nbody: {response.text[:2000]}")
+
+
+def _routing_problem_errors(contract: OpenAPI, response: requests.Response) -> list[Exception]:
+    name = {404: "NotFound", 405: "MethodNotAllowed"}.get(response.status_code)
+    if name is None:
+        return [ContractViolation(f"an unrouted request must get 404 or 405, "
+                                  f"got {response.status_code}")]
+    definition = contract.spec / "components" / "responses" / name
+    errors: list[Exception] = []
+    for header, spec in (definition / "headers").items():
+        value = response.headers.get(header)
+        if value is None:
+            if spec.getkey("required", False):
+                errors.append(ContractViolation(f"missing required header {header}"))
+            continue
+        errors += _schema_errors(contract, spec / "schema", value)
+    media = definition / "content"
+    content_type = response.headers.get("Content-Type", "")
+    if content_type not in media:
+        return [*errors, ContractViolation(f"content type {content_type!r} is not documented")]
+    errors += _schema_errors(contract, media / content_type / "schema", response.json())
+    return errors
+
+
+def _schema_errors(contract: OpenAPI, schema: SchemaPath, value: Any) -> list[Exception]:
+    try:
+        oas31_schema_validators_factory.create(contract.spec, schema).validate(value)
+    except ValidateError as error:
+        return [error]
+    return []
+
+
+def _describe(error: BaseException) -> str:
+    lines = [f"- {type(error).__name__}: {error}"]
+    cause = error.__cause__
+    for detail in getattr(cause, "schema_errors", None) or getattr(error, "schema_errors", ()):
+        lines.append(f"    {'/'.join(map(str, detail.absolute_path)) or '<body>'}: "
+                     f"{detail.message}")
+    return "\n".join(lines)
+
+
+class ApiClient:
+    def __init__(self, base_url: str, contract: OpenAPI, app: Any, settings: Settings,
+                 provisioner: Any) -> None:
+        self.base_url = base_url
+        self.contract = contract
+        self.app = app
+        self.settings = settings
+        self.provisioner = provisioner
+        self.key: str | None = settings.api_keys[0] if settings.api_keys else None
+        self.session = requests.Session()
+
+    def request(self, method: str, path: str, *, key: str | None | object = ...,
+                **kwargs: Any) -> requests.Response:
+        key = self.key if key is ... else key
+        headers = dict(kwargs.pop("headers", None) or {})
+        if key is not None and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {key}"
+        kwargs.setdefault("timeout", REQUEST_TIMEOUT)
+        response = self.session.request(method, self.base_url + path, headers=headers, **kwargs)
+        check_against_contract(self.contract, response)
+        return response
+
+    def check(self, response: requests.Response) -> None:
+        check_against_contract(self.contract, response)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def contract() -> OpenAPI:
+    # problem+json is JSON: openapi-core only knows application/json out of the box.
+    config = Config(extra_media_type_deserializers={"application/problem+json": json_loads})
+    return OpenAPI.from_path(CONTRACT_PATH, config=config)
+
+
+@pytest.fixture
+def settings_env() -> dict[str, str]:
+    return {"PROVISIONER_IOT_ENDPOINT": "mqtt://127.0.0.1:1", "PROVISIONER_API_KEYS": TEST_API_KEY}
+
+
+@pytest.fixture
+def make_settings(settings_env: dict[str, str]) -> Callable[..., Settings]:
+    def make(**env: str) -> Settings:
+        return Settings.from_env({**settings_env, **env})
+
+    return make
+
+
+@pytest.fixture
+def serve(contract: OpenAPI, make_settings: Callable[..., Settings]
+          ) -> Iterator[Callable[..., ApiClient]]:
+    started: list[tuple[BaseWSGIServer, threading.Thread, ApiClient]] = []
+
+    def start(settings: Settings | None = None, provisioner: Any = None) -> ApiClient:
+        settings = settings or make_settings()
+        app = create_app(settings, provisioner)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name="http-test-server", daemon=True)
+        thread.start()
+        client = ApiClient(f"http://127.0.0.1:{server.server_port}", contract, app, settings,
+                           provisioner)
+        started.append((server, thread, client))
+        return client
+
+    yield start
+    for server, thread, client in reversed(started):
+        client.session.close()
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        client.app.extensions["provisioner"].close()
+        assert not thread.is_alive(), "the test HTTP server did not stop"
+
+
+@pytest.fixture
+def scripted() -> ScriptedProvisioner:
+    return ScriptedProvisioner()
+
+
+@pytest.fixture
+def contract_check(contract: OpenAPI) -> Callable[[requests.Response], None]:
+    return lambda response: check_against_contract(contract, response)
+
+
+@pytest.fixture
+def csr_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
+           .sign(key, hashes.SHA256()))
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture
+def api(serve: Callable[..., ApiClient], scripted: ScriptedProvisioner) -> ApiClient:
+    return serve(provisioner=scripted)

@@ -1,0 +1,298 @@
+"""POST /provision end to end: HTTP -> Flask -> paho pool -> the real emulator, and back.
+
+Every response is checked against openapi.yaml by the `serve` client (tests/service/conftest.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from device_keys import make_csr
+
+from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
+from service.settings import Settings
+
+MODES = ["sigv4", "certificate"]
+
+
+def spki(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def settings_for(emulator: Emulator, make_settings: Callable[..., Settings], mode: str,
+                 **env: str) -> Settings:
+    if mode == "sigv4":
+        base = {"PROVISIONER_IOT_ENDPOINT": emulator.urls["wss"]}
+    else:
+        base = {"PROVISIONER_IOT_ENDPOINT": emulator.urls["mqtts"],
+                "PROVISIONER_CLAIM_CERT": str(emulator.claim_cert_path),
+                "PROVISIONER_CLAIM_KEY": str(emulator.claim_key_path)}
+    settings = make_settings(**{"PROVISIONER_AUTH_MODE": mode, "PROVISIONER_AWS_REGION": "us-east-1",
+                                "PROVISIONER_CA_FILE": str(emulator.ca_path),
+                                "PROVISIONER_POOL_SIZE": "2", "PROVISIONER_RECONNECT_MIN_SECONDS": "0.2",
+                                "PROVISIONER_RECONNECT_MAX_SECONDS": "1", **base, **env})
+    return settings.replace(static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
+
+
+def wait_ready(api, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = api.get("/readyz")
+        if response.status_code == 200:
+            return response.json()
+        time.sleep(0.05)
+    raise AssertionError(f"service not ready: {response.json()}")
+
+
+@pytest.fixture
+def start_service(emulator: Emulator, serve, make_settings):
+    def start(mode: str = "sigv4", **env: str):
+        api = serve(settings_for(emulator, make_settings, mode, **env))
+        wait_ready(api)
+        return api
+    return start
+
+
+def provision(api, serial: str, csr: str | None = None, template: str = "demo", **extra):
+    body = {"templateName": template, "parameters": {"SerialNumber": serial}, **extra}
+    if csr is not None:
+        body["csr"] = csr
+    return api.post("/provision", json=body)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_csr_flow_returns_a_certificate_for_the_callers_key(
+        emulator: Emulator, start_service, device_csr, mode: str) -> None:
+    api = start_service(mode)
+    key_pem, csr_pem = device_csr
+    response = api.post("/provision", json={"templateName": "demo", "csr": csr_pem,
+                                     "parameters": {"SerialNumber": f"CSR-{mode}",
+                                                    "DeviceLocation": "bay-7"}})
+    assert response.status_code == 201, response.text
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.json()
+    assert "privateKey" not in body
+    certificate = x509.load_pem_x509_certificate(body["certificatePem"].encode())
+    device_key = serialization.load_pem_private_key(key_pem.encode(), None)
+    assert spki(certificate.public_key()) == spki(device_key.public_key())
+    assert body["thingName"] == f"demo-CSR-{mode}"
+    assert body["deviceConfiguration"] == {"location": "bay-7", "serial": f"CSR-{mode}"}
+    thing = emulator.registry.describe_thing(body["thingName"])
+    assert thing is not None and body["certificateId"] in thing["principals"]
+    assert emulator.registry.certificate_status(body["certificateId"]) == "ACTIVE"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_server_generated_key_flow_returns_the_matching_key(
+        emulator: Emulator, start_service, mode: str) -> None:
+    api = start_service(mode)
+    response = provision(api, f"KEY-{mode}")
+    assert response.status_code == 201, response.text
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.json()
+    key = serialization.load_pem_private_key(body["privateKey"].encode(), None)
+    certificate = x509.load_pem_x509_certificate(body["certificatePem"].encode())
+    assert spki(certificate.public_key()) == spki(key.public_key())
+    assert emulator.registry.certificate_status(body["certificateId"]) == "ACTIVE"
+    assert emulator.registry.describe_thing(f"demo-KEY-{mode}") is not None
+
+
+def test_readiness_describes_the_pool(start_service) -> None:
+    api = start_service()
+    detail = wait_ready(api)
+    assert detail["ready"] is True and detail["readyConnections"] == 2
+    assert len({c["clientId"] for c in detail["connections"]}) == 2
+
+
+# -- AWS rejections arrive as mapped statuses with AWS's own fields ---------------------------
+
+def test_unknown_template_is_404_with_aws_fields(start_service) -> None:
+    response = provision(start_service(), "X", template="no-such-template")
+    assert response.status_code == 404
+    problem = response.json()
+    assert (problem["step"], problem["errorCode"]) == ("register", "ResourceNotFoundException")
+    assert "no-such-template" in problem["errorMessage"]
+
+
+def test_missing_template_parameter_is_400_with_aws_message(start_service) -> None:
+    response = start_service().post("/provision", json={"templateName": "demo"})
+    assert response.status_code == 400
+    problem = response.json()
+    assert problem["step"] == "register" and "SerialNumber" in problem["errorMessage"]
+
+
+def test_aws_throttling_is_429_with_retry_after(emulator: Emulator, start_service) -> None:
+    api = start_service()
+    emulator.set_fault("register_thing", Fault(throttle=(0.001, 0)))
+    response = provision(api, "T1")
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.json()["errorCode"] == "ThrottlingException"
+
+
+def test_aws_server_error_is_502(emulator: Emulator, start_service) -> None:
+    api = start_service()
+    emulator.set_fault("create_certificate_from_csr",
+                       Fault(reject=(500, "InternalFailure", "boom"), count=1))
+    response = provision(api, "E1", make_csr()[1])
+    assert response.status_code == 502
+    assert (response.json()["step"], response.json()["errorCode"]) == ("create", "InternalFailure")
+
+
+def test_hook_denial_is_403_access_denied(tmp_path: Path, serve, make_settings,
+                                          templates_dir: Path) -> None:
+    import json as _json
+    demo = _json.loads((Path(__file__).parents[2] / "emulator/data/demo.json").read_text())
+    # A hook URL where nothing listens: the hook fails, and AWS rejects (ACCESS_DENIED).
+    (templates_dir / "hooked.json").write_text(_json.dumps({
+        "templateBody": demo, "preProvisioningHook": {"url": "http://127.0.0.1:9/hook"}}))
+    with Emulator(data_dir=tmp_path / "data", templates_dir=templates_dir, key_algorithm="ec",
+                  key_pool_size=1) as emulator:
+        api = serve(settings_for(emulator, make_settings, "sigv4"))
+        wait_ready(api)
+        response = provision(api, "H1", template="hooked")
+    assert response.status_code == 403
+    assert response.json()["errorCode"] == "ACCESS_DENIED"
+
+
+# -- correlation under load, late answers, faults ---------------------------------------------
+
+def test_many_concurrent_callers_each_get_their_own_certificate_and_thing(
+        emulator: Emulator, start_service) -> None:
+    api = start_service(PROVISIONER_POOL_SIZE="4", PROVISIONER_POOL_WAIT_SECONDS="15")
+    emulator.set_fault("*", Fault(latency=(0.0, 0.02)))
+    requests_ = [(f"MIX-{i:03d}", *make_csr(f"dev-{i}")) for i in range(200)]
+
+    def one(item):
+        serial, key_pem, csr_pem = item
+        return item, provision(api, serial, csr_pem)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(one, requests_))
+    for (serial, key_pem, _), response in results:
+        assert response.status_code == 201, response.text
+        body = response.json()
+        certificate = x509.load_pem_x509_certificate(body["certificatePem"].encode())
+        own_key = serialization.load_pem_private_key(key_pem.encode(), None)
+        assert spki(certificate.public_key()) == spki(own_key.public_key()), serial
+        assert body["thingName"] == f"demo-{serial}"
+        assert body["deviceConfiguration"]["serial"] == serial
+        thing = emulator.registry.describe_thing(f"demo-{serial}")
+        assert body["certificateId"] in thing["principals"]
+    assert len({r.json()["certificateId"] for _, r in results}) == 200
+
+
+def test_late_answer_gives_504_and_never_reaches_the_next_request(
+        emulator: Emulator, start_service, device_csr) -> None:
+    api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_STEP_TIMEOUT_SECONDS="0.5",
+                        PROVISIONER_POOL_WAIT_SECONDS="10")
+    emulator.set_fault("register_thing", Fault(late=1.0, count=1))
+    response = provision(api, "LATE-1")
+    assert response.status_code == 504
+    assert response.json()["step"] == "register"
+    for index in range(3):
+        key_pem, csr_pem = make_csr()
+        response = provision(api, f"NEXT-{index}", csr_pem)
+        assert response.status_code == 201, response.text
+        assert response.json()["thingName"] == f"demo-NEXT-{index}"
+        certificate = x509.load_pem_x509_certificate(response.json()["certificatePem"].encode())
+        own = serialization.load_pem_private_key(key_pem.encode(), None)
+        assert spki(certificate.public_key()) == spki(own.public_key())
+    time.sleep(1.0)   # the late answer has now arrived at the discarded connection, not here
+    assert provision(api, "AFTER").json()["thingName"] == "demo-AFTER"
+
+
+def test_duplicate_answers_do_not_mix_up_callers(emulator: Emulator, start_service) -> None:
+    api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_POOL_WAIT_SECONDS="10")
+    emulator.set_fault("*", Fault(answer_twice=True))
+    for index in range(5):
+        key_pem, csr_pem = make_csr()
+        response = provision(api, f"DUP-{index}", csr_pem)
+        if response.status_code != 201:
+            assert response.status_code in (502, 503), response.text
+            continue
+        body = response.json()
+        certificate = x509.load_pem_x509_certificate(body["certificatePem"].encode())
+        own = serialization.load_pem_private_key(key_pem.encode(), None)
+        assert spki(certificate.public_key()) == spki(own.public_key())
+        assert body["thingName"] == f"demo-DUP-{index}"
+
+
+def test_broker_down_at_start_then_recovers(tmp_path: Path, serve, make_settings) -> None:
+    probe = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=1).start()
+    ports = probe.ports
+    probe.stop()          # nothing listens now; same CA and data dir for the real start
+    emulator = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=1,
+                        mqtt_port=ports["mqtt"], mqtts_port=ports["mqtts"],
+                        ws_port=ports["ws"], wss_port=ports["wss"])
+    settings = make_settings(**{
+        "PROVISIONER_IOT_ENDPOINT": f"wss://localhost:{ports['wss']}/mqtt",
+        "PROVISIONER_AUTH_MODE": "sigv4", "PROVISIONER_AWS_REGION": "us-east-1",
+        "PROVISIONER_CA_FILE": str(tmp_path / "ca.pem"), "PROVISIONER_POOL_SIZE": "2",
+        "PROVISIONER_POOL_WAIT_SECONDS": "0.5", "PROVISIONER_RECONNECT_MIN_SECONDS": "0.2",
+        "PROVISIONER_RECONNECT_MAX_SECONDS": "0.5"}).replace(
+        static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
+    api = serve(settings)
+    assert api.get("/readyz").status_code == 503
+    response = provision(api, "DOWN")
+    assert response.status_code == 503
+    assert response.json()["step"] == "connect" and "Retry-After" in response.headers
+    emulator.start()
+    try:
+        wait_ready(api, timeout=20)
+        assert provision(api, "UP").status_code == 201
+    finally:
+        emulator.stop()
+
+
+def test_emulator_restart_under_load_ends_every_request_cleanly(
+        tmp_path: Path, serve, make_settings) -> None:
+    emulator = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=2).start()
+    ports = emulator.ports
+    settings = settings_for(emulator, make_settings, "sigv4", PROVISIONER_POOL_SIZE="3",
+                            PROVISIONER_POOL_WAIT_SECONDS="1",
+                            PROVISIONER_REQUEST_TIMEOUT_SECONDS="5",
+                            PROVISIONER_STEP_TIMEOUT_SECONDS="2")
+    api = serve(settings)
+    wait_ready(api)
+    stop = threading.Event()
+    outcomes: list[tuple[int, float]] = []
+
+    def caller(n: int) -> None:
+        index = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            response = provision(api, f"R{n}-{index}")
+            outcomes.append((response.status_code, time.monotonic() - started))
+            index += 1
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.7)
+        emulator.stop()
+        time.sleep(0.5)
+        emulator = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=2,
+                            mqtt_port=ports["mqtt"], mqtts_port=ports["mqtts"],
+                            ws_port=ports["ws"], wss_port=ports["wss"]).start()
+        wait_ready(api, timeout=20)
+        time.sleep(0.7)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        emulator.stop()
+    statuses = {status for status, _ in outcomes}
+    assert 201 in statuses
+    assert statuses <= {201, 502, 503, 504}, statuses
+    assert max(elapsed for _, elapsed in outcomes) < 5 + 1.5   # request deadline + slack
+    assert not any(thread.is_alive() for thread in threads)
