@@ -27,6 +27,10 @@ from emulator.pki import CertificateAuthority
 from emulator.sigv4 import verify_presigned_request
 
 log = logging.getLogger("emulator.listeners")
+# websockets logs the upgrade request line at DEBUG, and a presigned URL is a credential for its
+# lifetime: keep that logger at INFO whatever the root level is.
+_websockets_log = logging.getLogger("emulator.websockets")
+_websockets_log.setLevel(logging.INFO)
 
 # AWS IoT accepts the "mqtt" subprotocol; AWS's JavaScript SDK (crt-js) sends "mqttv3.1".
 SUBPROTOCOLS = ["mqtt", "mqttv3.1"]
@@ -114,6 +118,7 @@ class ListenerFactory:
             process_request=self._check_upgrade, compression=None,
             max_size=self.config.limits.max_payload_bytes + 64 * 1024,
             ping_interval=None,   # MQTT has its own keep-alive
+            logger=_websockets_log,
         )
         return Listener(scheme, server, server.sockets[0].getsockname()[1])
 

@@ -8,6 +8,7 @@ paste, and stops the emulator when gunicorn exits.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -50,11 +51,14 @@ def main() -> int:
     command = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf",
                "service:create_app()", *sys.argv[1:]]
     process = subprocess.Popen(command, env=env)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()
+
+    def forward(signum: int, frame: object) -> None:
+        # gunicorn drains on SIGTERM; we wait for it, then atexit stops the emulator.
+        process.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return process.wait()
 
 
 if __name__ == "__main__":

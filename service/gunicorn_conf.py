@@ -30,3 +30,11 @@ def worker_exit(server: Any, worker: Any) -> None:
     holder = getattr(app, "extensions", {}).get("provisioner") if app is not None else None
     if holder is not None:
         holder.close()
+
+
+def post_worker_init(worker: Any) -> None:
+    """Connect this worker's pool now, so the first request does not pay for the connects."""
+    app = getattr(worker, "wsgi", None)
+    holder = getattr(app, "extensions", {}).get("provisioner") if app is not None else None
+    if holder is not None:
+        holder.get()
