@@ -23,6 +23,7 @@ test: $(STAMP)  ## the whole suite (pytest's "no tests ran" fails too)
 
 lint: $(STAMP)
 	$(PY) -m ruff check emulator service tests bench
+	$(PY) -m mypy service emulator
 
 bench: $(STAMP)  ## issue 4's benchmark: service vs connect-per-request vs direct pool
 	$(PY) -m bench

@@ -101,7 +101,8 @@ class MqttLink:
             client.tls_set_context(context)
         # Jitter on the first delay so a pool (or a fleet of workers) does not reconnect in step.
         low = s.reconnect_min_seconds * random.uniform(1.0, 2.0)
-        client.reconnect_delay_set(low, max(low, s.reconnect_max_seconds))
+        # paho's annotations say int, but its backoff arithmetic works in float seconds.
+        client.reconnect_delay_set(low, max(low, s.reconnect_max_seconds))  # type: ignore[arg-type]
         client.on_pre_connect = self._on_pre_connect
         client.on_socket_open = _set_nodelay
         client.on_connect = self._on_connect

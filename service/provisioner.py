@@ -126,6 +126,7 @@ def _check_created(created: dict[str, Any], csr: str | None) -> tuple[str, str |
                               "certificatePem or certificateOwnershipToken", step="create")
     try:
         certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+        expected: Any
         if csr is not None:
             expected = x509.load_pem_x509_csr(csr.encode()).public_key()
         else:

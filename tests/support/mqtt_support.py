@@ -8,6 +8,7 @@ import queue
 import socket
 import ssl
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -87,8 +88,13 @@ class MqttTestClient:
     def connect(self) -> MqttTestClient:
         self.client.connect(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
-        if not self.connected.wait(WAIT):
-            raise TimeoutError("no CONNACK")
+        deadline = time.monotonic() + WAIT
+        while not self.connected.wait(0.02):
+            if self.disconnected.is_set() or time.monotonic() > deadline:
+                self.client.loop_stop()
+                if self.disconnected.is_set():
+                    raise ConnectionError("closed by the server before CONNACK")
+                raise TimeoutError("no CONNACK")
         if self.connect_rc.is_failure:
             raise ConnectionError(f"CONNACK refused: {self.connect_rc}")
         return self
