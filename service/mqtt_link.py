@@ -133,6 +133,9 @@ class MqttLink:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+            # paho leaves its wake-up socket pair to the garbage collector (ResourceWarnings,
+            # and file descriptors held until then); release it now, as paho's __del__ would.
+            self.client._reset_sockets()
 
     # -- paho callbacks (loop thread: record and signal, never block) ------------------------
 

@@ -1,15 +1,35 @@
 """The service over real HTTP: the app on a loopback socket, and a client held to `openapi.yaml`.
 
+Real parts only: an app either makes its own (real) Provisioner, as in production, or — for the
+one condition real parts cannot produce, a bug inside the service — is given a RaisingProvisioner.
+
 Fixtures
     settings_env        dict: the PROVISIONER_* environment of the default test settings
                         (endpoint mqtt://127.0.0.1:1, where nothing listens; TEST_API_KEY)
     make_settings       make_settings(**env) -> Settings.from_env(settings_env | env)
+    unreachable_settings  unreachable_settings(**env) -> make_settings with short connect, pool
+                        and step waits: a request that reaches the real provisioner fails fast
+                        (503, step "connect") instead of waiting out the production defaults
+    settings_for        settings_for(emulator, mode="sigv4", **env) -> Settings pointing the real
+                        provisioner at that running emulator (wss + SigV4 with the emulator's
+                        test credentials, or mqtts + claim certificate for mode="certificate")
     contract            the repository's openapi.yaml as an openapi_core.OpenAPI (session)
     serve               serve(settings=None, provisioner=None) -> ApiClient: create_app(...) on
                         127.0.0.1:<free port> in a thread, stopped at teardown. provisioner=None
                         means the app makes its own (the real Provisioner class), as in production.
-    scripted            a ScriptedProvisioner: set .outcome to a ProvisionResult or an exception
-    api                 serve(provisioner=scripted): the HTTP layer alone, scripted provisioner
+    api                 serve(unreachable_settings()): the real app whose broker is not there, for
+                        everything answered before the provisioner (auth, media type, size, JSON,
+                        rules, routing); its provisioner is made only if a request reaches it
+    start_service       start_service(mode="sigv4", *, emulator=None, **env) -> ApiClient: the real
+                        stack on `settings_for(emulator, mode, **env)` (default: the shared
+                        `emulator` fixture), returned once GET /readyz answers 200
+    live_api            start_service(): HTTP -> Flask -> paho pool -> the shared emulator
+    make_emulator       make_emulator(**config) -> a started Emulator of its own (EC keys, data in a
+                        fresh temporary directory), for a templates directory or other limits
+                        than the shared one; stopped after the test's apps
+    serve_raising       serve_raising(error) -> ApiClient whose provisioner raises `error` on every
+                        provision(): the only stand-in, for bugs (an exception the real parts
+                        never raise on purpose); it never returns a result
     csr_pem             a fresh, valid PEM CSR for an EC P-256 key
     contract_check      contract_check(response): raise ContractViolation (an AssertionError)
                         unless the contract allows this response to its request
@@ -17,14 +37,16 @@ Fixtures
 ApiClient (`api.get(path)`, `api.post(path, json=...)`, `api.request(method, path, ...)`) returns
 `requests.Response`s and checks EVERY one against the contract first (status, headers, body). It
 sends `Authorization: Bearer <key>` with `api.key` unless told `key=None` or another key.
+`api.wait_ready(timeout)` polls GET /readyz until it answers 200 and returns its detail.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import requests
@@ -41,41 +63,42 @@ from openapi_core.validation.schemas import oas31_schema_validators_factory
 from openapi_core.validation.schemas.exceptions import ValidateError
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator
 from service import create_app
-from service.errors import ServiceError
-from service.provisioner import ProvisionResult
 from service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_PATH = REPO_ROOT / "openapi.yaml"
 TEST_API_KEY = "test-key-0123456789abcdef"
 REQUEST_TIMEOUT = 30.0
+UNREACHABLE_ENDPOINT = "mqtt://127.0.0.1:1"  # nothing listens on port 1: connections are refused
+# Short waits for the real provisioner against the unreachable endpoint: quick failure, and a
+# small pool, so that closing it (each link stops a paho loop in reconnect back-off) is quick.
+UNREACHABLE_ENV = {"PROVISIONER_POOL_SIZE": "2", "PROVISIONER_CONNECT_TIMEOUT_SECONDS": "1",
+                   "PROVISIONER_POOL_WAIT_SECONDS": "0.5",
+                   "PROVISIONER_STEP_TIMEOUT_SECONDS": "1",
+                   "PROVISIONER_REQUEST_TIMEOUT_SECONDS": "3",
+                   "PROVISIONER_RECONNECT_MIN_SECONDS": "0.1",
+                   "PROVISIONER_RECONNECT_MAX_SECONDS": "0.5"}
 
 
 class ContractViolation(AssertionError):
     pass
 
 
-class ScriptedProvisioner:
-    """Stands in for the MQTT flow when only the HTTP layer is under test; records every call."""
+class RaisingProvisioner:
+    """Raises `error` from every provision(), as a bug in the flow would; never returns a result.
 
-    def __init__(self) -> None:
-        self.outcome: ProvisionResult | Exception = ServiceError("no outcome scripted")
-        self.ready: dict[str, Any] = {"ready": False, "connections": []}
-        self.calls: list[dict[str, Any]] = []
-        self.closed = False
+    Only for what real parts cannot produce: an exception the service never raises on purpose.
+    Everything else (successes, AWS rejections, timeouts, an unreachable broker) is produced by
+    the real Provisioner against the real emulator or a closed port.
+    """
 
-    def provision(self, **request: Any) -> ProvisionResult:
-        self.calls.append(request)
-        if isinstance(self.outcome, Exception):
-            raise self.outcome
-        return self.outcome
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
-    def readiness(self) -> dict[str, Any]:
-        return self.ready
-
-    def close(self) -> None:
-        self.closed = True
+    def provision(self, **request: Any) -> NoReturn:
+        raise self.error
 
 
 def check_against_contract(contract: OpenAPI, response: requests.Response) -> None:
@@ -166,6 +189,18 @@ class ApiClient:
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return self.request("POST", path, **kwargs)
 
+    def wait_ready(self, timeout: float = 15.0) -> dict[str, Any]:
+        """Poll GET /readyz until it answers 200; return its detail (AssertionError on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.get("/readyz")
+            if response.status_code == 200:
+                detail: dict[str, Any] = response.json()
+                return detail
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"service not ready within {timeout:g} s: {response.json()}")
+            time.sleep(0.05)
+
 
 @pytest.fixture(scope="session")
 def contract() -> OpenAPI:
@@ -176,7 +211,7 @@ def contract() -> OpenAPI:
 
 @pytest.fixture
 def settings_env() -> dict[str, str]:
-    return {"PROVISIONER_IOT_ENDPOINT": "mqtt://127.0.0.1:1", "PROVISIONER_API_KEYS": TEST_API_KEY}
+    return {"PROVISIONER_IOT_ENDPOINT": UNREACHABLE_ENDPOINT, "PROVISIONER_API_KEYS": TEST_API_KEY}
 
 
 @pytest.fixture
@@ -188,8 +223,53 @@ def make_settings(settings_env: dict[str, str]) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def serve(contract: OpenAPI, make_settings: Callable[..., Settings]
-          ) -> Iterator[Callable[..., ApiClient]]:
+def unreachable_settings(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
+    def make(**env: str) -> Settings:
+        return make_settings(**{**UNREACHABLE_ENV, **env})
+
+    return make
+
+
+@pytest.fixture
+def settings_for(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
+    def settings_for(emulator: Emulator, mode: str = "sigv4", **env: str) -> Settings:
+        if mode == "sigv4":
+            base = {"PROVISIONER_IOT_ENDPOINT": emulator.urls["wss"]}
+        else:
+            base = {"PROVISIONER_IOT_ENDPOINT": emulator.urls["mqtts"],
+                    "PROVISIONER_CLAIM_CERT": str(emulator.claim_cert_path),
+                    "PROVISIONER_CLAIM_KEY": str(emulator.claim_key_path)}
+        settings = make_settings(**{
+            "PROVISIONER_AUTH_MODE": mode, "PROVISIONER_AWS_REGION": "us-east-1",
+            "PROVISIONER_CA_FILE": str(emulator.ca_path), "PROVISIONER_POOL_SIZE": "2",
+            "PROVISIONER_RECONNECT_MIN_SECONDS": "0.2", "PROVISIONER_RECONNECT_MAX_SECONDS": "1",
+            **base, **env})
+        return settings.replace(
+            static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
+
+    return settings_for
+
+
+@pytest.fixture
+def make_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Emulator]]:
+    started: list[Emulator] = []
+
+    def make(**config: Any) -> Emulator:
+        config = {"key_algorithm": "ec", "key_pool_size": 1, **config}
+        emulator = Emulator(data_dir=tmp_path_factory.mktemp("emulator"), **config).start()
+        started.append(emulator)
+        return emulator
+
+    yield make
+    for emulator in reversed(started):
+        emulator.stop()
+
+
+@pytest.fixture
+def serve(contract: OpenAPI, make_settings: Callable[..., Settings],
+          make_emulator: Callable[..., Emulator]) -> Iterator[Callable[..., ApiClient]]:
+    # Depending on make_emulator makes the apps (and their MQTT pools) stop before any emulator
+    # a test made, so no pool is left reconnecting to a closed port while it shuts down.
     started: list[tuple[BaseWSGIServer, threading.Thread, ApiClient]] = []
 
     def start(settings: Settings | None = None, provisioner: Any = None) -> ApiClient:
@@ -215,8 +295,34 @@ def serve(contract: OpenAPI, make_settings: Callable[..., Settings]
 
 
 @pytest.fixture
-def scripted() -> ScriptedProvisioner:
-    return ScriptedProvisioner()
+def api(serve: Callable[..., ApiClient],
+        unreachable_settings: Callable[..., Settings]) -> ApiClient:
+    return serve(unreachable_settings())
+
+
+@pytest.fixture
+def start_service(request: pytest.FixtureRequest, serve: Callable[..., ApiClient],
+                  settings_for: Callable[..., Settings]) -> Callable[..., ApiClient]:
+    def start(mode: str = "sigv4", *, emulator: Emulator | None = None, **env: str) -> ApiClient:
+        if emulator is None:  # the shared emulator, reset for this test
+            emulator = request.getfixturevalue("emulator")
+        api = serve(settings_for(emulator, mode, **env))
+        api.wait_ready()
+        return api
+
+    return start
+
+
+@pytest.fixture
+def live_api(start_service: Callable[..., ApiClient]) -> ApiClient:
+    return start_service()
+
+
+@pytest.fixture
+def serve_raising(serve: Callable[..., ApiClient],
+                  unreachable_settings: Callable[..., Settings]
+                  ) -> Callable[[Exception], ApiClient]:
+    return lambda error: serve(unreachable_settings(), RaisingProvisioner(error))
 
 
 @pytest.fixture
@@ -231,8 +337,3 @@ def csr_pem() -> str:
            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
            .sign(key, hashes.SHA256()))
     return csr.public_bytes(serialization.Encoding.PEM).decode()
-
-
-@pytest.fixture
-def api(serve: Callable[..., ApiClient], scripted: ScriptedProvisioner) -> ApiClient:
-    return serve(provisioner=scripted)

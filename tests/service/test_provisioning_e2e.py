@@ -1,13 +1,13 @@
 """POST /provision end to end: HTTP -> Flask -> paho pool -> the real emulator, and back.
 
-Every response is checked against openapi.yaml by the `serve` client (tests/service/conftest.py).
+Every response is checked against openapi.yaml by the `serve` client; `start_service`,
+`settings_for` and `ApiClient.wait_ready` are shared from tests/service/conftest.py.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives import serialization
 from device_keys import make_csr
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
-from service.settings import Settings
 
 MODES = ["sigv4", "certificate"]
 
@@ -25,40 +24,6 @@ MODES = ["sigv4", "certificate"]
 def spki(public_key) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER,
                                    serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def settings_for(emulator: Emulator, make_settings: Callable[..., Settings], mode: str,
-                 **env: str) -> Settings:
-    if mode == "sigv4":
-        base = {"PROVISIONER_IOT_ENDPOINT": emulator.urls["wss"]}
-    else:
-        base = {"PROVISIONER_IOT_ENDPOINT": emulator.urls["mqtts"],
-                "PROVISIONER_CLAIM_CERT": str(emulator.claim_cert_path),
-                "PROVISIONER_CLAIM_KEY": str(emulator.claim_key_path)}
-    settings = make_settings(**{"PROVISIONER_AUTH_MODE": mode, "PROVISIONER_AWS_REGION": "us-east-1",
-                                "PROVISIONER_CA_FILE": str(emulator.ca_path),
-                                "PROVISIONER_POOL_SIZE": "2", "PROVISIONER_RECONNECT_MIN_SECONDS": "0.2",
-                                "PROVISIONER_RECONNECT_MAX_SECONDS": "1", **base, **env})
-    return settings.replace(static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
-
-
-def wait_ready(api, timeout: float = 15.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = api.get("/readyz")
-        if response.status_code == 200:
-            return response.json()
-        time.sleep(0.05)
-    raise AssertionError(f"service not ready: {response.json()}")
-
-
-@pytest.fixture
-def start_service(emulator: Emulator, serve, make_settings):
-    def start(mode: str = "sigv4", **env: str):
-        api = serve(settings_for(emulator, make_settings, mode, **env))
-        wait_ready(api)
-        return api
-    return start
 
 
 def provision(api, serial: str, csr: str | None = None, template: str = "demo", **extra):
@@ -107,7 +72,11 @@ def test_server_generated_key_flow_returns_the_matching_key(
 
 def test_readiness_describes_the_pool(start_service) -> None:
     api = start_service()
-    detail = wait_ready(api)
+    detail = api.wait_ready()
+    deadline = time.monotonic() + 10      # ready means one connection; wait for both
+    while detail["readyConnections"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        detail = api.get("/readyz").json()
     assert detail["ready"] is True and detail["readyConnections"] == 2
     assert len({c["clientId"] for c in detail["connections"]}) == 2
 
@@ -147,7 +116,7 @@ def test_aws_server_error_is_502(emulator: Emulator, start_service) -> None:
     assert (response.json()["step"], response.json()["errorCode"]) == ("create", "InternalFailure")
 
 
-def test_hook_denial_is_403_access_denied(tmp_path: Path, serve, make_settings,
+def test_hook_denial_is_403_access_denied(tmp_path: Path, serve, settings_for,
                                           templates_dir: Path) -> None:
     import json as _json
     demo = _json.loads((Path(__file__).parents[2] / "emulator/data/demo.json").read_text())
@@ -156,8 +125,8 @@ def test_hook_denial_is_403_access_denied(tmp_path: Path, serve, make_settings,
         "templateBody": demo, "preProvisioningHook": {"url": "http://127.0.0.1:9/hook"}}))
     with Emulator(data_dir=tmp_path / "data", templates_dir=templates_dir, key_algorithm="ec",
                   key_pool_size=1) as emulator:
-        api = serve(settings_for(emulator, make_settings, "sigv4"))
-        wait_ready(api)
+        api = serve(settings_for(emulator, "sigv4"))
+        api.wait_ready()
         response = provision(api, "H1", template="hooked")
     assert response.status_code == 403
     assert response.json()["errorCode"] == "ACCESS_DENIED"
@@ -247,22 +216,22 @@ def test_broker_down_at_start_then_recovers(tmp_path: Path, serve, make_settings
     assert response.json()["step"] == "connect" and "Retry-After" in response.headers
     emulator.start()
     try:
-        wait_ready(api, timeout=20)
+        api.wait_ready(timeout=20)
         assert provision(api, "UP").status_code == 201
     finally:
         emulator.stop()
 
 
 def test_emulator_restart_under_load_ends_every_request_cleanly(
-        tmp_path: Path, serve, make_settings) -> None:
+        tmp_path: Path, serve, settings_for) -> None:
     emulator = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=2).start()
     ports = emulator.ports
-    settings = settings_for(emulator, make_settings, "sigv4", PROVISIONER_POOL_SIZE="3",
+    settings = settings_for(emulator, "sigv4", PROVISIONER_POOL_SIZE="3",
                             PROVISIONER_POOL_WAIT_SECONDS="1",
                             PROVISIONER_REQUEST_TIMEOUT_SECONDS="5",
                             PROVISIONER_STEP_TIMEOUT_SECONDS="2")
     api = serve(settings)
-    wait_ready(api)
+    api.wait_ready()
     stop = threading.Event()
     outcomes: list[tuple[int, float]] = []
 
@@ -284,7 +253,7 @@ def test_emulator_restart_under_load_ends_every_request_cleanly(
         emulator = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=2,
                             mqtt_port=ports["mqtt"], mqtts_port=ports["mqtts"],
                             ws_port=ports["ws"], wss_port=ports["wss"]).start()
-        wait_ready(api, timeout=20)
+        api.wait_ready(timeout=20)
         time.sleep(0.7)
     finally:
         stop.set()

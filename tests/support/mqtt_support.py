@@ -136,3 +136,4 @@ class MqttTestClient:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        self.client._reset_sockets()   # paho leaves its socket pair to the garbage collector
