@@ -28,6 +28,9 @@ class Limits:
     min_keep_alive: int = 30          # AWS treats lower values as 30
     max_keep_alive: int = 1200
     connect_timeout: float = 10.0     # time allowed between TCP accept and CONNECT
+    # Not AWS's published numbers: bounds that keep one client from hurting the others.
+    max_requests_in_flight: int = 16  # fleet-provisioning requests per connection
+    max_queued_bytes: int = 1024 * 1024   # unsent bytes before a non-reading client is dropped
 
 
 @dataclass(frozen=True)

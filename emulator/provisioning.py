@@ -69,6 +69,14 @@ class FleetProvisioning:
             operation, template_name = "register_thing", match.group(1)
         else:
             return False
+        if connection.requests_in_flight >= self.config.limits.max_requests_in_flight:
+            status, code = self.config.error_codes.throttled
+            busy = Throttled(f"more than {self.config.limits.max_requests_in_flight} requests in "
+                             "flight on this connection", status_code=status, error_code=code)
+            connection.deliver(topic + "/rejected",
+                               _encode(busy.payload(), topic.rsplit("/", 1)[1]))
+            log.warning("%s: %s rejected: %s", connection.name, operation, busy.message)
+            return True
         connection.spawn(self._serve(connection, operation, topic, template_name, publish.payload))
         return True
 
@@ -98,6 +106,12 @@ class FleetProvisioning:
         except ProvisioningError as exc:
             body = exc.payload()
             answer_topic, outcome = topic + "/rejected", f"{exc.error_code}: {exc.message}"
+        except Exception:
+            # A bug of ours: the client still gets an answer instead of waiting out its timeout.
+            log.exception("%s: %s failed unexpectedly", connection.name, label)
+            body = {"statusCode": 500, "errorCode": "InternalFailure",
+                    "errorMessage": "the emulator failed to process the request"}
+            answer_topic, outcome = topic + "/rejected", "InternalFailure"
         if fault and fault.never_answer:
             log.info("%s: %s -> %s, answer withheld (injected fault)", connection.name, label,
                      outcome)

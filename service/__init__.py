@@ -13,6 +13,7 @@ import threading
 
 from flask import Flask, current_app
 
+from service.errors import BrokerUnavailable
 from service.provisioner import Provisioner
 from service.settings import Settings
 
@@ -55,10 +56,15 @@ class ProvisionerHolder:
         # Only held while a provisioner is built, which never happens in gunicorn's master, so a
         # fork cannot copy it locked.
         self._lock = threading.Lock()
+        self._closed = False
 
     def get(self) -> Provisioner:
         if self._given is not None:
             return self._given
+        if self._closed:
+            # worker_exit ran: a straggling request must not build a new pool during shutdown.
+            raise BrokerUnavailable("the service is shutting down", step="connect",
+                                    retry_after=5)
         made = self._made
         if made is None or made[0] != os.getpid():
             with self._lock:
@@ -79,6 +85,7 @@ class ProvisionerHolder:
 
     def close(self) -> None:
         """Close the provisioner this process made (one given to create_app is its owner's)."""
+        self._closed = True
         made, self._made = self._made, None
         if made is not None and made[0] == os.getpid():
             made[1].close()

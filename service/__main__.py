@@ -18,36 +18,14 @@ from service.settings import Settings, SettingsError
 
 def main() -> int:
     try:
-        settings = Settings.from_env()
+        Settings.from_env()
     except SettingsError as exc:
         print(f"service: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     env = dict(os.environ)
     bind = env.setdefault("PROVISIONER_BIND", "127.0.0.1:8000")
-    if settings.local_mode:
-        prepared = local.prepare(settings)
-        env.update({
-            "PROVISIONER_IOT_ENDPOINT": prepared.iot_endpoint or "",
-            "PROVISIONER_AUTH_MODE": prepared.auth_mode,
-            "PROVISIONER_AWS_REGION": prepared.region or "us-east-1",
-            "PROVISIONER_CA_FILE": str(prepared.ca_file),
-            "PROVISIONER_CLAIM_CERT": str(prepared.claim_cert),
-            "PROVISIONER_CLAIM_KEY": str(prepared.claim_key),
-            "PROVISIONER_API_KEYS": ",".join(prepared.api_keys),
-            # The emulator's published test pair, never real credentials.
-            "AWS_ACCESS_KEY_ID": local.EMULATOR_ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": local.EMULATOR_SECRET_ACCESS_KEY,
-        })
-        env.pop("AWS_SESSION_TOKEN", None)
-        env.pop("AWS_PROFILE", None)
-        env.pop("PROVISIONER_AWS_PROFILE", None)
-        key = prepared.api_keys[0]
-        print(f"\nlocal mode: service on http://{bind}, AWS IoT emulated at "
-              f"{prepared.iot_endpoint}\n\nTry it:\n"
-              f"  curl -s -X POST http://{bind}/provision \\\n"
-              f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
-              "    -d '{\"templateName\": \"demo\", \"parameters\": {\"SerialNumber\": \"SN-0001\"}}'"
-              "\n", file=sys.stderr, flush=True)
+    # The emulator belongs to this process, not to a worker: started here, stopped at our exit.
+    local.export_for_workers(env, bind)
     command = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf",
                "service:create_app()", *sys.argv[1:]]
     process = subprocess.Popen(command, env=env)

@@ -24,6 +24,14 @@ preload_app = False        # nothing that owns a thread or a socket may exist be
 accesslog = None           # the service writes its own access log line (no secrets in it)
 
 
+def on_starting(server: Any) -> None:
+    """Local mode under plain gunicorn: the master starts the emulator (once, owned by it) and
+    the workers it forks inherit an environment pointing at it."""
+    from service import local
+
+    local.export_for_workers(os.environ, bind)
+
+
 def worker_exit(server: Any, worker: Any) -> None:
     """Disconnect this worker's MQTT pool once its requests are done."""
     app = getattr(worker, "wsgi", None)

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +46,43 @@ def prepare(settings: Settings) -> Settings:
         claim_cert=Path(info["claimCertificate"]), claim_key=Path(info["claimKey"]),
         api_keys=api_keys,
         static_credentials=(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY))
+
+
+def worker_environment(prepared: Settings) -> dict[str, str]:
+    """What gunicorn workers need in their environment to use the emulator `prepare` started."""
+    return {
+        "PROVISIONER_IOT_ENDPOINT": prepared.iot_endpoint or "",
+        "PROVISIONER_AUTH_MODE": prepared.auth_mode,
+        "PROVISIONER_AWS_REGION": prepared.region or "us-east-1",
+        "PROVISIONER_CA_FILE": str(prepared.ca_file),
+        "PROVISIONER_CLAIM_CERT": str(prepared.claim_cert),
+        "PROVISIONER_CLAIM_KEY": str(prepared.claim_key),
+        "PROVISIONER_API_KEYS": ",".join(prepared.api_keys),
+        # The emulator's published test pair, never real credentials (botocore's chain reads
+        # the environment before profiles, which are cleared below).
+        "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_ACCESS_KEY,
+    }
+
+
+def export_for_workers(environ: MutableMapping[str, str], bind: str) -> Settings | None:
+    """In local mode, start the emulator here (gunicorn's master or `python -m service`), point
+    the environment the workers inherit at it, and print how to call the service."""
+    settings = Settings.from_env(environ)
+    if not settings.local_mode:
+        return None
+    prepared = prepare(settings)
+    environ.update(worker_environment(prepared))
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "PROVISIONER_AWS_PROFILE"):
+        environ.pop(name, None)
+    key = prepared.api_keys[0]
+    print(f"\nlocal mode: service on http://{bind}, AWS IoT emulated at "
+          f"{prepared.iot_endpoint}\n\nTry it:\n"
+          f"  curl -s -X POST http://{bind}/provision \\\n"
+          f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
+          "    -d '{\"templateName\": \"demo\", \"parameters\": {\"SerialNumber\": \"SN-0001\"}}'"
+          "\n", file=sys.stderr, flush=True)
+    return prepared
 
 
 def generated_api_key(data_dir: Path) -> str:
@@ -105,8 +143,10 @@ def _start(data_dir: Path) -> dict[str, Any]:
     command = [sys.executable, "-m", "emulator", "--data-dir", str(data_dir),
                "--mqtt-port", "0", "--mqtts-port", "0", "--ws-port", "0", "--wss-port", "0"]
     with open(log_path, "ab") as log_file:
+        # Its own session: a Ctrl-C in the terminal must reach gunicorn (which drains) and not
+        # kill the emulator under requests in flight; we stop it ourselves at exit.
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file,
-                                   stdin=subprocess.DEVNULL)
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
     line: list[bytes] = []
     reader = threading.Thread(target=lambda: line.append(process.stdout.readline()),  # type: ignore[union-attr]
                               daemon=True)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -52,7 +52,7 @@ def template_topic(template_name: str) -> str:
 @dataclass
 class Answer:
     outcome: str          # "accepted" or "rejected"
-    body: dict[str, Any]
+    body: dict[str, Any] = field(repr=False)   # may hold a private key and a token
 
 
 class _Lost(Exception):
@@ -85,6 +85,7 @@ class MqttLink:
         self._answer: Answer | _Lost | None = None
         self._subacks: dict[int, list[Any]] = {}
         self._pending_base: set[int] = set()
+        self._losses = 0
         self._templates: OrderedDict[str, None] = OrderedDict()   # subscribed, LRU order
         self._recent_certificate_ids: deque[str] = deque(maxlen=32)
         self.client = self._build_client()
@@ -140,15 +141,22 @@ class MqttLink:
     # -- paho callbacks (loop thread: record and signal, never block) ------------------------
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
-        if self.settings.auth_mode == "sigv4" and self._credentials is not None:
-            # A fresh SigV4 URL on every connect and reconnect: temporary credentials expire
-            # and a presigned URL is only valid for a short time (reference section 3).
-            s = self.settings
-            host = host_header_for(s.endpoint_host or "", s.endpoint_port or 443, s.tls)
-            path = presign_mqtt_path(host, s.region or "us-east-1", self._credentials())
-            client.ws_set_options(path=path)
-        elif self.settings.transport == "websockets":
-            client.ws_set_options(path=self.settings.websocket_path)
+        try:
+            if self.settings.auth_mode == "sigv4" and self._credentials is not None:
+                # A fresh SigV4 URL on every connect and reconnect: temporary credentials expire
+                # and a presigned URL is only valid for a short time (reference section 3).
+                s = self.settings
+                host = host_header_for(s.endpoint_host or "", s.endpoint_port or 443, s.tls)
+                path = presign_mqtt_path(host, s.region or "us-east-1", self._credentials())
+                client.ws_set_options(path=path)
+            elif self.settings.transport == "websockets":
+                client.ws_set_options(path=self.settings.websocket_path)
+        except Exception as exc:
+            # paho re-raises what this callback raises and its loop thread would die for good;
+            # an OSError is a failed connect, which it retries with backoff.
+            self.last_error = f"cannot get AWS credentials to sign the connection ({type(exc).__name__})"
+            log.error("%s: %s; retrying with backoff", self.client_id, self.last_error)
+            raise ConnectionError(self.last_error) from None
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
@@ -208,6 +216,11 @@ class MqttLink:
             self._on_state_change()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if not self._take_answer(message):
+            self._on_state_change()   # a dirty link is replaced by the pool, not reused
+
+    def _take_answer(self, message: mqtt.MQTTMessage) -> bool:
+        """Hand an expected answer to the waiting flow; False when the link became dirty."""
         with self._lock:
             expected = self._expected
             if expected is None or message.topic not in expected or self._answer is not None:
@@ -216,29 +229,31 @@ class MqttLink:
                 self.dirty = True
                 log.warning("%s: unexpected message on %s; the connection will be replaced",
                             self.client_id, message.topic)
-                return
+                return False
             try:
                 body = json.loads(message.payload)
                 if not isinstance(body, dict):
                     raise ValueError("not an object")
-            except ValueError:
+            except (ValueError, RecursionError):
                 body = {"_unparseable": True}
             outcome = "accepted" if message.topic == expected[0] else "rejected"
             if outcome == "accepted" and body.get("certificateId") in self._recent_certificate_ids:
                 # A repeated answer to an earlier flow on this link, not ours.
                 self.dirty = True
                 log.warning("%s: repeated certificate answer ignored", self.client_id)
-                return
+                return False
             if outcome == "accepted" and isinstance(body.get("certificateId"), str):
                 self._recent_certificate_ids.append(body["certificateId"])
             self._answer = Answer(outcome, body)
             self._changed.notify_all()
+            return True
 
     def _fail_waiter(self, why: str) -> None:
         """Called with the lock held: wake a waiting flow with a loss."""
+        self._losses += 1          # wakes a SUBACK wait too (ensure_template)
         if self._expected is not None and self._answer is None:
             self._answer = _Lost(why)
-            self._changed.notify_all()
+        self._changed.notify_all()
 
     # -- the request thread's side -----------------------------------------------------------
 
@@ -285,18 +300,24 @@ class MqttLink:
                 self._templates.move_to_end(template_name)
                 return
         limit = (MAX_SUBSCRIPTIONS - len(BASE_FILTERS)) // 2
-        while len(self._templates) >= limit:
-            evicted, _ = self._templates.popitem(last=False)
-            self.client.unsubscribe(_template_filters(evicted))
-        with self._lock:
+        with self._lock:    # _on_connect iterates _templates on the loop thread
+            while len(self._templates) >= limit:
+                evicted, _ = self._templates.popitem(last=False)
+                self.client.unsubscribe(_template_filters(evicted))
+            losses = self._losses
             rc, mid = self.client.subscribe([(f, QOS) for f in _template_filters(template_name)])
             if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
                 self.dirty = True
                 raise BrokerUnavailable("subscribe failed: the MQTT connection is not ready",
                                         step="subscribe", retry_after=1)
-            got = self._changed.wait_for(lambda: mid in self._subacks,
+            got = self._changed.wait_for(lambda: mid in self._subacks or self._losses != losses,
                                          max(0.0, deadline - time.monotonic()))
             codes = self._subacks.pop(mid, None)
+            lost = self._losses != losses and codes is None
+        if lost:
+            self.dirty = True
+            raise BrokerUnavailable("the MQTT connection was lost during subscribe",
+                                    step="subscribe", retry_after=1)
         if not got or codes is None:
             self.dirty = True
             raise UpstreamTimeout("no SUBACK from AWS IoT within the deadline", step="subscribe")
@@ -309,7 +330,7 @@ class MqttLink:
 
     def describe(self) -> dict[str, Any]:
         return {"slot": self.slot, "clientId": self.client_id,
-                "state": "ready" if self.ready else "connecting",
+                "state": "ready" if self.ready else "connecting", "dirty": self.dirty,
                 "templates": len(self._templates),
                 **({"lastError": self.last_error} if self.last_error else {})}
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from service.errors import BrokerUnavailable, PoolExhausted
+from service.errors import BrokerUnavailable, PoolExhausted, ProvisioningRejected
 from service.mqtt_link import MqttLink
 from service.settings import Settings
 from service.sigv4 import AwsCredentials
@@ -50,12 +50,21 @@ class ConnectionPool:
         link = self._links[slot]
         try:
             yield link
+        except ProvisioningRejected:
+            raise    # AWS answered on the topic we expected: the link is still in step
+        except BaseException:
+            # A timeout, a loss, an answer that was not ours, a bug: an answer may still be on
+            # its way to this link, so it must not serve anyone else.
+            link.dirty = True
+            raise
         finally:
-            if link.dirty:
-                self._replace(slot, link)
-            with self._changed:
-                self._busy.discard(slot)
-                self._changed.notify_all()
+            try:
+                if link.dirty:
+                    self._replace(slot, link)
+            finally:
+                with self._changed:
+                    self._busy.discard(slot)
+                    self._changed.notify_all()
 
     def _acquire(self, deadline: float) -> int:
         wait_until = min(deadline, time.monotonic() + self.settings.pool_wait_seconds)
@@ -65,14 +74,19 @@ class ConnectionPool:
                     raise BrokerUnavailable("the service is shutting down", step="connect",
                                             retry_after=5)
                 for slot, link in enumerate(self._links):
-                    if slot not in self._busy and link.ready and not link.dirty:
+                    if slot in self._busy:
+                        continue
+                    if link.dirty:
+                        # Dirtied while idle (a stray or repeated answer arrived after its flow).
+                        self._replace(slot, link)
+                    elif link.ready:
                         self._busy.add(slot)
                         return slot
                 remaining = wait_until - time.monotonic()
                 if remaining <= 0:
                     break
                 self._changed.wait(remaining)
-            any_ready = any(link.ready for link in self._links)
+            any_ready = any(link.ready and not link.dirty for link in self._links)
         if any_ready:
             raise PoolExhausted(
                 f"all {len(self._links)} MQTT connections were busy for "
@@ -82,11 +96,18 @@ class ConnectionPool:
                                 step="connect", retry_after=2)
 
     def _replace(self, slot: int, link: MqttLink) -> None:
-        log.info("%s: replaced by a fresh connection so no late answer can reach the next "
-                 "request", link.client_id)
-        fresh = self._new_link(slot)
         with self._changed:
-            self._links[slot] = fresh
+            if self._links[slot] is not link:
+                return      # already replaced
+            if not self._closed:
+                try:
+                    self._links[slot] = self._new_link(slot)
+                except Exception:
+                    # The old link stays in the slot, dirty, so the next acquire tries again.
+                    log.exception("slot %d: cannot make a new connection", slot)
+                    return
+                log.info("%s: replaced by a fresh connection so no late answer can reach the "
+                         "next request", link.client_id)
         # Closing joins paho's loop thread; do it off the request path.
         threading.Thread(target=link.close, name=f"close-{link.client_id}", daemon=True).start()
 
@@ -94,7 +115,7 @@ class ConnectionPool:
         with self._changed:
             links = [link.describe() | {"busy": slot in self._busy}
                      for slot, link in enumerate(self._links)]
-        ready = sum(1 for link in links if link["state"] == "ready")
+        ready = sum(1 for link in links if link["state"] == "ready" and not link["dirty"])
         return {"ready": ready > 0 and not self._closed, "size": len(links),
                 "readyConnections": ready, "busyConnections": len(self._busy),
                 "connections": links}
@@ -107,5 +128,10 @@ class ConnectionPool:
             while self._busy and time.monotonic() < deadline:
                 self._changed.wait(max(0.0, deadline - time.monotonic()))
             links = list(self._links)
-        for link in links:
-            link.close()
+        # Disconnect all first, then join: one link stuck mid-connect must not hold up the rest
+        # past gunicorn's kill deadline.
+        closers = [threading.Thread(target=link.close, daemon=True) for link in links]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join(self.settings.connect_timeout_seconds + 1)

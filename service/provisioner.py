@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from service.errors import ProvisioningRejected, ServiceError, Throttled, UpstreamInvalid
@@ -137,10 +138,11 @@ def _check_created(created: dict[str, Any], csr: str | None) -> tuple[str, str |
             # per key (measured, bench) and proves nothing we need: the key came from AWS.
             expected = serialization.load_pem_private_key(
                 private_key.encode(), None, unsafe_skip_rsa_key_validation=True).public_key()
-    except ValueError:
+        matches = _spki(certificate.public_key()) == _spki(expected)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise UpstreamInvalid("AWS IoT returned a certificate or key that does not parse",
                               step="create") from None
-    if _spki(certificate.public_key()) != _spki(expected):
+    if not matches:
         # Never hand out a certificate that belongs to someone else's flow.
         raise UpstreamInvalid("the certificate AWS IoT returned is not for this request's key; "
                               "it was discarded", step="create")

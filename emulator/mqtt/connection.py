@@ -47,6 +47,8 @@ class Connection:
         self._next_packet_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._clean_exit = False
+        self._queued_bytes = 0
+        self._overflowed = False
 
     def __repr__(self) -> str:
         return f"<{self.transport.kind} {self.client_id or '?'} from {self.transport.peer}>"
@@ -108,6 +110,10 @@ class Connection:
         log.info("%s closed by server: %s", self.name, reason)
         self._clean_exit = True   # no will for server-side closes we chose
         await self.transport.close()
+
+    @property
+    def requests_in_flight(self) -> int:
+        return len(self._tasks)
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run work for this connection; it is cancelled when the connection ends."""
@@ -193,10 +199,11 @@ class Connection:
         if refusal:
             # AWS closes the connection of a refused certificate without a CONNACK.
             raise ProtocolError(f"not authorized: {refusal}")
-        keep_alive = connect.keep_alive
-        if keep_alive:
-            keep_alive = min(max(keep_alive, self.limits.min_keep_alive), self.limits.max_keep_alive)
-            self._keep_alive_timeout = keep_alive * 1.5
+        # AWS clamps keep-alive into 30-1200 s; 0 (off in MQTT) is taken as the maximum here, so
+        # a silent client is still dropped (AWS's handling of 0 is unconfirmed).
+        keep_alive = connect.keep_alive or self.limits.max_keep_alive
+        keep_alive = min(max(keep_alive, self.limits.min_keep_alive), self.limits.max_keep_alive)
+        self._keep_alive_timeout = keep_alive * 1.5
         if connect.will_topic is not None:
             topics.check_topic_name(connect.will_topic, max_bytes=self.limits.max_topic_bytes,
                                     max_slashes=self.limits.max_topic_slashes)
@@ -206,7 +213,7 @@ class Connection:
         # Sessions are always clean here: a persistent-session request is served as a new
         # session and says so with session present = 0.
         self.send(packets.connack(False, packets.ACCEPTED))
-        log.info("%s connected (keep-alive %ss)", self.name, keep_alive or "off")
+        log.info("%s connected (keep-alive %ss)", self.name, keep_alive)
         return True
 
     async def on_publish(self, publish: Publish) -> None:
@@ -277,6 +284,16 @@ class Connection:
         return True
 
     def send(self, data: bytes) -> None:
+        if self._overflowed:
+            return
+        self._queued_bytes += len(data)
+        if self._queued_bytes > self.limits.max_queued_bytes:
+            # A client that does not read would make us buffer without end: drop it, as
+            # brokers drop slow consumers.
+            self._overflowed = True
+            self.spawn(self.close(f"{self._queued_bytes} bytes queued unread "
+                                  f"(limit {self.limits.max_queued_bytes})"))
+            return
         loop = asyncio.get_running_loop()
         self._outbox.put_nowait((loop.time() + self.send_delay, data))
 
@@ -289,6 +306,7 @@ class Connection:
             wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
+            self._queued_bytes -= len(data)
             try:
                 await self.transport.write(data)
             except (ConnectionError, OSError):

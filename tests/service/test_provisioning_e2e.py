@@ -179,20 +179,47 @@ def test_late_answer_gives_504_and_never_reaches_the_next_request(
     assert provision(api, "AFTER").json()["thingName"] == "demo-AFTER"
 
 
-def test_duplicate_answers_do_not_mix_up_callers(emulator: Emulator, start_service) -> None:
-    api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_POOL_WAIT_SECONDS="10")
+@pytest.mark.parametrize("with_csr", [True, False])
+def test_duplicate_answers_never_mix_up_callers_or_starve_the_pool(
+        emulator: Emulator, start_service, with_csr: bool) -> None:
+    api = start_service(PROVISIONER_POOL_SIZE="2", PROVISIONER_POOL_WAIT_SECONDS="10")
     emulator.set_fault("*", Fault(answer_twice=True))
-    for index in range(5):
+    for index in range(12):   # every link is dirtied (mid-flow or idle) and replaced, again and again
         key_pem, csr_pem = make_csr()
-        response = provision(api, f"DUP-{index}", csr_pem)
-        if response.status_code != 201:
-            assert response.status_code in (502, 503), response.text
-            continue
+        response = provision(api, f"DUP-{index}", csr_pem if with_csr else None)
+        assert response.status_code == 201, response.text
         body = response.json()
         certificate = x509.load_pem_x509_certificate(body["certificatePem"].encode())
-        own = serialization.load_pem_private_key(key_pem.encode(), None)
+        own = serialization.load_pem_private_key(
+            (key_pem if with_csr else body["privateKey"]).encode(), None)
         assert spki(certificate.public_key()) == spki(own.public_key())
         assert body["thingName"] == f"demo-DUP-{index}"
+        thing = emulator.registry.describe_thing(f"demo-DUP-{index}")
+        assert body["certificateId"] in thing["principals"]
+
+
+def test_failing_credentials_do_not_kill_a_connection_for_good(
+        emulator: Emulator, serve, settings_for) -> None:
+    from service.provisioner import Provisioner
+    from service.sigv4 import AwsCredentials
+
+    failures = [3]
+
+    def flaky() -> AwsCredentials:
+        if failures[0] > 0:          # the credential source is down for the first attempts
+            failures[0] -= 1
+            raise ValueError("no AWS credentials found")
+        return AwsCredentials(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY)
+
+    settings = settings_for(emulator, PROVISIONER_POOL_SIZE="1").replace(static_credentials=None)
+    provisioner = Provisioner(settings, credentials=flaky)
+    try:
+        api = serve(settings, provisioner)
+        api.wait_ready(timeout=20)
+        assert provision(api, "CRED-1").status_code == 201
+        assert failures[0] == 0
+    finally:
+        provisioner.close()
 
 
 def test_broker_down_at_start_then_recovers(tmp_path: Path, serve, make_settings) -> None:
