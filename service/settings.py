@@ -6,48 +6,39 @@ problem is listed at once in one `SettingsError`.
 
 The endpoint is given once, as an AWS data endpoint host name or a URL, and the connection fields
 (`endpoint_host`, `endpoint_port`, `transport`, `tls`, `websocket_path`, `alpn_protocols`) are
-derived from it, the auth mode and the port override; they cannot be set on their own.
+derived from it (`service/endpoint.py`), the auth mode and the port override; they cannot be set
+on their own.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
-from urllib.parse import urlsplit
+from typing import Any, TypeVar, cast
 
-AuthMode = Literal["sigv4", "certificate"]
-Transport = Literal["websockets", "tcp"]
+from service.endpoint import (
+    AuthMode,
+    Endpoint,
+    Transport,
+    default_auth_mode,
+    parse_endpoint,
+    region_of,
+)
 
 AUTH_MODES: tuple[AuthMode, ...] = ("sigv4", "certificate")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_API_KEY_LENGTH = 16
 # AWS IoT refuses MQTT payloads over 128 KB (reference, section 4): a bigger body cannot go on.
 AWS_MAX_PAYLOAD_BYTES = 128 * 1024
-# AWS IoT over TLS on 443 needs this ALPN protocol for X.509 client authentication (reference, 5).
-ALPN_MQTT_CA = "x-amzn-mqtt-ca"
 
-# `<prefix>-ats.iot.<region>.amazonaws.com` (also `.iot-fips.` and China's `.amazonaws.com.cn`).
-_AWS_ENDPOINT = re.compile(
-    r"^[a-z0-9-]+\.iot(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$")
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
-_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                   r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 # Characters a key may hold so that it survives an `Authorization: Bearer` header unchanged.
 _API_KEY = re.compile(r"^[\x21-\x7e]+$")
-_SCHEMES: dict[str, tuple[Transport, bool, int | None]] = {
-    # scheme: (transport, tls, default port; None = the URL must say)
-    "wss": ("websockets", True, 443),
-    "ws": ("websockets", False, None),
-    "mqtts": ("tcp", True, 8883),
-    "mqtt": ("tcp", False, None),
-}
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
@@ -60,16 +51,6 @@ class SettingsError(Exception):
         lines = [f"{len(self.problems)} problem(s) with the PROVISIONER_* settings:"]
         lines += [f"- {problem}" for problem in self.problems]
         super().__init__("\n".join(lines))
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-    transport: Transport
-    tls: bool
-    websocket_path: str
-    alpn_protocols: tuple[str, ...]
 
 
 @dataclass(frozen=True, repr=False)
@@ -130,9 +111,9 @@ class Settings:
         values: dict[str, Any] = {
             "iot_endpoint": endpoint,
             "auth_mode": env.choice("PROVISIONER_AUTH_MODE", AUTH_MODES,
-                                    _default_auth_mode(endpoint)),
+                                    default_auth_mode(endpoint)),
             "iot_port": env.number("PROVISIONER_IOT_PORT", int, None, 1, 65535),
-            "region": (env.text("PROVISIONER_AWS_REGION") or _region_of(endpoint)
+            "region": (env.text("PROVISIONER_AWS_REGION") or region_of(endpoint)
                        or env.text("AWS_REGION") or env.text("AWS_DEFAULT_REGION")),
             "aws_profile": env.text("PROVISIONER_AWS_PROFILE"),
             "claim_cert": env.path("PROVISIONER_CLAIM_CERT"),
@@ -263,73 +244,6 @@ class _Reader:
         return value
 
 
-def _default_auth_mode(endpoint: str | None) -> AuthMode:
-    scheme = endpoint.partition("://")[0].lower() if endpoint and "://" in endpoint else ""
-    return "certificate" if scheme in ("mqtt", "mqtts") else "sigv4"
-
-
-def _region_of(endpoint: str | None) -> str | None:
-    if not endpoint:
-        return None
-    host = urlsplit(endpoint).hostname if "://" in endpoint else endpoint
-    match = _AWS_ENDPOINT.fullmatch((host or "").lower())
-    return match["region"] if match else None
-
-
-def parse_endpoint(endpoint: str, auth_mode: str, port: int | None) -> Endpoint:
-    """The connection an endpoint names; ValueError says what is wrong with it."""
-    if "://" not in endpoint:
-        if not _valid_host(endpoint):
-            raise ValueError(f"PROVISIONER_IOT_ENDPOINT must be a host name (like "
-                             f"'abc123-ats.iot.eu-west-1.amazonaws.com') or a wss://, ws://, "
-                             f"mqtts:// or mqtt:// URL, got {endpoint!r}")
-        # An AWS data endpoint: SigV4 goes over WSS on 443, certificates over TLS on 8883.
-        if auth_mode == "certificate":
-            return _endpoint(endpoint, port or 8883, "tcp", True, "/mqtt", auth_mode)
-        return _endpoint(endpoint, port or 443, "websockets", True, "/mqtt", auth_mode)
-    url = urlsplit(endpoint)
-    scheme = url.scheme.lower()
-    if scheme not in _SCHEMES:
-        raise ValueError(f"PROVISIONER_IOT_ENDPOINT scheme must be wss, ws, mqtts or mqtt, "
-                         f"got {url.scheme!r}")
-    transport, tls, default_port = _SCHEMES[scheme]
-    # Checked first, and the URL is not echoed until then: user info may hold a password.
-    if "@" in url.netloc or url.query or url.fragment:
-        raise ValueError("PROVISIONER_IOT_ENDPOINT must not contain user info, a query or a "
-                         "fragment (credentials come from the AWS credential chain)")
-    try:
-        url_port = url.port
-    except ValueError:
-        raise ValueError(f"PROVISIONER_IOT_ENDPOINT has an invalid port: {endpoint!r}") from None
-    if not url.hostname or not _valid_host(url.hostname):
-        raise ValueError(f"PROVISIONER_IOT_ENDPOINT has no valid host: {endpoint!r}")
-    if url_port is not None and port is not None and url_port != port:
-        raise ValueError(f"PROVISIONER_IOT_PORT={port} contradicts the port {url_port} "
-                         f"in PROVISIONER_IOT_ENDPOINT")
-    chosen = url_port or port or default_port
-    if chosen is None:
-        raise ValueError(f"PROVISIONER_IOT_ENDPOINT {scheme}:// needs an explicit port, "
-                         f"like {scheme}://{url.hostname}:1883")
-    path = url.path if url.path not in ("", "/") else "/mqtt"
-    if transport == "tcp" and url.path not in ("", "/"):
-        raise ValueError(f"PROVISIONER_IOT_ENDPOINT {scheme}:// takes no path, got {url.path!r}")
-    return _endpoint(url.hostname, chosen, transport, tls, path, auth_mode)
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return bool(_HOST.fullmatch(host))
-    return True
-
-
-def _endpoint(host: str, port: int, transport: Transport, tls: bool, path: str,
-              auth_mode: str) -> Endpoint:
-    alpn = (ALPN_MQTT_CA,) if auth_mode == "certificate" and tls and port == 443 else ()
-    return Endpoint(host, port, transport, tls, path, alpn)
-
-
 def _check(settings: Settings) -> list[str]:
     """Fill the derived fields of `settings` and return every problem found."""
     problems: list[str] = []
@@ -444,7 +358,7 @@ def _check_connection(s: Settings, endpoint: Endpoint) -> list[str]:
 
 
 def _check_region(s: Settings, endpoint: Endpoint) -> list[str]:
-    host_region = _region_of(endpoint.host)
+    host_region = region_of(endpoint.host)
     if s.region is None and host_region is None:
         return [f"PROVISIONER_AWS_REGION is required in sigv4 mode: it cannot be derived from "
                 f"the endpoint host {endpoint.host!r} (AWS_REGION or AWS_DEFAULT_REGION also do)"]
