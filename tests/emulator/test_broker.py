@@ -268,3 +268,13 @@ def test_tls_listener_refuses_a_client_without_certificate(emulator: Emulator) -
         tls.sendall(bytes([0x10, len(body)]) + body)
         if not tls.recv(4):
             raise ConnectionResetError("closed")
+
+
+def test_disconnect_all_drops_every_client_from_another_thread(emulator: Emulator) -> None:
+    client = MqttTestClient(emulator.urls["mqtt"]).connect()
+    client.client.reconnect_delay_set(30, 60)
+    try:
+        emulator.disconnect_all()
+        assert client.disconnected.wait(5)
+    finally:
+        client.close()
