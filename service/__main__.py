@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 
-from service import local
-from service.settings import Settings, SettingsError
+from service import local_mode as local
+from service.config import Settings, SettingsError
 
 
 def main() -> int:

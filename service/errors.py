@@ -6,8 +6,9 @@
     ├── UnsupportedMediaType           415 body is not application/json
     ├── Unauthorized                   401 missing or wrong API key
     ├── NotFound / MethodNotAllowed    404 / 405 for routes
-    ├── ProvisioningRejected           AWS answered on .../rejected: 4xx passed through, 404 for an
-    │   │                              unknown template, 5xx from AWS becomes 502
+    ├── ProvisioningRejected           AWS answered on .../rejected: 4xx passed through, 5xx from
+    │   │                              AWS becomes 502 (provisioning.answers.rejection decides)
+    │   ├── TemplateNotFound           404 unknown template
     │   └── Throttled                  429 with Retry-After
     ├── PoolExhausted                  503 + Retry-After: no free connection within the wait limit
     ├── BrokerUnavailable              503 + Retry-After: cannot connect / subscribe to the broker
@@ -15,7 +16,7 @@
     └── UpstreamInvalid                502: AWS's answer is unusable (bad JSON, not our certificate)
 
 Only the MQTT boundary turns paho return codes and timeouts into these; views raise them; one
-handler in `service.api` renders them. Messages never contain keys, tokens or credentials.
+handler in `service.http.problems` renders them. Messages never contain keys, tokens or credentials.
 """
 
 from __future__ import annotations
@@ -94,35 +95,31 @@ class MethodNotAllowed(ServiceError):
 
 
 class ProvisioningRejected(ServiceError):
-    """AWS IoT published on a `.../rejected` topic; its three fields are passed through."""
+    """AWS IoT published on a `.../rejected` topic; its three fields are passed through.
+
+    The HTTP status is decided by `service.provisioning.answers.rejection`, the one mapping.
+    """
 
     slug = "aws-rejected"
     title = "AWS IoT rejected the request"
 
-    def __init__(self, *, step: str, status_code: int, error_code: str, error_message: str) -> None:
+    def __init__(self, *, step: str, status: int, status_code: int, error_code: str,
+                 error_message: str, retry_after: int | None = None) -> None:
         super().__init__(f"AWS IoT rejected {step}: {error_code}: {error_message}", step=step,
                          extra={"statusCode": status_code, "errorCode": error_code,
-                                "errorMessage": error_message})
-        if 400 <= status_code < 500:
-            self.status = status_code
-        else:
-            self.status = 502
-        if status_code == 404 or error_code in ("ResourceNotFoundException", "NotFoundException"):
-            self.status = 404
-            self.slug = "template-not-found"
-            self.title = "Provisioning template not found"
+                                "errorMessage": error_message}, retry_after=retry_after)
+        self.status = status
+        self.error_code = error_code
+
+
+class TemplateNotFound(ProvisioningRejected):
+    slug = "template-not-found"
+    title = "Provisioning template not found"
 
 
 class Throttled(ProvisioningRejected):
     slug = "throttled"
     title = "AWS IoT throttled the request"
-
-    def __init__(self, *, step: str, status_code: int, error_code: str, error_message: str,
-                 retry_after: int = 1) -> None:
-        super().__init__(step=step, status_code=status_code, error_code=error_code,
-                         error_message=error_message)
-        self.status = 429
-        self.retry_after = retry_after
 
 
 class PoolExhausted(ServiceError):

@@ -27,7 +27,7 @@ accesslog = None           # the service writes its own access log line (no secr
 def on_starting(server: Any) -> None:
     """Local mode under plain gunicorn: the master starts the emulator (once, owned by it) and
     the workers it forks inherit an environment pointing at it."""
-    from service import local
+    from service import local_mode as local
 
     local.export_for_workers(os.environ, bind)
 

@@ -42,6 +42,7 @@ sends `Authorization: Bearer <key>` with `api.key` unless told `key=None` or ano
 
 from __future__ import annotations
 
+import importlib.resources
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,10 +66,10 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator
 from service import create_app
-from service.settings import Settings
+from service.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONTRACT_PATH = REPO_ROOT / "openapi.yaml"
+CONTRACT_PATH = Path(str(importlib.resources.files("service").joinpath("openapi.yaml")))
 TEST_API_KEY = "test-key-0123456789abcdef"
 REQUEST_TIMEOUT = 30.0
 UNREACHABLE_ENDPOINT = "mqtt://127.0.0.1:1"  # nothing listens on port 1: connections are refused

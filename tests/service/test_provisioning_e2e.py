@@ -200,8 +200,8 @@ def test_duplicate_answers_never_mix_up_callers_or_starve_the_pool(
 
 def test_failing_credentials_do_not_kill_a_connection_for_good(
         emulator: Emulator, serve, settings_for) -> None:
-    from service.provisioner import Provisioner
-    from service.sigv4 import AwsCredentials
+    from service.mqtt.sigv4 import AwsCredentials
+    from service.provisioning.flow import Provisioner
 
     failures = [3]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings, SettingsError
+from service.config import Settings, SettingsError
 
 KEY = "k" * 16
 AWS_HOST = "abc123-ats.iot.eu-west-1.amazonaws.com"

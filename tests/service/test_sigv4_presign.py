@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from service.sigv4 import (
+from service.mqtt.sigv4 import (
     AwsCredentials,
     credentials_from_botocore,
     host_header_for,

@@ -21,6 +21,6 @@ def test_template_subscriptions_stay_within_fifty_and_evict_the_least_used(
         assert response.status_code == 201, response.text
     connection = api.get("/readyz").json()["connections"][0]
     # 4 certificate answer filters + 2 per template, within AWS's 50 per connection
-    assert connection["templates"] == 23
+    assert connection["answerSubscriptions"] == 23
     client_id = connection["clientId"]
     assert client_id in emulator.connected_client_ids()    # the same link served every request

@@ -14,18 +14,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from service.config import Settings
 from service.errors import BrokerUnavailable, PoolExhausted, ProvisioningRejected
-from service.mqtt_link import MqttLink
-from service.settings import Settings
-from service.sigv4 import AwsCredentials
+from service.mqtt.link import MqttLink
+from service.mqtt.sigv4 import AwsCredentials
 
 log = logging.getLogger("service.pool")
 
 
 class ConnectionPool:
-    def __init__(self, settings: Settings,
-                 credentials: Callable[[], AwsCredentials] | None) -> None:
+    def __init__(self, settings: Settings, credentials: Callable[[], AwsCredentials] | None,
+                 *, base_filters: tuple[str, ...]) -> None:
         self.settings = settings
+        self._base_filters = base_filters
         self._credentials = credentials
         self._changed = threading.Condition()
         self._links: list[MqttLink] = []
@@ -35,7 +36,7 @@ class ConnectionPool:
             self._links.append(self._new_link(slot))
 
     def _new_link(self, slot: int) -> MqttLink:
-        link = MqttLink(self.settings, slot, self._credentials, self._notify)
+        link = MqttLink(self.settings, slot, self._credentials, self._notify, self._base_filters)
         link.start()
         return link
 

@@ -26,27 +26,18 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from service.config import Settings
 from service.errors import BrokerUnavailable, UpstreamInvalid, UpstreamTimeout
-from service.settings import Settings
-from service.sigv4 import AwsCredentials, host_header_for, presign_mqtt_path
+from service.mqtt.sigv4 import AwsCredentials, host_header_for, presign_mqtt_path
 
 log = logging.getLogger("service.mqtt")
 
-# Response topics every link subscribes to on every (re)connect, before serving anyone.
-CREATE_TOPIC = "$aws/certificates/create/json"
-CREATE_FROM_CSR_TOPIC = "$aws/certificates/create-from-csr/json"
-BASE_FILTERS = [t + suffix for t in (CREATE_TOPIC, CREATE_FROM_CSR_TOPIC)
-                for suffix in ("/accepted", "/rejected")]
 MAX_SUBSCRIPTIONS = 50          # AWS IoT per connection
 MAX_FILTERS_PER_SUBSCRIBE = 8   # AWS IoT per SUBSCRIBE
 # QoS 0 for requests and answers: a flow is never retried (a re-sent Create* would mint a stray
 # certificate), a connection lost mid-flow fails the flow anyway, and paho re-sends unacknowledged
 # QoS 1 publishes after a reconnect. QoS 0 also spares four PUBACKs per provision (CPU, bench).
 QOS = 0
-
-
-def template_topic(template_name: str) -> str:
-    return f"$aws/provisioning-templates/{template_name}/provision/json"
 
 
 @dataclass
@@ -69,8 +60,10 @@ def new_client_id(slot: int) -> str:
 class MqttLink:
     def __init__(self, settings: Settings, slot: int,
                  credentials: Callable[[], AwsCredentials] | None,
-                 on_state_change: Callable[[], None]) -> None:
+                 on_state_change: Callable[[], None], base_filters: tuple[str, ...]) -> None:
         self.settings = settings
+        # Subscribed on every (re)connect; the link is not ready until their SUBACK.
+        self.base_filters = base_filters
         self.slot = slot
         self.client_id = new_client_id(slot)
         self._credentials = credentials
@@ -86,7 +79,8 @@ class MqttLink:
         self._subacks: dict[int, list[Any]] = {}
         self._pending_base: set[int] = set()
         self._losses = 0
-        self._templates: OrderedDict[str, None] = OrderedDict()   # subscribed, LRU order
+        # Answer-topic pairs subscribed on demand, least recently used first.
+        self._extra: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._recent_certificate_ids: deque[str] = deque(maxlen=32)
         self.client = self._build_client()
 
@@ -167,8 +161,7 @@ class MqttLink:
         # Clean session: subscriptions are gone after every connect; take them again and
         # serve nobody until the SUBACK arrives (reference section 2).
         with self._lock:
-            filters = BASE_FILTERS + [f for name in self._templates
-                                      for f in _template_filters(name)]
+            filters = list(self.base_filters) + [f for pair in self._extra for f in pair]
             self._pending_base = set()
             for chunk in _chunks(filters, MAX_FILTERS_PER_SUBSCRIBE):
                 rc, mid = client.subscribe([(f, QOS) for f in chunk])
@@ -250,16 +243,17 @@ class MqttLink:
 
     def _fail_waiter(self, why: str) -> None:
         """Called with the lock held: wake a waiting flow with a loss."""
-        self._losses += 1          # wakes a SUBACK wait too (ensure_template)
+        self._losses += 1          # wakes a SUBACK wait too (ensure_subscribed)
         if self._expected is not None and self._answer is None:
             self._answer = _Lost(why)
         self._changed.notify_all()
 
     # -- the request thread's side -----------------------------------------------------------
 
-    def call(self, topic: str, body: dict[str, Any], *, step: str, deadline: float) -> Answer:
-        """Publish one request and wait for its accepted/rejected answer, until `deadline`."""
-        expected = (topic + "/accepted", topic + "/rejected")
+    def call(self, topic: str, body: dict[str, Any], *, answers: tuple[str, str], step: str,
+             deadline: float) -> Answer:
+        """Publish one request and wait for its answer on `answers` (accepted, rejected)."""
+        expected = answers
         with self._lock:
             if not self.ready:
                 raise BrokerUnavailable("the MQTT connection is not ready", step=step,
@@ -293,19 +287,19 @@ class MqttLink:
                                   "object", step=step)
         return answer
 
-    def ensure_template(self, template_name: str, *, deadline: float) -> None:
-        """Subscribe to a template's answer topics once; keep them, evicting the least used."""
+    def ensure_subscribed(self, answers: tuple[str, str], *, what: str, deadline: float) -> None:
+        """Subscribe to one answer-topic pair once; keep it, evicting the least recently used."""
         with self._lock:
-            if template_name in self._templates:
-                self._templates.move_to_end(template_name)
+            if answers in self._extra:
+                self._extra.move_to_end(answers)
                 return
-        limit = (MAX_SUBSCRIPTIONS - len(BASE_FILTERS)) // 2
-        with self._lock:    # _on_connect iterates _templates on the loop thread
-            while len(self._templates) >= limit:
-                evicted, _ = self._templates.popitem(last=False)
-                self.client.unsubscribe(_template_filters(evicted))
+        limit = (MAX_SUBSCRIPTIONS - len(self.base_filters)) // 2
+        with self._lock:    # _on_connect iterates _extra on the loop thread
+            while len(self._extra) >= limit:
+                evicted, _ = self._extra.popitem(last=False)
+                self.client.unsubscribe(list(evicted))
             losses = self._losses
-            rc, mid = self.client.subscribe([(f, QOS) for f in _template_filters(template_name)])
+            rc, mid = self.client.subscribe([(f, QOS) for f in answers])
             if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
                 self.dirty = True
                 raise BrokerUnavailable("subscribe failed: the MQTT connection is not ready",
@@ -323,21 +317,16 @@ class MqttLink:
             raise UpstreamTimeout("no SUBACK from AWS IoT within the deadline", step="subscribe")
         if any(code.is_failure for code in codes):
             raise UpstreamInvalid(
-                f"AWS IoT refused the subscription to template '{template_name}' answers "
+                f"AWS IoT refused the subscription to {what} answers "
                 "(check the claim policy allows iot:Subscribe on its topics)", step="subscribe")
         with self._lock:
-            self._templates[template_name] = None
+            self._extra[answers] = None
 
     def describe(self) -> dict[str, Any]:
         return {"slot": self.slot, "clientId": self.client_id,
                 "state": "ready" if self.ready else "connecting", "dirty": self.dirty,
-                "templates": len(self._templates),
+                "answerSubscriptions": len(self._extra),
                 **({"lastError": self.last_error} if self.last_error else {})}
-
-
-def _template_filters(template_name: str) -> list[str]:
-    topic = template_topic(template_name)
-    return [topic + "/accepted", topic + "/rejected"]
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

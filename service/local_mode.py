@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from service.settings import Settings, SettingsError
+from service.config import Settings, SettingsError
 
 log = logging.getLogger("service.local")
 

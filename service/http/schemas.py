@@ -15,6 +15,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, validate, validates
 
+from service.http.body import json_type
+
 # AWS's rule for template names (reference, section 1). \Z, not $: $ also matches before a
 # trailing newline.
 TEMPLATE_NAME_PATTERN = r"^[0-9A-Za-z_-]{1,36}\Z"
@@ -33,20 +35,6 @@ class RequestLimits:
         return cls(max_parameters=settings.max_parameters,
                    max_key_length=settings.max_parameter_key_length,
                    max_value_length=settings.max_parameter_value_length)
-
-
-def json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return "string" if isinstance(value, str) else type(value).__name__
 
 
 def check_csr(value: str) -> None:

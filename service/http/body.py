@@ -1,0 +1,70 @@
+"""Reading a request body: application/json, bounded, one JSON object with no duplicate keys."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+
+from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+
+def read_json_object(max_bytes: int) -> dict[str, Any]:
+    if request.mimetype != "application/json":
+        got = request.mimetype or "no Content-Type"
+        raise UnsupportedMediaType(f"Send the body as application/json, got {got}.")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large(max_bytes)
+    # A chunked body has no Content-Length: werkzeug stops reading it at MAX_CONTENT_LENGTH,
+    # which create_app sets one byte above the limit so that reading that byte means too large.
+    raw = request.get_data(cache=False)
+    if len(raw) > max_bytes:
+        raise too_large(max_bytes)
+    try:
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_object_without_duplicates,
+                          parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"body is not valid JSON: {error.msg}: line {error.lineno} "
+                           f"column {error.colno}") from None
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"body is not valid JSON: not UTF-8 at byte {error.start}") from None
+    except ValueError as error:  # from the two hooks above
+        raise InvalidInput(f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise InvalidInput("body is not valid JSON: nested too deeply") from None
+    if not isinstance(body, dict):
+        raise InvalidInput(f"body must be a JSON object, got {json_type(body)}")
+    return body
+
+
+def too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The body is larger than {max_bytes} bytes.")
+
+
+def json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string" if isinstance(value, str) else type(value).__name__
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two values for one key would let two parsers read two different requests.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")

@@ -1,0 +1,46 @@
+"""Request ids and the access log: one line per request, never headers, bodies, keys or tokens."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+access_log = logging.getLogger("service.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id() -> str:
+    """The caller's `X-Request-Id` when it is safe to echo and log, else a fresh one."""
+    if "request_id" not in g:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    return str(g.request_id)
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """The caller's text made safe for a log line: no control characters, bounded."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return cleaned + ("..." if len(text) > limit else "")
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+
+
+def _start_request() -> None:
+    g.started = time.monotonic()
+    request_id()
+
+
+def _finish_request(response: Response) -> Response:
+    response.headers["X-Request-Id"] = request_id()
+    elapsed_ms = (time.monotonic() - g.get("started", time.monotonic())) * 1000
+    access_log.info("%s %s %s %.1fms request_id=%s", request.method, printable(request.path),
+                    response.status_code, elapsed_ms, request_id())
+    return response

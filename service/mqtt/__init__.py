@@ -1,0 +1,1 @@
+"""MQTT connections to AWS IoT: the only users of paho, awscrt and botocore."""
