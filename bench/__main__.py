@@ -42,9 +42,11 @@ from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # The emulator's published SigV4 test pair; botocore's default chain reads it from the env.
-AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
-                "AWS_SECRET_ACCESS_KEY": DEFAULT_SECRET_ACCESS_KEY,
-                "AWS_EC2_METADATA_DISABLED": "true"}
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": DEFAULT_SECRET_ACCESS_KEY,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def _list(kind: type, allowed: tuple[str, ...] | None = None) -> Any:
@@ -55,32 +57,61 @@ def _list(kind: type, allowed: tuple[str, ...] | None = None) -> Any:
         if allowed is not None and (bad := [v for v in values if v not in allowed]):
             raise argparse.ArgumentTypeError(f"{bad} not in {', '.join(allowed)}")
         return values
+
     return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--seconds", type=float, default=3.0, help="time per cell")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="each cell's time is split into this many rounds, the modes taking turns")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="each cell's time is split into this many rounds, the modes taking turns",
+    )
     p.add_argument("--levels", type=_list(int), default="1,8,32", help="concurrent callers")
-    p.add_argument("--flows", type=_list(str, FLOWS), default=",".join(FLOWS),
-                   help="csr (CreateCertificateFromCsr) and/or keys (CreateKeysAndCertificate)")
-    p.add_argument("--rtt", type=_list(float), default="0,20",
-                   help="simulated round-trip times in ms (0 = loopback as is)")
-    p.add_argument("--modes", type=_list(str, MODES), default=",".join(MODES),
-                   help="which ways of provisioning to run")
-    p.add_argument("--key-algorithm", choices=["ec", "rsa"], default="ec",
-                   help="the emulator's CreateKeysAndCertificate keys (AWS: rsa; see the docs "
-                        "for why ec is the default)")
+    p.add_argument(
+        "--flows",
+        type=_list(str, FLOWS),
+        default=",".join(FLOWS),
+        help="csr (CreateCertificateFromCsr) and/or keys (CreateKeysAndCertificate)",
+    )
+    p.add_argument(
+        "--rtt",
+        type=_list(float),
+        default="0,20",
+        help="simulated round-trip times in ms (0 = loopback as is)",
+    )
+    p.add_argument(
+        "--modes", type=_list(str, MODES), default=",".join(MODES), help="which ways of provisioning to run"
+    )
+    p.add_argument(
+        "--key-algorithm",
+        choices=["ec", "rsa"],
+        default="ec",
+        help="the emulator's CreateKeysAndCertificate keys (AWS: rsa; see the docs "
+        "for why ec is the default)",
+    )
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     p.add_argument("--pool-size", type=int, default=16, help="MQTT connections per worker")
     p.add_argument("--threads", type=int, default=20, help="gunicorn threads per worker")
-    p.add_argument("--pool-wait", type=float, default=15.0,
-                   help="PROVISIONER_POOL_WAIT_SECONDS (high, so queued callers get no 503)")
-    p.add_argument("--warmup", type=float, default=1.0,
-                   help="untimed service requests per flow and condition before the cells")
+    p.add_argument(
+        "--pool-wait",
+        type=float,
+        default=15.0,
+        help="PROVISIONER_POOL_WAIT_SECONDS (high, so queued callers get no 503)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="untimed service requests per flow and condition before the cells",
+    )
     p.add_argument("--csrs", type=int, default=256, help="size of the pre-made EC CSR pool")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     return p
@@ -101,8 +132,9 @@ def service_env(args: argparse.Namespace, ws_url: str, api_key: str) -> dict[str
     }
 
 
-def make_callers(mode: str, n: int, flow: str, endpoint: Endpoint, service: ServiceProcess,
-                 api_key: str) -> list[Caller]:
+def make_callers(
+    mode: str, n: int, flow: str, endpoint: Endpoint, service: ServiceProcess, api_key: str
+) -> list[Caller]:
     if mode == "service":
         return [ServiceCaller(service.port, api_key, flow) for _ in range(n)]
     if mode == "connect-per-request":
@@ -111,33 +143,48 @@ def make_callers(mode: str, n: int, flow: str, endpoint: Endpoint, service: Serv
 
 
 def problem_lines(path: Path) -> list[str]:
-    markers = (" WARNING ", " ERROR ", " CRITICAL ", "[ERROR]", "[CRITICAL]", "[WARNING]",
-               "Traceback")
-    return [line for line in path.read_text(errors="replace").splitlines()
-            if any(m in line for m in markers)]
+    markers = (" WARNING ", " ERROR ", " CRITICAL ", "[ERROR]", "[CRITICAL]", "[WARNING]", "Traceback")
+    return [line for line in path.read_text(errors="replace").splitlines() if any(m in line for m in markers)]
 
 
-def run_condition(args: argparse.Namespace, rtt_ms: float, csrs: list[Any], run_tag: str,
-                  cells: list[dict[str, Any]], logs: dict[str, Any]) -> None:
+def run_condition(
+    args: argparse.Namespace,
+    rtt_ms: float,
+    csrs: list[Any],
+    run_tag: str,
+    cells: list[dict[str, Any]],
+    logs: dict[str, Any],
+) -> None:
     api_key = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         emulator_log, service_log = Path(tmp) / "emulator.log", Path(tmp) / "service.log"
         with emulator_log.open("w") as log_file:
-            emulator = EmulatorProcess(Path(tmp) / "data", log_file, send_delay=rtt_ms / 1000,
-                                       key_algorithm=args.key_algorithm, listeners=("ws",))
+            emulator = EmulatorProcess(
+                Path(tmp) / "data",
+                log_file,
+                send_delay=rtt_ms / 1000,
+                key_algorithm=args.key_algorithm,
+                listeners=("ws",),
+            )
         service: ServiceProcess | None = None
         try:
             endpoint = Endpoint(emulator.url("ws"))
             with service_log.open("w") as log_file:
-                service = ServiceProcess(service_env(args, endpoint.url, api_key), log_file,
-                                         workers=args.workers)
+                service = ServiceProcess(
+                    service_env(args, endpoint.url, api_key), log_file, workers=args.workers
+                )
             service.wait_ready(args.pool_size)
             for flow in args.flows:
                 if args.warmup > 0 and "service" in args.modes:
                     # Untimed: lazy imports in the workers, each link's template subscription.
-                    run_cell(make_callers("service", max(args.levels), flow, endpoint, service,
-                                          api_key), args.warmup, f"{run_tag}w{rtt_ms:g}{flow}",
-                             csrs, emulator, service)
+                    run_cell(
+                        make_callers("service", max(args.levels), flow, endpoint, service, api_key),
+                        args.warmup,
+                        f"{run_tag}w{rtt_ms:g}{flow}",
+                        csrs,
+                        emulator,
+                        service,
+                    )
                 for n in args.levels:
                     # Each cell is split into rounds and the modes take turns, so that a burst
                     # of other work on the machine lands on every mode alike.
@@ -145,14 +192,24 @@ def run_condition(args: argparse.Namespace, rtt_ms: float, csrs: list[Any], run_
                     for r in range(args.rounds):
                         turn = r % len(args.modes)
                         for mode in args.modes[turn:] + args.modes[:turn]:
-                            rounds[mode].append(run_round(
-                                make_callers(mode, n, flow, endpoint, service, api_key),
-                                args.seconds / args.rounds,
-                                f"{run_tag}-{rtt_ms:g}-{flow}-{mode[0]}{n}r{r}", csrs, emulator,
-                                service))
+                            rounds[mode].append(
+                                run_round(
+                                    make_callers(mode, n, flow, endpoint, service, api_key),
+                                    args.seconds / args.rounds,
+                                    f"{run_tag}-{rtt_ms:g}-{flow}-{mode[0]}{n}r{r}",
+                                    csrs,
+                                    emulator,
+                                    service,
+                                )
+                            )
                     for mode in args.modes:
-                        cell = {"rtt_ms": rtt_ms, "flow": flow, "mode": mode, "callers": n,
-                                **summarise(rounds[mode], measure_service=mode == "service")}
+                        cell = {
+                            "rtt_ms": rtt_ms,
+                            "flow": flow,
+                            "mode": mode,
+                            "callers": n,
+                            **summarise(rounds[mode], measure_service=mode == "service"),
+                        }
                         cells.append(cell)
                         print(row(cell), flush=True)
         finally:
@@ -178,34 +235,59 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     now = datetime.now(UTC)
     hostname = socket.gethostname().split(".")[0]
-    machine = {"hostname": hostname, "cpu_count": os.cpu_count(),
-               "cpu_count_physical": psutil.cpu_count(logical=False),
-               "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-               "python": platform.python_version(), "platform": platform.platform()}
+    machine = {
+        "hostname": hostname,
+        "cpu_count": os.cpu_count(),
+        "cpu_count_physical": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
     settings = {
-        "seconds_per_cell": args.seconds, "rounds_per_cell": args.rounds,
-        "levels": args.levels, "flows": args.flows,
-        "rtt_ms": args.rtt, "modes": args.modes, "emulator_key_algorithm": args.key_algorithm,
-        "service": {"workers": args.workers, "threads_per_worker": args.threads,
-                    "pool_size_per_worker": args.pool_size,
-                    "pool_wait_seconds": args.pool_wait, "worker_class": "gthread",
-                    "endpoint": "emulator ws:// + SigV4"},
+        "seconds_per_cell": args.seconds,
+        "rounds_per_cell": args.rounds,
+        "levels": args.levels,
+        "flows": args.flows,
+        "rtt_ms": args.rtt,
+        "modes": args.modes,
+        "emulator_key_algorithm": args.key_algorithm,
+        "service": {
+            "workers": args.workers,
+            "threads_per_worker": args.threads,
+            "pool_size_per_worker": args.pool_size,
+            "pool_wait_seconds": args.pool_wait,
+            "worker_class": "gthread",
+            "endpoint": "emulator ws:// + SigV4",
+        },
         "mqtt_clients": "paho over ws:// + SigV4, TCP_NODELAY, one flow at a time per connection",
-        "warmup_seconds": args.warmup, "csr_pool": args.csrs,
+        "warmup_seconds": args.warmup,
+        "csr_pool": args.csrs,
     }
     print(f"# {command}")
-    print(f"# {now:%Y-%m-%d %H:%M} UTC on {hostname}: {machine['cpu_count']} CPUs, "
-          f"Python {machine['python']}")
-    print(f"# service: gunicorn gthread, {args.workers} workers x {args.threads} threads, "
-          f"pool {args.pool_size}/worker ({args.workers * args.pool_size} MQTT connections), "
-          f"PROVISIONER_POOL_WAIT_SECONDS={args.pool_wait:g}")
-    print(f"# emulator: one per RTT; keys flow uses --key-algorithm {args.key_algorithm}"
-          + (" (not AWS's RSA 2048: RSA keygen, ~80 ms CPU each here, would saturate the "
-             "2 cores and hide every other cost)" if args.key_algorithm == "ec" else ""))
-    print(f"# {args.seconds:g} s per cell in {args.rounds} rounds, modes taking turns; latencies "
-          "in ms; cpu = CPU ms per provision (svc: sum over gunicorn workers; emu: emulator; "
-          "cli: this load generator); rss = peak RSS of the largest worker; other% = CPU used "
-          "by processes outside the benchmark", flush=True)
+    print(
+        f"# {now:%Y-%m-%d %H:%M} UTC on {hostname}: {machine['cpu_count']} CPUs, Python {machine['python']}"
+    )
+    print(
+        f"# service: gunicorn gthread, {args.workers} workers x {args.threads} threads, "
+        f"pool {args.pool_size}/worker ({args.workers * args.pool_size} MQTT connections), "
+        f"PROVISIONER_POOL_WAIT_SECONDS={args.pool_wait:g}"
+    )
+    print(
+        f"# emulator: one per RTT; keys flow uses --key-algorithm {args.key_algorithm}"
+        + (
+            " (not AWS's RSA 2048: RSA keygen, ~80 ms CPU each here, would saturate the "
+            "2 cores and hide every other cost)"
+            if args.key_algorithm == "ec"
+            else ""
+        )
+    )
+    print(
+        f"# {args.seconds:g} s per cell in {args.rounds} rounds, modes taking turns; latencies "
+        "in ms; cpu = CPU ms per provision (svc: sum over gunicorn workers; emu: emulator; "
+        "cli: this load generator); rss = peak RSS of the largest worker; other% = CPU used "
+        "by processes outside the benchmark",
+        flush=True,
+    )
     csrs = make_csrs(args.csrs)
     run_tag = secrets.token_hex(3)
     cells: list[dict[str, Any]] = []
@@ -216,19 +298,28 @@ def main(argv: list[str] | None = None) -> int:
     checks = targets(cells, args.flows, args.rtt)
     others = [c["other_processes_pct"] for c in cells]
     if others and max(others) >= 10:
-        print(f"# note: other processes used {sum(others) / len(others):.0f}% of this machine's CPU "
-              f"on average (max {max(others)}%) during the cells: the figures are noisy; rerun "
-              "on a quiet machine to compare runs")
+        print(
+            f"# note: other processes used {sum(others) / len(others):.0f}% of this machine's CPU "
+            f"on average (max {max(others)}%) during the cells: the figures are noisy; rerun "
+            "on a quiet machine to compare runs"
+        )
     print()
     for line in target_lines(checks):
         print(line)
     elapsed = time.monotonic() - started
-    results = {"date": now.isoformat(timespec="seconds"), "command": command,
-               "machine": machine, "settings": settings, "elapsed_seconds": round(elapsed, 1),
-               "cells": cells, "targets": checks, "logs": logs}
+    results = {
+        "date": now.isoformat(timespec="seconds"),
+        "command": command,
+        "machine": machine,
+        "settings": settings,
+        "elapsed_seconds": round(elapsed, 1),
+        "cells": cells,
+        "targets": checks,
+        "logs": logs,
+    }
     path = write_results(results, args.results_dir, f"{now:%Y-%m-%d}", hostname)
     print(f"\n# {len(cells)} cells in {elapsed:.0f} s; results: {path} (and latest.json)")
-    return 0   # a MISS is a finding, not a failed run
+    return 0  # a MISS is a finding, not a failed run
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
 from emulator.sigv4 import presign_path
 
 REGION = "us-east-1"
-TEMPLATE = "demo"          # the emulator's demo template: parameter SerialNumber, thing demo-<it>
+TEMPLATE = "demo"  # the emulator's demo template: parameter SerialNumber, thing demo-<it>
 CREATE_TOPIC = "$aws/certificates/create/json"
 CSR_TOPIC = "$aws/certificates/create-from-csr/json"
 REGISTER_TOPIC = f"$aws/provisioning-templates/{TEMPLATE}/provision/json"
@@ -45,7 +45,7 @@ class FlowError(Exception):
 @dataclass(frozen=True)
 class Csr:
     pem: str
-    public_key_der: bytes    # SubjectPublicKeyInfo, to check the certificate answered is for it
+    public_key_der: bytes  # SubjectPublicKeyInfo, to check the certificate answered is for it
 
 
 def make_csrs(count: int) -> list[Csr]:
@@ -56,14 +56,14 @@ def make_csrs(count: int) -> list[Csr]:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
         csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
-        csrs.append(Csr(csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-                        spki(key.public_key())))
+        csrs.append(Csr(csr.public_bytes(serialization.Encoding.PEM).decode("ascii"), spki(key.public_key())))
     return csrs
 
 
 def spki(public_key: Any) -> bytes:
-    return bytes(public_key.public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    return bytes(
+        public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,9 @@ def mix_up(evidence: Evidence) -> str | None:
             expected = evidence.csr.public_key_der
         elif evidence.private_key_pem is not None:
             # The answer's own key pair: no need to re-validate RSA (that costs ~50 ms).
-            key = serialization.load_pem_private_key(evidence.private_key_pem.encode(), None,
-                                                     unsafe_skip_rsa_key_validation=True)
+            key = serialization.load_pem_private_key(
+                evidence.private_key_pem.encode(), None, unsafe_skip_rsa_key_validation=True
+            )
             expected = spki(key.public_key())
         else:
             return "no CSR and no private key to check the certificate against"
@@ -119,8 +120,13 @@ class Endpoint:
 
     def presigned_path(self) -> str:
         # paho sends Host: host:port for a non-default port; that exact string is signed.
-        return presign_path(f"{self.host}:{self.port}", REGION, DEFAULT_ACCESS_KEY_ID,
-                            DEFAULT_SECRET_ACCESS_KEY, now=datetime.now(UTC))
+        return presign_path(
+            f"{self.host}:{self.port}",
+            REGION,
+            DEFAULT_ACCESS_KEY_ID,
+            DEFAULT_SECRET_ACCESS_KEY,
+            now=datetime.now(UTC),
+        )
 
 
 def unique_client_id(prefix: str) -> str:
@@ -134,11 +140,15 @@ class MqttDevice:
     def __init__(self, endpoint: Endpoint, client_id: str, qos: int = 1) -> None:
         self.endpoint = endpoint
         self.client_id = client_id
-        self.qos = qos     # 1 as AWS's samples do; 0 for the floor, as the service does
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  transport="websockets" if endpoint.websockets else "tcp",
-                                  protocol=mqtt.MQTTv311, clean_session=True,
-                                  reconnect_on_failure=False)
+        self.qos = qos  # 1 as AWS's samples do; 0 for the floor, as the service does
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            transport="websockets" if endpoint.websockets else "tcp",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+            reconnect_on_failure=False,
+        )
         if endpoint.websockets:
             self.client.ws_set_options(path=endpoint.presigned_path())
         # paho never sets TCP_NODELAY: Nagle + delayed ACK would add ~40 ms per round trip
@@ -153,12 +163,14 @@ class MqttDevice:
         self._reply: tuple[str, bytes | bytearray] | None = None
 
     # Callbacks run inside client.loop(), on the owning thread: they only record.
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         self._connack = reason
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: list[Any],
-                      properties: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: list[Any], properties: Any
+    ) -> None:
         self._subacks[mid] = codes
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -223,16 +235,25 @@ def answer_filters(topic: str) -> list[str]:
     return [topic + "/accepted", topic + "/rejected"]
 
 
-def provision_over(device: MqttDevice, flow: str, serial: str, csr: Csr,
-                   step_timeout: float) -> Evidence:
+def provision_over(device: MqttDevice, flow: str, serial: str, csr: Csr, step_timeout: float) -> Evidence:
     """CreateCertificateFromCsr or CreateKeysAndCertificate, then RegisterThing, back to back."""
     topic, body = create_request(flow, csr)
     created = device.ask(topic, body, time.monotonic() + step_timeout)
-    registered = device.ask(REGISTER_TOPIC, {
-        "certificateOwnershipToken": created["certificateOwnershipToken"],
-        "parameters": {"SerialNumber": serial}}, time.monotonic() + step_timeout)
-    return Evidence(serial, str(registered.get("thingName")), created["certificatePem"],
-                    csr if flow == "csr" else None, created.get("privateKey"))
+    registered = device.ask(
+        REGISTER_TOPIC,
+        {
+            "certificateOwnershipToken": created["certificateOwnershipToken"],
+            "parameters": {"SerialNumber": serial},
+        },
+        time.monotonic() + step_timeout,
+    )
+    return Evidence(
+        serial,
+        str(registered.get("thingName")),
+        created["certificatePem"],
+        csr if flow == "csr" else None,
+        created.get("privateKey"),
+    )
 
 
 def _set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:

@@ -31,8 +31,8 @@ from bench.devices import (
 )
 
 MODES = ("service", "connect-per-request", "direct-pool")
-STEP_TIMEOUT = 15.0     # one MQTT answer (the service's own deadline is its setting)
-HTTP_TIMEOUT = 60.0     # one HTTP request, queueing included
+STEP_TIMEOUT = 15.0  # one MQTT answer (the service's own deadline is its setting)
+HTTP_TIMEOUT = 60.0  # one HTTP request, queueing included
 
 
 class Caller(Protocol):
@@ -64,7 +64,7 @@ class ServiceCaller:
             response = self.connection.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            self.connection.close()     # the next request opens a new connection
+            self.connection.close()  # the next request opens a new connection
             raise FlowError("http", f"{type(exc).__name__}: {exc}") from None
         if response.status != 201:
             try:
@@ -73,11 +73,15 @@ class ServiceCaller:
             except ValueError:
                 detail = payload[:200].decode("utf-8", "replace")
             retry = response.getheader("Retry-After")
-            raise FlowError(f"HTTP {response.status}",
-                            detail + (f" (Retry-After {retry})" if retry else ""))
+            raise FlowError(f"HTTP {response.status}", detail + (f" (Retry-After {retry})" if retry else ""))
         answer = json.loads(payload)
-        return Evidence(serial, str(answer.get("thingName")), answer["certificatePem"],
-                        csr if self.flow == "csr" else None, answer.get("privateKey"))
+        return Evidence(
+            serial,
+            str(answer.get("thingName")),
+            answer["certificatePem"],
+            csr if self.flow == "csr" else None,
+            answer.get("privateKey"),
+        )
 
     def teardown(self) -> None:
         self.connection.close()
@@ -101,13 +105,23 @@ class ConnectPerRequestCaller:
             device.subscribe(answer_filters(topic), deadline())
             created = device.ask(topic, body, deadline())
             device.subscribe(answer_filters(REGISTER_TOPIC), deadline())
-            registered = device.ask(REGISTER_TOPIC, {
-                "certificateOwnershipToken": created["certificateOwnershipToken"],
-                "parameters": {"SerialNumber": serial}}, deadline())
+            registered = device.ask(
+                REGISTER_TOPIC,
+                {
+                    "certificateOwnershipToken": created["certificateOwnershipToken"],
+                    "parameters": {"SerialNumber": serial},
+                },
+                deadline(),
+            )
         finally:
             device.disconnect()
-        return Evidence(serial, str(registered.get("thingName")), created["certificatePem"],
-                        csr if self.flow == "csr" else None, created.get("privateKey"))
+        return Evidence(
+            serial,
+            str(registered.get("thingName")),
+            created["certificatePem"],
+            csr if self.flow == "csr" else None,
+            created.get("privateKey"),
+        )
 
     def teardown(self) -> None:
         pass

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import psutil
 
-SETUP_TIMEOUT = 20.0   # emulator ready line, gunicorn workers ready
+SETUP_TIMEOUT = 20.0  # emulator ready line, gunicorn workers ready
 STOP_TIMEOUT = 10.0
 
 
@@ -65,25 +65,48 @@ def _stop(proc: subprocess.Popen[str], signum: int, what: str) -> None:
 class EmulatorProcess:
     """`python -m emulator` on free ports; `info` is the JSON line it prints when ready."""
 
-    def __init__(self, data_dir: Path, log_file: IO[str], *, send_delay: float = 0.0,
-                 key_algorithm: str = "ec", listeners: Iterable[str] = ("mqtt", "ws")) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log_file: IO[str],
+        *,
+        send_delay: float = 0.0,
+        key_algorithm: str = "ec",
+        listeners: Iterable[str] = ("mqtt", "ws"),
+    ) -> None:
         wanted = set(listeners)
-        ports = [arg for scheme in ("mqtt", "mqtts", "ws", "wss")
-                 for arg in (f"--{scheme}-port", "0" if scheme in wanted else "off")]
-        self.command = [sys.executable, "-m", "emulator", "--host", "127.0.0.1", *ports,
-                        "--data-dir", str(data_dir), "--key-algorithm", key_algorithm,
-                        "--send-delay", f"{send_delay:g}",
-                        # WARNING: the per-request INFO lines would cost the emulator CPU.
-                        "--log-level", "WARNING"]
-        self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=log_file,
-                                     text=True)
+        ports = [
+            arg
+            for scheme in ("mqtt", "mqtts", "ws", "wss")
+            for arg in (f"--{scheme}-port", "0" if scheme in wanted else "off")
+        ]
+        self.command = [
+            sys.executable,
+            "-m",
+            "emulator",
+            "--host",
+            "127.0.0.1",
+            *ports,
+            "--data-dir",
+            str(data_dir),
+            "--key-algorithm",
+            key_algorithm,
+            "--send-delay",
+            f"{send_delay:g}",
+            # WARNING: the per-request INFO lines would cost the emulator CPU.
+            "--log-level",
+            "WARNING",
+        ]
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=log_file, text=True)
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], SETUP_TIMEOUT)
         line = self.proc.stdout.readline() if ready else ""
         if not line:
             self.stop()
-            raise RuntimeError(f"the emulator did not report ready within {SETUP_TIMEOUT:g} s "
-                               f"(its log: {getattr(log_file, 'name', '?')})")
+            raise RuntimeError(
+                f"the emulator did not report ready within {SETUP_TIMEOUT:g} s "
+                f"(its log: {getattr(log_file, 'name', '?')})"
+            )
         self.info: dict[str, Any] = json.loads(line)
         self.process = psutil.Process(self.proc.pid)
 
@@ -94,7 +117,7 @@ class EmulatorProcess:
         return cpu_seconds(self.process)
 
     def stop(self) -> None:
-        _stop(self.proc, signal.SIGINT, "the emulator")   # the CLI stops cleanly on SIGINT
+        _stop(self.proc, signal.SIGINT, "the emulator")  # the CLI stops cleanly on SIGINT
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
@@ -105,12 +128,19 @@ class ServiceProcess:
     def __init__(self, env: dict[str, str], log_file: IO[str], *, workers: int) -> None:
         self.port = free_port()
         self.workers_wanted = workers
-        self.env = {**env, "PROVISIONER_BIND": f"127.0.0.1:{self.port}",
-                    "PROVISIONER_WORKERS": str(workers)}
-        self.command = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf",
-                        *_no_control_socket(), "service:create_app()"]
-        self.proc = subprocess.Popen(self.command, env={**os.environ, **self.env},
-                                     stdout=log_file, stderr=log_file, text=True)
+        self.env = {**env, "PROVISIONER_BIND": f"127.0.0.1:{self.port}", "PROVISIONER_WORKERS": str(workers)}
+        self.command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:service.gunicorn_conf",
+            *_no_control_socket(),
+            "service:create_app()",
+        ]
+        self.proc = subprocess.Popen(
+            self.command, env={**os.environ, **self.env}, stdout=log_file, stderr=log_file, text=True
+        )
         self.master = psutil.Process(self.proc.pid)
         self._workers: list[psutil.Process] = []
 
@@ -181,5 +211,4 @@ def _no_control_socket() -> list[str]:
         from gunicorn.config import KNOWN_SETTINGS
     except ImportError:
         return []
-    return ["--no-control-socket"] if any(s.name == "control_socket_disable"
-                                           for s in KNOWN_SETTINGS) else []
+    return ["--no-control-socket"] if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else []

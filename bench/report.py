@@ -8,18 +8,26 @@ from pathlib import Path
 from typing import Any
 
 # Targets from issue 4 (ratios within one run).
-LATENCY_SLACK = 1.15          # service p50 within 15% of 2 round trips + the pool's processing
-THROUGHPUT_VS_CONNECT = 4.0   # service >= 4x connect-per-request at 20 ms, 32 callers
-SHARE_OF_DIRECT = 0.70        # service >= 70% of the direct pool on loopback, 8 callers, CSR
+LATENCY_SLACK = 1.15  # service p50 within 15% of 2 round trips + the pool's processing
+THROUGHPUT_VS_CONNECT = 4.0  # service >= 4x connect-per-request at 20 ms, 32 callers
+SHARE_OF_DIRECT = 0.70  # service >= 70% of the direct pool on loopback, 8 callers, CSR
 CPU_MS_PER_CSR = 3.0
 RSS_MB_PER_WORKER = 80.0
 
 COLUMNS = [  # (header, key, width)
-    ("rtt", "rtt_ms", 4), ("flow", "flow", 4), ("mode", "mode", 19), ("n", "callers", 3),
-    ("prov/s", "provisions_per_s", 7), ("p50 ms", "p50_ms", 7), ("p99 ms", "p99_ms", 7),
-    ("err", "errors", 4), ("svc cpu ms", "service_cpu_ms_per_provision", 10),
-    ("svc rss MB", "service_rss_mb", 10), ("emu cpu ms", "emulator_cpu_ms_per_provision", 10),
-    ("cli cpu ms", "client_cpu_ms_per_provision", 10), ("busy%", "machine_busy_pct", 5),
+    ("rtt", "rtt_ms", 4),
+    ("flow", "flow", 4),
+    ("mode", "mode", 19),
+    ("n", "callers", 3),
+    ("prov/s", "provisions_per_s", 7),
+    ("p50 ms", "p50_ms", 7),
+    ("p99 ms", "p99_ms", 7),
+    ("err", "errors", 4),
+    ("svc cpu ms", "service_cpu_ms_per_provision", 10),
+    ("svc rss MB", "service_rss_mb", 10),
+    ("emu cpu ms", "emulator_cpu_ms_per_provision", 10),
+    ("cli cpu ms", "client_cpu_ms_per_provision", 10),
+    ("busy%", "machine_busy_pct", 5),
     ("other%", "other_processes_pct", 6),
 ]
 
@@ -31,17 +39,19 @@ def _cell(value: Any) -> str:
 
 
 def header() -> str:
-    return "  ".join(f"{name:>{width}}" if i > 2 else f"{name:<{width}}"
-                     for i, (name, _, width) in enumerate(COLUMNS))
+    return "  ".join(
+        f"{name:>{width}}" if i > 2 else f"{name:<{width}}" for i, (name, _, width) in enumerate(COLUMNS)
+    )
 
 
 def row(cell: dict[str, Any]) -> str:
     shown = dict(cell)
     rss = cell.get("service_peak_rss_mb")
     shown["service_rss_mb"] = max(rss) if rss else None
-    return "  ".join(f"{_cell(shown.get(key)):>{width}}" if i > 2
-                     else f"{_cell(shown.get(key)):<{width}}"
-                     for i, (_, key, width) in enumerate(COLUMNS))
+    return "  ".join(
+        f"{_cell(shown.get(key)):>{width}}" if i > 2 else f"{_cell(shown.get(key)):<{width}}"
+        for i, (_, key, width) in enumerate(COLUMNS)
+    )
 
 
 def _find(cells: Iterable[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
@@ -58,20 +68,29 @@ def targets(cells: list[dict[str, Any]], flows: list[str], rtts: list[float]) ->
     rtt = 20.0 if 20.0 in slow else (slow[0] if slow else None)
 
     def add(name: str, ok: bool | None, measured: str) -> None:
-        checks.append({"target": name, "status": "N/A" if ok is None else ("PASS" if ok else "MISS"),
-                       "measured": measured})
+        checks.append(
+            {
+                "target": name,
+                "status": "N/A" if ok is None else ("PASS" if ok else "MISS"),
+                "measured": measured,
+            }
+        )
 
     for flow in flows:
         # 1. latency at one caller against the floor: 2 round trips + the direct pool's own
         # processing, i.e. the direct pool's p50 under the same RTT (its processing there is
         # also shown as measured on loopback, which idle-time effects make smaller).
-        name = (f"service p50 @{_ms(rtt)}ms/1 caller/{flow} <= 1.15 x floor "
-                "(2 RTT + direct pool processing)")
+        name = f"service p50 @{_ms(rtt)}ms/1 caller/{flow} <= 1.15 x floor (2 RTT + direct pool processing)"
         service = _find(cells, mode="service", flow=flow, callers=1, rtt_ms=rtt)
         direct_hi = _find(cells, mode="direct-pool", flow=flow, callers=1, rtt_ms=rtt)
         direct_lo = _find(cells, mode="direct-pool", flow=flow, callers=1, rtt_ms=0.0)
-        if (rtt is None or not service or service["p50_ms"] is None or not direct_hi
-                or direct_hi["p50_ms"] is None):
+        if (
+            rtt is None
+            or not service
+            or service["p50_ms"] is None
+            or not direct_hi
+            or direct_hi["p50_ms"] is None
+        ):
             add(name, None, "cell not run")
         else:
             floor = direct_hi["p50_ms"]
@@ -79,12 +98,16 @@ def targets(cells: list[dict[str, Any]], flows: list[str], rtts: list[float]) ->
             also = ""
             if direct_lo and direct_lo["p50_ms"] is not None:
                 alt = 2 * rtt + direct_lo["p50_ms"]
-                also = (f"; vs 2 RTT + direct pool p50 on loopback ({alt:.1f} ms): "
-                        f"{service['p50_ms'] / alt:.2f}x")
-            add(name, ratio <= LATENCY_SLACK,
+                also = (
+                    f"; vs 2 RTT + direct pool p50 on loopback ({alt:.1f} ms): {service['p50_ms'] / alt:.2f}x"
+                )
+            add(
+                name,
+                ratio <= LATENCY_SLACK,
                 f"{service['p50_ms']} ms vs floor {floor} ms ({2 * rtt:g} ms + "
                 f"{floor - 2 * rtt:.1f} ms processing, direct pool p50 @{_ms(rtt)}ms) = "
-                f"{ratio:.2f}x{also}")
+                f"{ratio:.2f}x{also}",
+            )
         # 2. throughput at 32 callers against connect-per-request.
         name = f"service prov/s @{_ms(rtt)}ms/32 callers/{flow} >= 4 x connect-per-request"
         service = _find(cells, mode="service", flow=flow, callers=32, rtt_ms=rtt)
@@ -95,17 +118,30 @@ def targets(cells: list[dict[str, Any]], flows: list[str], rtts: list[float]) ->
             ratio = service["provisions_per_s"] / connect["provisions_per_s"]
             # Context: the other levels, and how busy the machine was (CPU-bound or not).
             others = []
-            for c in sorted((c for c in cells if c["mode"] == "connect-per-request"
-                             and c["flow"] == flow and c["rtt_ms"] == rtt and c["callers"] != 32),
-                            key=lambda c: c["callers"]):
+            for c in sorted(
+                (
+                    c
+                    for c in cells
+                    if c["mode"] == "connect-per-request"
+                    and c["flow"] == flow
+                    and c["rtt_ms"] == rtt
+                    and c["callers"] != 32
+                ),
+                key=lambda c: c["callers"],
+            ):
                 level = _find(cells, mode="service", flow=flow, callers=c["callers"], rtt_ms=rtt)
                 if level and c["provisions_per_s"]:
-                    others.append(f"{level['provisions_per_s'] / c['provisions_per_s']:.2f}x at "
-                                  f"{c['callers']}")
-            add(name, ratio >= THROUGHPUT_VS_CONNECT,
+                    others.append(
+                        f"{level['provisions_per_s'] / c['provisions_per_s']:.2f}x at {c['callers']}"
+                    )
+            add(
+                name,
+                ratio >= THROUGHPUT_VS_CONNECT,
                 f"{service['provisions_per_s']} vs {connect['provisions_per_s']} /s = {ratio:.2f}x "
                 f"(machine busy {service['machine_busy_pct']}% / {connect['machine_busy_pct']}%"
-                + (f"; {', '.join(others)}" if others else "") + ")")
+                + (f"; {', '.join(others)}" if others else "")
+                + ")",
+            )
     # 3. the HTTP layer's cost on loopback.
     name = "service prov/s @loopback/8 callers/csr >= 70% of direct pool"
     service = _find(cells, mode="service", flow="csr", callers=8, rtt_ms=0.0)
@@ -114,34 +150,49 @@ def targets(cells: list[dict[str, Any]], flows: list[str], rtts: list[float]) ->
         add(name, None, "cell not run")
     else:
         share = service["provisions_per_s"] / direct["provisions_per_s"]
-        add(name, share >= SHARE_OF_DIRECT,
-            f"{service['provisions_per_s']} vs {direct['provisions_per_s']} /s = {share:.0%}")
+        add(
+            name,
+            share >= SHARE_OF_DIRECT,
+            f"{service['provisions_per_s']} vs {direct['provisions_per_s']} /s = {share:.0%}",
+        )
     # 4. CPU per CSR provision: the worst service CSR cell.
-    csr_cells = [c for c in cells if c["mode"] == "service" and c["flow"] == "csr"
-                 and c["service_cpu_ms_per_provision"] is not None]
+    csr_cells = [
+        c
+        for c in cells
+        if c["mode"] == "service" and c["flow"] == "csr" and c["service_cpu_ms_per_provision"] is not None
+    ]
     name = "service CPU per CSR provision <= 3 ms (worst cell)"
     if not csr_cells:
         add(name, None, "cell not run")
     else:
         worst = max(csr_cells, key=lambda c: c["service_cpu_ms_per_provision"])
         best = min(csr_cells, key=lambda c: c["service_cpu_ms_per_provision"])
-        add(name, worst["service_cpu_ms_per_provision"] <= CPU_MS_PER_CSR,
+        add(
+            name,
+            worst["service_cpu_ms_per_provision"] <= CPU_MS_PER_CSR,
             f"worst {worst['service_cpu_ms_per_provision']} ms @{_ms(worst['rtt_ms'])}ms/"
             f"{worst['callers']} callers (best {best['service_cpu_ms_per_provision']} ms "
-            f"@{_ms(best['rtt_ms'])}ms/{best['callers']})")
+            f"@{_ms(best['rtt_ms'])}ms/{best['callers']})",
+        )
     # 5. memory per worker.
     peaks = [mb for c in cells for mb in c.get("service_peak_rss_mb") or []]
-    add("service peak RSS per worker < 80 MB", (max(peaks) < RSS_MB_PER_WORKER) if peaks else None,
-        f"{max(peaks)} MB" if peaks else "no service cell")
+    add(
+        "service peak RSS per worker < 80 MB",
+        (max(peaks) < RSS_MB_PER_WORKER) if peaks else None,
+        f"{max(peaks)} MB" if peaks else "no service cell",
+    )
     # 6. errors anywhere.
     total = sum(c["errors"] for c in cells)
     kinds: dict[str, int] = {}
     for c in cells:
         for kind, count in c["errors_by_kind"].items():
             kinds[kind] = kinds.get(kind, 0) + count
-    add("no errors at any level (incl. mixed-up answers)", total == 0,
-        f"{total} errors" + (f" {kinds}" if kinds else f" in {sum(c['provisions'] for c in cells)} "
-                             "provisions"))
+    add(
+        "no errors at any level (incl. mixed-up answers)",
+        total == 0,
+        f"{total} errors"
+        + (f" {kinds}" if kinds else f" in {sum(c['provisions'] for c in cells)} provisions"),
+    )
     return checks
 
 

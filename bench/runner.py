@@ -22,7 +22,7 @@ from bench.devices import Csr, Evidence, FlowError, mix_up
 from bench.modes import Caller
 from bench.processes import EmulatorProcess, ServiceProcess, cpu_seconds
 
-JOIN_SLACK = 30.0   # beyond the round time: the longest a flow may still run
+JOIN_SLACK = 30.0  # beyond the round time: the longest a flow may still run
 
 
 @dataclass
@@ -39,9 +39,9 @@ class Round:
 
     logs: list[CallerLog]
     seconds: float = 0.0
-    cpu: Counter[str] = field(default_factory=Counter)   # CPU seconds by meter
+    cpu: Counter[str] = field(default_factory=Counter)  # CPU seconds by meter
     service_peak_rss: list[int] = field(default_factory=list)
-    restarted: bool = False     # a gunicorn worker was replaced during the round
+    restarted: bool = False  # a gunicorn worker was replaced during the round
     setup_failed: bool = False
 
 
@@ -51,9 +51,18 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def _drive(caller: Caller, log: CallerLog, serial_prefix: str, csrs: Sequence[Csr],
-           offset: int, ready: threading.Barrier, start: threading.Event,
-           deadline: list[float], done: threading.Barrier, release: threading.Event) -> None:
+def _drive(
+    caller: Caller,
+    log: CallerLog,
+    serial_prefix: str,
+    csrs: Sequence[Csr],
+    offset: int,
+    ready: threading.Barrier,
+    start: threading.Event,
+    deadline: list[float],
+    done: threading.Barrier,
+    release: threading.Event,
+) -> None:
     try:
         caller.setup()
     except FlowError as exc:
@@ -90,17 +99,38 @@ def _drive(caller: Caller, log: CallerLog, serial_prefix: str, csrs: Sequence[Cs
         caller.teardown()
 
 
-def run_round(callers: list[Caller], seconds: float, serial_prefix: str, csrs: Sequence[Csr],
-              emulator: EmulatorProcess, service: ServiceProcess | None) -> Round:
+def run_round(
+    callers: list[Caller],
+    seconds: float,
+    serial_prefix: str,
+    csrs: Sequence[Csr],
+    emulator: EmulatorProcess,
+    service: ServiceProcess | None,
+) -> Round:
     n = len(callers)
     result = Round([CallerLog() for _ in callers])
     ready, done = threading.Barrier(n + 1), threading.Barrier(n + 1)
     start, release = threading.Event(), threading.Event()
     deadline = [0.0]
-    threads = [threading.Thread(
-        target=_drive, name=f"caller-{k}",
-        args=(caller, result.logs[k], f"{serial_prefix}-{k}", csrs, k * len(csrs) // n, ready,
-              start, deadline, done, release)) for k, caller in enumerate(callers)]
+    threads = [
+        threading.Thread(
+            target=_drive,
+            name=f"caller-{k}",
+            args=(
+                caller,
+                result.logs[k],
+                f"{serial_prefix}-{k}",
+                csrs,
+                k * len(csrs) // n,
+                ready,
+                start,
+                deadline,
+                done,
+                release,
+            ),
+        )
+        for k, caller in enumerate(callers)
+    ]
     for t in threads:
         t.start()
     me = psutil.Process()
@@ -134,17 +164,20 @@ def run_round(callers: list[Caller], seconds: float, serial_prefix: str, csrs: S
     return result
 
 
-def _meters(emulator: EmulatorProcess, service: ServiceProcess | None,
-            me: psutil.Process) -> dict[str, float]:
+def _meters(
+    emulator: EmulatorProcess, service: ServiceProcess | None, me: psutil.Process
+) -> dict[str, float]:
     machine = psutil.cpu_times()
     idle = machine.idle + getattr(machine, "iowait", 0.0)
-    return {"emulator": emulator.cpu_seconds(),
-            "service": service.cpu_seconds() if service else 0.0,
-            "client": cpu_seconds(me),
-            "machine_total": sum(machine),
-            "machine_busy": sum(machine) - idle,
-            # The kernel's network processing, here our loopback traffic.
-            "softirq": getattr(machine, "softirq", 0.0)}
+    return {
+        "emulator": emulator.cpu_seconds(),
+        "service": service.cpu_seconds() if service else 0.0,
+        "client": cpu_seconds(me),
+        "machine_total": sum(machine),
+        "machine_busy": sum(machine) - idle,
+        # The kernel's network processing, here our loopback traffic.
+        "softirq": getattr(machine, "softirq", 0.0),
+    }
 
 
 def summarise(rounds: list[Round], *, measure_service: bool) -> dict[str, Any]:
@@ -165,7 +198,7 @@ def summarise(rounds: list[Round], *, measure_service: bool) -> dict[str, Any]:
                 examples.setdefault("mixed up", why)
     errors["setup"] += sum(r.setup_failed for r in rounds)
     errors["worker restarted"] += sum(r.restarted for r in rounds)
-    errors = +errors   # drop zero counts
+    errors = +errors  # drop zero counts
     elapsed = sum(r.seconds for r in rounds)
     cpu: Counter[str] = sum((r.cpu for r in rounds), Counter())
     ok = len(latencies) - errors["mixed up"]
@@ -191,8 +224,9 @@ def summarise(rounds: list[Round], *, measure_service: bool) -> dict[str, Any]:
         "emulator_cpu_ms_per_provision": per_ok(cpu["emulator"]),
         "client_cpu_ms_per_provision": per_ok(cpu["client"]),
         "machine_busy_pct": round(100 * cpu["machine_busy"] / capacity) if capacity else 0,
-        "other_processes_pct": (round(100 * max(0.0, cpu["machine_busy"] - ours) / capacity)
-                                if capacity else 0),
+        "other_processes_pct": (
+            round(100 * max(0.0, cpu["machine_busy"] - ours) / capacity) if capacity else 0
+        ),
     }
     if measure_service:
         peaks = [r.service_peak_rss for r in rounds if r.service_peak_rss]
@@ -202,8 +236,16 @@ def summarise(rounds: list[Round], *, measure_service: bool) -> dict[str, Any]:
     return result
 
 
-def run_cell(callers: list[Caller], seconds: float, serial_prefix: str, csrs: Sequence[Csr],
-             emulator: EmulatorProcess, service: ServiceProcess | None) -> dict[str, Any]:
+def run_cell(
+    callers: list[Caller],
+    seconds: float,
+    serial_prefix: str,
+    csrs: Sequence[Csr],
+    emulator: EmulatorProcess,
+    service: ServiceProcess | None,
+) -> dict[str, Any]:
     """One round, summarised: a cell of its own (warm-up, `python -m bench.emulator_csr`)."""
-    return summarise([run_round(callers, seconds, serial_prefix, csrs, emulator, service)],
-                     measure_service=service is not None)
+    return summarise(
+        [run_round(callers, seconds, serial_prefix, csrs, emulator, service)],
+        measure_service=service is not None,
+    )

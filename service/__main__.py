@@ -26,8 +26,15 @@ def main() -> int:
     bind = env.setdefault("PROVISIONER_BIND", "127.0.0.1:8000")
     # The emulator belongs to this process, not to a worker: started here, stopped at our exit.
     local.export_for_workers(env, bind)
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf",
-               "service:create_app()", *sys.argv[1:]]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:service.gunicorn_conf",
+        "service:create_app()",
+        *sys.argv[1:],
+    ]
     process = subprocess.Popen(command, env=env)
 
     def forward(signum: int, frame: object) -> None:

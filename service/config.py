@@ -110,32 +110,41 @@ class Settings:
         endpoint = env.text("PROVISIONER_IOT_ENDPOINT")
         values: dict[str, Any] = {
             "iot_endpoint": endpoint,
-            "auth_mode": env.choice("PROVISIONER_AUTH_MODE", AUTH_MODES,
-                                    default_auth_mode(endpoint)),
+            "auth_mode": env.choice("PROVISIONER_AUTH_MODE", AUTH_MODES, default_auth_mode(endpoint)),
             "iot_port": env.number("PROVISIONER_IOT_PORT", int, None, 1, 65535),
-            "region": (env.text("PROVISIONER_AWS_REGION") or region_of(endpoint)
-                       or env.text("AWS_REGION") or env.text("AWS_DEFAULT_REGION")),
+            "region": (
+                env.text("PROVISIONER_AWS_REGION")
+                or region_of(endpoint)
+                or env.text("AWS_REGION")
+                or env.text("AWS_DEFAULT_REGION")
+            ),
             "aws_profile": env.text("PROVISIONER_AWS_PROFILE"),
             "claim_cert": env.path("PROVISIONER_CLAIM_CERT"),
             "claim_key": env.path("PROVISIONER_CLAIM_KEY"),
             "ca_file": env.path("PROVISIONER_CA_FILE"),
-            "api_keys": tuple(k.strip() for k in (env.text("PROVISIONER_API_KEYS") or "").split(",")
-                              if k.strip()),
+            "api_keys": tuple(
+                k.strip() for k in (env.text("PROVISIONER_API_KEYS") or "").split(",") if k.strip()
+            ),
             "allow_server_generated_keys": env.boolean("PROVISIONER_ALLOW_SERVER_KEYS", True),
             "log_level": env.choice("PROVISIONER_LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             "emulator_mode": env.choice("PROVISIONER_EMULATOR_MODE", AUTH_MODES, "sigv4"),
-            "emulator_data_dir": env.path("PROVISIONER_EMULATOR_DATA_DIR")
-            or Path.cwd() / ".emulator-data",
+            "emulator_data_dir": env.path("PROVISIONER_EMULATOR_DATA_DIR") or Path.cwd() / ".emulator-data",
         }
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         for name, (kind, low, high) in NUMBERS.items():
             values[name] = env.number(_env_name(name), kind, defaults[name], low, high)
-        if (endpoint and "://" not in endpoint and env.text("PROVISIONER_AUTH_MODE") is None
-                and (values["claim_cert"] or values["claim_key"])):
+        if (
+            endpoint
+            and "://" not in endpoint
+            and env.text("PROVISIONER_AUTH_MODE") is None
+            and (values["claim_cert"] or values["claim_key"])
+        ):
             # A bare host defaults to sigv4; claim files suggest certificate was meant. Ask.
-            env.problems.append("PROVISIONER_CLAIM_CERT/KEY are set but PROVISIONER_AUTH_MODE is "
-                                "not: set it to certificate to connect with the claim "
-                                "certificate, or to sigv4 to sign with AWS credentials")
+            env.problems.append(
+                "PROVISIONER_CLAIM_CERT/KEY are set but PROVISIONER_AUTH_MODE is "
+                "not: set it to certificate to connect with the claim "
+                "certificate, or to sigv4 to sign with AWS credentials"
+            )
         try:
             settings = cls(**values)
         except SettingsError as error:
@@ -215,8 +224,7 @@ class _Reader:
             return default
         value = value.upper() if upper else value.lower()
         if value not in allowed:
-            self.problems.append(f"{name} must be one of {', '.join(map(str, allowed))}, "
-                                 f"got {value!r}")
+            self.problems.append(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
             return default
         return cast(T, value)
 
@@ -229,8 +237,7 @@ class _Reader:
         self.problems.append(f"{name} must be true/false/1/0/yes/no, got {value!r}")
         return default
 
-    def number(self, name: str, kind: Callable[[str], Any], default: Any, low: float,
-               high: float) -> Any:
+    def number(self, name: str, kind: Callable[[str], Any], default: Any, low: float, high: float) -> Any:
         raw = self.text(name)
         if raw is None:
             return default
@@ -256,21 +263,19 @@ def _check(settings: Settings) -> list[str]:
     if s.auth_mode not in AUTH_MODES:
         problems.append(f"PROVISIONER_AUTH_MODE must be sigv4 or certificate, got {s.auth_mode!r}")
     if s.emulator_mode not in AUTH_MODES:
-        problems.append(f"PROVISIONER_EMULATOR_MODE must be sigv4 or certificate, "
-                        f"got {s.emulator_mode!r}")
+        problems.append(f"PROVISIONER_EMULATOR_MODE must be sigv4 or certificate, got {s.emulator_mode!r}")
     if s.log_level not in LOG_LEVELS:
-        problems.append(f"PROVISIONER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
-                        f"got {s.log_level!r}")
-    bad_numbers = [_number_problem(_env_name(name), kind, low, high, getattr(s, name))
-                   for name, (kind, low, high) in NUMBERS.items()
-                   if not _in_range(getattr(s, name), kind, low, high)]
+        problems.append(f"PROVISIONER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
+    bad_numbers = [
+        _number_problem(_env_name(name), kind, low, high, getattr(s, name))
+        for name, (kind, low, high) in NUMBERS.items()
+        if not _in_range(getattr(s, name), kind, low, high)
+    ]
     problems += bad_numbers or _check_timing(s)
     if s.iot_port is not None and not 1 <= s.iot_port <= 65535:
-        problems.append(f"PROVISIONER_IOT_PORT must be an integer between 1 and 65535, "
-                        f"got {s.iot_port!r}")
+        problems.append(f"PROVISIONER_IOT_PORT must be an integer between 1 and 65535, got {s.iot_port!r}")
     problems += _check_api_keys(s)
-    if s.static_credentials is not None and (
-            len(s.static_credentials) != 2 or not all(s.static_credentials)):
+    if s.static_credentials is not None and (len(s.static_credentials) != 2 or not all(s.static_credentials)):
         problems.append("static_credentials must be (access key id, secret access key)")
     if s.local_mode:
         return problems  # the connection settings are made by local mode
@@ -298,14 +303,13 @@ def _in_range(value: object, kind: type, low: float, high: float) -> bool:
 def _check_timing(s: Settings) -> list[str]:
     problems = []
     if s.step_timeout_seconds > s.request_timeout_seconds:
-        problems.append("PROVISIONER_STEP_TIMEOUT_SECONDS must not exceed "
-                        "PROVISIONER_REQUEST_TIMEOUT_SECONDS")
+        problems.append(
+            "PROVISIONER_STEP_TIMEOUT_SECONDS must not exceed PROVISIONER_REQUEST_TIMEOUT_SECONDS"
+        )
     if s.pool_wait_seconds >= s.request_timeout_seconds:
-        problems.append("PROVISIONER_POOL_WAIT_SECONDS must be less than "
-                        "PROVISIONER_REQUEST_TIMEOUT_SECONDS")
+        problems.append("PROVISIONER_POOL_WAIT_SECONDS must be less than PROVISIONER_REQUEST_TIMEOUT_SECONDS")
     if s.reconnect_min_seconds > s.reconnect_max_seconds:
-        problems.append("PROVISIONER_RECONNECT_MIN_SECONDS must not exceed "
-                        "PROVISIONER_RECONNECT_MAX_SECONDS")
+        problems.append("PROVISIONER_RECONNECT_MIN_SECONDS must not exceed PROVISIONER_RECONNECT_MAX_SECONDS")
     return problems
 
 
@@ -313,38 +317,50 @@ def _check_api_keys(s: Settings) -> list[str]:
     # Problems name the position of a key, never the key itself.
     problems = []
     if not s.local_mode and not s.api_keys:
-        problems.append("PROVISIONER_API_KEYS is required outside local mode: comma-separated "
-                        f"keys of at least {MIN_API_KEY_LENGTH} characters")
+        problems.append(
+            "PROVISIONER_API_KEYS is required outside local mode: comma-separated "
+            f"keys of at least {MIN_API_KEY_LENGTH} characters"
+        )
     for number, key in enumerate(s.api_keys, start=1):
         if len(key) < MIN_API_KEY_LENGTH:
-            problems.append(f"PROVISIONER_API_KEYS key #{number} has {len(key)} characters; "
-                            f"each key needs at least {MIN_API_KEY_LENGTH}")
+            problems.append(
+                f"PROVISIONER_API_KEYS key #{number} has {len(key)} characters; "
+                f"each key needs at least {MIN_API_KEY_LENGTH}"
+            )
         elif not _API_KEY.fullmatch(key):
-            problems.append(f"PROVISIONER_API_KEYS key #{number} contains spaces or characters "
-                            "outside printable ASCII, which an Authorization header cannot carry")
+            problems.append(
+                f"PROVISIONER_API_KEYS key #{number} contains spaces or characters "
+                "outside printable ASCII, which an Authorization header cannot carry"
+            )
     return problems
 
 
 def _check_connection(s: Settings, endpoint: Endpoint) -> list[str]:
     problems = []
-    scheme = {("websockets", True): "wss", ("websockets", False): "ws",
-              ("tcp", True): "mqtts", ("tcp", False): "mqtt"}[(endpoint.transport, endpoint.tls)]
+    scheme = {
+        ("websockets", True): "wss",
+        ("websockets", False): "ws",
+        ("tcp", True): "mqtts",
+        ("tcp", False): "mqtt",
+    }[(endpoint.transport, endpoint.tls)]
     if s.auth_mode == "sigv4" and endpoint.transport != "websockets":
-        problems.append(f"PROVISIONER_AUTH_MODE=sigv4 signs a WebSocket upgrade and needs a "
-                        f"wss:// or ws:// endpoint, got {scheme}://")
+        problems.append(
+            f"PROVISIONER_AUTH_MODE=sigv4 signs a WebSocket upgrade and needs a "
+            f"wss:// or ws:// endpoint, got {scheme}://"
+        )
     if s.auth_mode == "certificate" and endpoint.transport != "tcp":
-        problems.append(f"PROVISIONER_AUTH_MODE=certificate needs an mqtts:// or mqtt:// "
-                        f"endpoint (AWS IoT takes client certificates over TLS only), "
-                        f"got {scheme}://")
+        problems.append(
+            f"PROVISIONER_AUTH_MODE=certificate needs an mqtts:// or mqtt:// "
+            f"endpoint (AWS IoT takes client certificates over TLS only), "
+            f"got {scheme}://"
+        )
     if s.auth_mode == "sigv4":
         problems += _check_region(s, endpoint)
-    for name, path in (("PROVISIONER_CLAIM_CERT", s.claim_cert),
-                       ("PROVISIONER_CLAIM_KEY", s.claim_key)):
+    for name, path in (("PROVISIONER_CLAIM_CERT", s.claim_cert), ("PROVISIONER_CLAIM_KEY", s.claim_key)):
         if s.auth_mode == "sigv4":
             continue  # unused: SigV4 signs with AWS credentials (local mode sets both kinds)
         if not endpoint.tls and path is not None:
-            problems.append(f"{name} is set but {scheme}:// has no TLS to present it; "
-                            "use mqtts://")
+            problems.append(f"{name} is set but {scheme}:// has no TLS to present it; use mqtts://")
         elif endpoint.tls and path is None:
             problems.append(f"{name} is required in certificate mode")
         elif path is not None:
@@ -360,16 +376,20 @@ def _check_connection(s: Settings, endpoint: Endpoint) -> list[str]:
 def _check_region(s: Settings, endpoint: Endpoint) -> list[str]:
     host_region = region_of(endpoint.host)
     if s.region is None and host_region is None:
-        return [f"PROVISIONER_AWS_REGION is required in sigv4 mode: it cannot be derived from "
-                f"the endpoint host {endpoint.host!r} (AWS_REGION or AWS_DEFAULT_REGION also do)"]
+        return [
+            f"PROVISIONER_AWS_REGION is required in sigv4 mode: it cannot be derived from "
+            f"the endpoint host {endpoint.host!r} (AWS_REGION or AWS_DEFAULT_REGION also do)"
+        ]
     if s.region is None:
         object.__setattr__(s, "region", host_region)
         return []
     if not _REGION.fullmatch(s.region):
         return [f"PROVISIONER_AWS_REGION must look like 'eu-west-1', got {s.region!r}"]
     if host_region is not None and host_region != s.region:
-        return [f"PROVISIONER_AWS_REGION={s.region} contradicts the endpoint's region "
-                f"{host_region}: SigV4 would be refused"]
+        return [
+            f"PROVISIONER_AWS_REGION={s.region} contradicts the endpoint's region "
+            f"{host_region}: SigV4 would be refused"
+        ]
     return []
 
 

@@ -31,9 +31,14 @@ class ServiceError(Exception):
     slug = "internal-error"
     title = "Internal error"
 
-    def __init__(self, detail: str, *, step: str | None = None,
-                 extra: dict[str, Any] | None = None,
-                 retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        step: str | None = None,
+        extra: dict[str, Any] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.step = step
@@ -58,8 +63,7 @@ class InvalidInput(ServiceError):
     slug = "invalid-input"
     title = "Invalid request"
 
-    def __init__(self, detail: str, *, errors: dict[str, Any] | None = None,
-                 status: int = 400) -> None:
+    def __init__(self, detail: str, *, errors: dict[str, Any] | None = None, status: int = 400) -> None:
         super().__init__(detail, extra={"errors": errors} if errors else None)
         self.status = status
 
@@ -103,11 +107,22 @@ class ProvisioningRejected(ServiceError):
     slug = "aws-rejected"
     title = "AWS IoT rejected the request"
 
-    def __init__(self, *, step: str, status: int, status_code: int, error_code: str,
-                 error_message: str, retry_after: int | None = None) -> None:
-        super().__init__(f"AWS IoT rejected {step}: {error_code}: {error_message}", step=step,
-                         extra={"statusCode": status_code, "errorCode": error_code,
-                                "errorMessage": error_message}, retry_after=retry_after)
+    def __init__(
+        self,
+        *,
+        step: str,
+        status: int,
+        status_code: int,
+        error_code: str,
+        error_message: str,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(
+            f"AWS IoT rejected {step}: {error_code}: {error_message}",
+            step=step,
+            extra={"statusCode": status_code, "errorCode": error_code, "errorMessage": error_message},
+            retry_after=retry_after,
+        )
         self.status = status
         self.error_code = error_code
 

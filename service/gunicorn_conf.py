@@ -15,13 +15,14 @@ from typing import Any
 bind = os.environ.get("PROVISIONER_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("PROVISIONER_WORKERS", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("PROVISIONER_THREADS",
-                             str(int(os.environ.get("PROVISIONER_POOL_SIZE", "4")) * 2)))
+threads = int(
+    os.environ.get("PROVISIONER_THREADS", str(int(os.environ.get("PROVISIONER_POOL_SIZE", "4")) * 2))
+)
 # SIGTERM: stop accepting, let in-flight requests finish within this, then worker_exit.
 graceful_timeout = int(os.environ.get("PROVISIONER_GRACEFUL_TIMEOUT", "30"))
 timeout = 60
-preload_app = False        # nothing that owns a thread or a socket may exist before the fork
-accesslog = None           # the service writes its own access log line (no secrets in it)
+preload_app = False  # nothing that owns a thread or a socket may exist before the fork
+accesslog = None  # the service writes its own access log line (no secrets in it)
 
 
 def on_starting(server: Any) -> None:

@@ -41,11 +41,15 @@ def prepare(settings: Settings) -> Settings:
     if not api_keys:
         api_keys = (generated_api_key(settings.emulator_data_dir),)
     return settings.replace(
-        iot_endpoint=info["listeners"][scheme], auth_mode=settings.emulator_mode,
-        region="us-east-1", ca_file=Path(info["caFile"]),
-        claim_cert=Path(info["claimCertificate"]), claim_key=Path(info["claimKey"]),
+        iot_endpoint=info["listeners"][scheme],
+        auth_mode=settings.emulator_mode,
+        region="us-east-1",
+        ca_file=Path(info["caFile"]),
+        claim_cert=Path(info["claimCertificate"]),
+        claim_key=Path(info["claimKey"]),
         api_keys=api_keys,
-        static_credentials=(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY))
+        static_credentials=(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY),
+    )
 
 
 def worker_environment(prepared: Settings) -> dict[str, str]:
@@ -76,12 +80,16 @@ def export_for_workers(environ: MutableMapping[str, str], bind: str) -> Settings
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "PROVISIONER_AWS_PROFILE"):
         environ.pop(name, None)
     key = prepared.api_keys[0]
-    print(f"\nlocal mode: service on http://{bind}, AWS IoT emulated at "
-          f"{prepared.iot_endpoint}\n\nTry it:\n"
-          f"  curl -s -X POST http://{bind}/provision \\\n"
-          f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
-          "    -d '{\"templateName\": \"demo\", \"parameters\": {\"SerialNumber\": \"SN-0001\"}}'"
-          "\n", file=sys.stderr, flush=True)
+    print(
+        f"\nlocal mode: service on http://{bind}, AWS IoT emulated at "
+        f"{prepared.iot_endpoint}\n\nTry it:\n"
+        f"  curl -s -X POST http://{bind}/provision \\\n"
+        f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
+        '    -d \'{"templateName": "demo", "parameters": {"SerialNumber": "SN-0001"}}\''
+        "\n",
+        file=sys.stderr,
+        flush=True,
+    )
     return prepared
 
 
@@ -94,8 +102,7 @@ def generated_api_key(data_dir: Path) -> str:
         key = secrets.token_urlsafe(32)
         path.write_text(key + "\n")
         path.chmod(0o600)
-    print(f"local mode: generated API key (also in {path}):\n  {key}", file=sys.stderr,
-          flush=True)
+    print(f"local mode: generated API key (also in {path}):\n  {key}", file=sys.stderr, flush=True)
     return key
 
 
@@ -140,27 +147,48 @@ def _alive(info: dict[str, Any]) -> bool:
 
 def _start(data_dir: Path) -> dict[str, Any]:
     log_path = data_dir / "emulator.log"
-    command = [sys.executable, "-m", "emulator", "--data-dir", str(data_dir),
-               "--mqtt-port", "0", "--mqtts-port", "0", "--ws-port", "0", "--wss-port", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "emulator",
+        "--data-dir",
+        str(data_dir),
+        "--mqtt-port",
+        "0",
+        "--mqtts-port",
+        "0",
+        "--ws-port",
+        "0",
+        "--wss-port",
+        "0",
+    ]
     with open(log_path, "ab") as log_file:
         # Its own session: a Ctrl-C in the terminal must reach gunicorn (which drains) and not
         # kill the emulator under requests in flight; we stop it ourselves at exit.
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     line: list[bytes] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()),  # type: ignore[union-attr]
-                              daemon=True)
+    reader = threading.Thread(
+        target=lambda: line.append(process.stdout.readline()),  # type: ignore[union-attr]
+        daemon=True,
+    )
     reader.start()
     reader.join(START_TIMEOUT)
     if not line or not line[0].strip():
         process.kill()
-        raise SettingsError([f"local mode: the emulator did not start within {START_TIMEOUT:g} s;"
-                             f" see {log_path}"])
+        raise SettingsError(
+            [f"local mode: the emulator did not start within {START_TIMEOUT:g} s; see {log_path}"]
+        )
     info: dict[str, Any] = json.loads(line[0])
     info["pid"] = process.pid
     atexit.register(_stop, process)
-    log.info("local mode: emulator started (pid %d), listeners %s; log in %s", process.pid,
-             ", ".join(info["listeners"].values()), log_path)
+    log.info(
+        "local mode: emulator started (pid %d), listeners %s; log in %s",
+        process.pid,
+        ", ".join(info["listeners"].values()),
+        log_path,
+    )
     return info
 
 

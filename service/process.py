@@ -32,8 +32,7 @@ class ProvisionerHolder:
             return self._given
         if self._closed:
             # worker_exit ran: a straggling request must not build a new pool during shutdown.
-            raise BrokerUnavailable("the service is shutting down", step="connect",
-                                    retry_after=5)
+            raise BrokerUnavailable("the service is shutting down", step="connect", retry_after=5)
         made = self._made
         if made is None or made[0] != os.getpid():
             with self._lock:

@@ -22,11 +22,13 @@ def read_json_object(max_bytes: int) -> dict[str, Any]:
     if len(raw) > max_bytes:
         raise too_large(max_bytes)
     try:
-        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_object_without_duplicates,
-                          parse_constant=_reject_constant)
+        body = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant
+        )
     except json.JSONDecodeError as error:
-        raise InvalidInput(f"body is not valid JSON: {error.msg}: line {error.lineno} "
-                           f"column {error.colno}") from None
+        raise InvalidInput(
+            f"body is not valid JSON: {error.msg}: line {error.lineno} column {error.colno}"
+        ) from None
     except UnicodeDecodeError as error:
         raise InvalidInput(f"body is not valid JSON: not UTF-8 at byte {error.start}") from None
     except ValueError as error:  # from the two hooks above

@@ -33,17 +33,22 @@ def init_app(app: Flask) -> None:
 
 def render_problem(error: ServiceError) -> Response:
     body = {**error.problem(), "requestId": request_id()}
-    response = Response(json.dumps(body), status=error.status,
-                        mimetype="application/problem+json")
+    response = Response(json.dumps(body), status=error.status, mimetype="application/problem+json")
     response.headers["Cache-Control"] = "no-store"
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthorized):
         response.headers["WWW-Authenticate"] = 'Bearer realm="iot-provisioner"'
     if error.status >= 500:
-        log.warning("%s %s answered %s: %s (step %s, request_id=%s)", request.method,
-                    printable(request.path), error.status, error.detail, error.step,
-                    request_id())
+        log.warning(
+            "%s %s answered %s: %s (step %s, request_id=%s)",
+            request.method,
+            printable(request.path),
+            error.status,
+            error.detail,
+            error.step,
+            request_id(),
+        )
     return response
 
 
@@ -51,8 +56,7 @@ def rules_broken(errors: dict[str, Any]) -> InvalidInput:
     """A 422 naming every broken rule, from marshmallow's (possibly nested) error dict."""
     flat = _flatten(errors)
     summary = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in flat.items())
-    return InvalidInput(f"The request breaks {len(flat)} rule(s): {summary}", errors=flat,
-                        status=422)
+    return InvalidInput(f"The request breaks {len(flat)} rule(s): {summary}", errors=flat, status=422)
 
 
 def _flatten(errors: dict[str, Any], prefix: str = "") -> dict[str, list[str]]:
@@ -72,8 +76,10 @@ def _render_http_exception(error: HTTPException) -> Response:
     code = error.code or 500
     problem: ServiceError
     if code == 404:
-        problem = NotFound("No such resource; the API serves POST /provision, GET /healthz, "
-                           "GET /readyz and GET /openapi.yaml.")
+        problem = NotFound(
+            "No such resource; the API serves POST /provision, GET /healthz, "
+            "GET /readyz and GET /openapi.yaml."
+        )
     elif code == 405:
         problem = MethodNotAllowed(f"{request.method} is not allowed on this resource.")
     elif code == 413:
@@ -93,7 +99,13 @@ def _render_http_exception(error: HTTPException) -> Response:
 
 def _render_unexpected(error: Exception) -> Response:
     # A bug: the traceback goes to the log, the caller gets a plain 500 problem and the id.
-    log.error("unexpected error in %s %s (request_id=%s)", request.method,
-              printable(request.path), request_id(), exc_info=error)
-    return render_problem(ServiceError("The service failed unexpectedly; the error is logged "
-                                       "under this request id."))
+    log.error(
+        "unexpected error in %s %s (request_id=%s)",
+        request.method,
+        printable(request.path),
+        request_id(),
+        exc_info=error,
+    )
+    return render_problem(
+        ServiceError("The service failed unexpectedly; the error is logged under this request id.")
+    )

@@ -41,9 +41,17 @@ def provision() -> Response:
     except ValidationError as error:
         raise rules_broken(error.messages_dict) from None
     if data["csr"] is None and not settings.allow_server_generated_keys:
-        raise rules_broken({"csr": ["required: this service does not create private keys, "
-                                    "send a certificate signing request"]})
-    result = context.provisioner().provision(template_name=data["template_name"],
-                                             parameters=data["parameters"], csr=data["csr"],
-                                             request_id=request_id())
+        raise rules_broken(
+            {
+                "csr": [
+                    "required: this service does not create private keys, send a certificate signing request"
+                ]
+            }
+        )
+    result = context.provisioner().provision(
+        template_name=data["template_name"],
+        parameters=data["parameters"],
+        csr=data["csr"],
+        request_id=request_id(),
+    )
     return json_response(_RESPONSE_SCHEMA.dump(result), 201)

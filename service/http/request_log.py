@@ -41,6 +41,12 @@ def _start_request() -> None:
 def _finish_request(response: Response) -> Response:
     response.headers["X-Request-Id"] = request_id()
     elapsed_ms = (time.monotonic() - g.get("started", time.monotonic())) * 1000
-    access_log.info("%s %s %s %.1fms request_id=%s", request.method, printable(request.path),
-                    response.status_code, elapsed_ms, request_id())
+    access_log.info(
+        "%s %s %s %.1fms request_id=%s",
+        request.method,
+        printable(request.path),
+        response.status_code,
+        elapsed_ms,
+        request_id(),
+    )
     return response

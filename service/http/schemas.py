@@ -32,9 +32,11 @@ class RequestLimits:
 
     @classmethod
     def from_settings(cls, settings: Any) -> RequestLimits:
-        return cls(max_parameters=settings.max_parameters,
-                   max_key_length=settings.max_parameter_key_length,
-                   max_value_length=settings.max_parameter_value_length)
+        return cls(
+            max_parameters=settings.max_parameters,
+            max_key_length=settings.max_parameter_key_length,
+            max_value_length=settings.max_parameter_value_length,
+        )
 
 
 def check_csr(value: str) -> None:
@@ -49,8 +51,9 @@ def check_csr(value: str) -> None:
     except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm):
         raise ValidationError("not a valid PEM certificate signing request") from None
     if not signed:
-        raise ValidationError("not a valid PEM certificate signing request "
-                              "(its signature does not match its public key)")
+        raise ValidationError(
+            "not a valid PEM certificate signing request (its signature does not match its public key)"
+        )
 
 
 class ProvisionRequestSchema(Schema):
@@ -60,14 +63,19 @@ class ProvisionRequestSchema(Schema):
     error_messages = {"unknown": "unknown field (allowed: templateName, parameters, csr)"}
 
     template_name = fields.String(
-        data_key="templateName", required=True,
-        validate=validate.Regexp(TEMPLATE_NAME_PATTERN,
-                                 error="must be 1-36 characters of [0-9A-Za-z_-]"),
-        metadata={"description": "Fleet provisioning template name"})
+        data_key="templateName",
+        required=True,
+        validate=validate.Regexp(TEMPLATE_NAME_PATTERN, error="must be 1-36 characters of [0-9A-Za-z_-]"),
+        metadata={"description": "Fleet provisioning template name"},
+    )
     # Checked by hand below so that messages name the parameter instead of nesting errors.
     parameters = fields.Dict(load_default=dict, metadata={"description": "string to string"})
-    csr = fields.String(load_default=None, allow_none=False, validate=check_csr,
-                        metadata={"description": "PEM certificate signing request"})
+    csr = fields.String(
+        load_default=None,
+        allow_none=False,
+        validate=check_csr,
+        metadata={"description": "PEM certificate signing request"},
+    )
 
     def __init__(self, *, limits: RequestLimits | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -78,20 +86,17 @@ class ProvisionRequestSchema(Schema):
         limits = self.limits
         problems = []
         if len(value) > limits.max_parameters:
-            problems.append(f"at most {limits.max_parameters} parameters are allowed, "
-                            f"got {len(value)}")
+            problems.append(f"at most {limits.max_parameters} parameters are allowed, got {len(value)}")
         for key, item in value.items():
             shown = key if len(key) <= 40 else key[:40] + "..."
             if not key:
                 problems.append("a parameter name must not be empty")
             elif len(key) > limits.max_key_length:
-                problems.append(f"parameter name {shown!r} is longer than "
-                                f"{limits.max_key_length} characters")
+                problems.append(f"parameter name {shown!r} is longer than {limits.max_key_length} characters")
             if not isinstance(item, str):
                 problems.append(f"parameter {shown!r} must be a string, got {json_type(item)}")
             elif len(item) > limits.max_value_length:
-                problems.append(f"parameter {shown!r} is longer than "
-                                f"{limits.max_value_length} characters")
+                problems.append(f"parameter {shown!r} is longer than {limits.max_value_length} characters")
         if problems:
             raise ValidationError(problems)
 
@@ -101,8 +106,9 @@ class ProvisionResponseSchema(Schema):
     certificate_id = fields.String(data_key="certificateId", required=True)
     certificate_pem = fields.String(data_key="certificatePem", required=True)
     private_key = fields.String(data_key="privateKey", allow_none=True)
-    device_configuration = fields.Dict(keys=fields.String(), values=fields.String(),
-                                       data_key="deviceConfiguration")
+    device_configuration = fields.Dict(
+        keys=fields.String(), values=fields.String(), data_key="deviceConfiguration"
+    )
 
     @post_dump
     def _omit_missing_private_key(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -32,8 +32,8 @@ from service.mqtt.sigv4 import AwsCredentials, host_header_for, presign_mqtt_pat
 
 log = logging.getLogger("service.mqtt")
 
-MAX_SUBSCRIPTIONS = 50          # AWS IoT per connection
-MAX_FILTERS_PER_SUBSCRIBE = 8   # AWS IoT per SUBSCRIBE
+MAX_SUBSCRIPTIONS = 50  # AWS IoT per connection
+MAX_FILTERS_PER_SUBSCRIBE = 8  # AWS IoT per SUBSCRIBE
 # QoS 0 for requests and answers: a flow is never retried (a re-sent Create* would mint a stray
 # certificate), a connection lost mid-flow fails the flow anyway, and paho re-sends unacknowledged
 # QoS 1 publishes after a reconnect. QoS 0 also spares four PUBACKs per provision (CPU, bench).
@@ -42,8 +42,8 @@ QOS = 0
 
 @dataclass
 class Answer:
-    outcome: str          # "accepted" or "rejected"
-    body: dict[str, Any] = field(repr=False)   # may hold a private key and a token
+    outcome: str  # "accepted" or "rejected"
+    body: dict[str, Any] = field(repr=False)  # may hold a private key and a token
 
 
 class _Lost(Exception):
@@ -58,9 +58,14 @@ def new_client_id(slot: int) -> str:
 
 
 class MqttLink:
-    def __init__(self, settings: Settings, slot: int,
-                 credentials: Callable[[], AwsCredentials] | None,
-                 on_state_change: Callable[[], None], base_filters: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        slot: int,
+        credentials: Callable[[], AwsCredentials] | None,
+        on_state_change: Callable[[], None],
+        base_filters: tuple[str, ...],
+    ) -> None:
         self.settings = settings
         # Subscribed on every (re)connect; the link is not ready until their SUBACK.
         self.base_filters = base_filters
@@ -70,8 +75,8 @@ class MqttLink:
         self._on_state_change = on_state_change
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self.ready = False            # connected and base subscriptions acknowledged
-        self.dirty = False            # saw something it did not expect: discard after the flow
+        self.ready = False  # connected and base subscriptions acknowledged
+        self.dirty = False  # saw something it did not expect: discard after the flow
         self.closed = False
         self.last_error: str | None = None
         self._expected: tuple[str, str] | None = None
@@ -88,9 +93,14 @@ class MqttLink:
 
     def _build_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             transport=s.transport or "tcp", protocol=mqtt.MQTTv311,
-                             clean_session=True, reconnect_on_failure=True)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            transport=s.transport or "tcp",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+            reconnect_on_failure=True,
+        )
         if s.tls:
             context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
             if s.auth_mode == "certificate":
@@ -102,7 +112,7 @@ class MqttLink:
         low = s.reconnect_min_seconds * random.uniform(1.0, 2.0)
         # paho's annotations say int, but its backoff arithmetic works in float seconds.
         client.reconnect_delay_set(low, max(low, s.reconnect_max_seconds))  # type: ignore[arg-type]
-        client.connect_timeout = s.connect_timeout_seconds   # TCP + TLS + WebSocket handshake
+        client.connect_timeout = s.connect_timeout_seconds  # TCP + TLS + WebSocket handshake
         client.on_pre_connect = self._on_pre_connect
         client.on_socket_open = _set_nodelay
         client.on_connect = self._on_connect
@@ -114,7 +124,7 @@ class MqttLink:
 
     def start(self) -> None:
         s = self.settings
-        assert s.endpoint_host is not None and s.endpoint_port is not None   # checked settings
+        assert s.endpoint_host is not None and s.endpoint_port is not None  # checked settings
         self.client.connect_async(s.endpoint_host, s.endpoint_port, keepalive=60)
         self.client.loop_start()
 
@@ -152,8 +162,9 @@ class MqttLink:
             log.error("%s: %s; retrying with backoff", self.client_id, self.last_error)
             raise ConnectionError(self.last_error) from None
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             self.last_error = f"CONNACK refused: {reason}"
             log.warning("%s: %s", self.client_id, self.last_error)
@@ -167,16 +178,25 @@ class MqttLink:
                 rc, mid = client.subscribe([(f, QOS) for f in chunk])
                 if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:
                     self._pending_base.add(mid)
-        log.info("%s: connected to %s:%s, subscribing", self.client_id,
-                 self.settings.endpoint_host, self.settings.endpoint_port)
+        log.info(
+            "%s: connected to %s:%s, subscribing",
+            self.client_id,
+            self.settings.endpoint_host,
+            self.settings.endpoint_port,
+        )
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self.last_error = "cannot connect to the broker"
-        log.warning("%s: connect to %s:%s failed; retrying with backoff", self.client_id,
-                    self.settings.endpoint_host, self.settings.endpoint_port)
+        log.warning(
+            "%s: connect to %s:%s failed; retrying with backoff",
+            self.client_id,
+            self.settings.endpoint_host,
+            self.settings.endpoint_port,
+        )
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         with self._lock:
             was_ready = self.ready
             self.ready = False
@@ -187,16 +207,19 @@ class MqttLink:
             log.warning("%s: disconnected (%s); reconnecting", self.client_id, reason)
         self._on_state_change()
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: list[Any],
-                      properties: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: list[Any], properties: Any
+    ) -> None:
         became_ready = False
         with self._lock:
             pending = self._pending_base
             if mid in pending:
                 pending.discard(mid)
                 if any(code.is_failure for code in codes):
-                    self.last_error = "AWS IoT refused a response-topic subscription " \
-                                      "(check the policy allows iot:Subscribe)"
+                    self.last_error = (
+                        "AWS IoT refused a response-topic subscription "
+                        "(check the policy allows iot:Subscribe)"
+                    )
                     log.error("%s: %s", self.client_id, self.last_error)
                 elif not pending and not self.ready:
                     self.ready = became_ready = True
@@ -210,7 +233,7 @@ class MqttLink:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if not self._take_answer(message):
-            self._on_state_change()   # a dirty link is replaced by the pool, not reused
+            self._on_state_change()  # a dirty link is replaced by the pool, not reused
 
     def _take_answer(self, message: mqtt.MQTTMessage) -> bool:
         """Hand an expected answer to the waiting flow; False when the link became dirty."""
@@ -220,8 +243,11 @@ class MqttLink:
                 # Late, duplicate or foreign: whatever it is, this link can no longer be trusted
                 # to tell answers apart. The payload may hold a key: never log it.
                 self.dirty = True
-                log.warning("%s: unexpected message on %s; the connection will be replaced",
-                            self.client_id, message.topic)
+                log.warning(
+                    "%s: unexpected message on %s; the connection will be replaced",
+                    self.client_id,
+                    message.topic,
+                )
                 return False
             try:
                 body = json.loads(message.payload)
@@ -243,31 +269,33 @@ class MqttLink:
 
     def _fail_waiter(self, why: str) -> None:
         """Called with the lock held: wake a waiting flow with a loss."""
-        self._losses += 1          # wakes a SUBACK wait too (ensure_subscribed)
+        self._losses += 1  # wakes a SUBACK wait too (ensure_subscribed)
         if self._expected is not None and self._answer is None:
             self._answer = _Lost(why)
         self._changed.notify_all()
 
     # -- the request thread's side -----------------------------------------------------------
 
-    def call(self, topic: str, body: dict[str, Any], *, answers: tuple[str, str], step: str,
-             deadline: float) -> Answer:
+    def call(
+        self, topic: str, body: dict[str, Any], *, answers: tuple[str, str], step: str, deadline: float
+    ) -> Answer:
         """Publish one request and wait for its answer on `answers` (accepted, rejected)."""
         expected = answers
         with self._lock:
             if not self.ready:
-                raise BrokerUnavailable("the MQTT connection is not ready", step=step,
-                                        retry_after=1)
+                raise BrokerUnavailable("the MQTT connection is not ready", step=step, retry_after=1)
             self._expected, self._answer = expected, None
         try:
             info = self.client.publish(topic, json.dumps(body), qos=QOS)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 self.dirty = True
-                raise BrokerUnavailable(f"publish failed: {mqtt.error_string(info.rc)}",
-                                        step=step, retry_after=1)
+                raise BrokerUnavailable(
+                    f"publish failed: {mqtt.error_string(info.rc)}", step=step, retry_after=1
+                )
             with self._lock:
-                self._changed.wait_for(lambda: self._answer is not None,
-                                       max(0.0, deadline - time.monotonic()))
+                self._changed.wait_for(
+                    lambda: self._answer is not None, max(0.0, deadline - time.monotonic())
+                )
                 answer = self._answer
                 self._expected = None
         except BaseException:
@@ -275,16 +303,15 @@ class MqttLink:
                 self._expected = None
             raise
         if answer is None:
-            self.dirty = True     # the answer may still come: this link must not serve again
-            raise UpstreamTimeout(f"no answer from AWS IoT to {step} within the deadline",
-                                  step=step)
+            self.dirty = True  # the answer may still come: this link must not serve again
+            raise UpstreamTimeout(f"no answer from AWS IoT to {step} within the deadline", step=step)
         if isinstance(answer, _Lost):
             self.dirty = True
-            raise BrokerUnavailable(f"the MQTT connection was lost during {step}", step=step,
-                                    retry_after=1)
+            raise BrokerUnavailable(f"the MQTT connection was lost during {step}", step=step, retry_after=1)
         if answer.body.get("_unparseable"):
-            raise UpstreamInvalid(f"AWS IoT answered {step} with a payload that is not a JSON "
-                                  "object", step=step)
+            raise UpstreamInvalid(
+                f"AWS IoT answered {step} with a payload that is not a JSON object", step=step
+            )
         return answer
 
     def ensure_subscribed(self, answers: tuple[str, str], *, what: str, deadline: float) -> None:
@@ -294,7 +321,7 @@ class MqttLink:
                 self._extra.move_to_end(answers)
                 return
         limit = (MAX_SUBSCRIPTIONS - len(self.base_filters)) // 2
-        with self._lock:    # _on_connect iterates _extra on the loop thread
+        with self._lock:  # _on_connect iterates _extra on the loop thread
             while len(self._extra) >= limit:
                 evicted, _ = self._extra.popitem(last=False)
                 self.client.unsubscribe(list(evicted))
@@ -302,35 +329,44 @@ class MqttLink:
             rc, mid = self.client.subscribe([(f, QOS) for f in answers])
             if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
                 self.dirty = True
-                raise BrokerUnavailable("subscribe failed: the MQTT connection is not ready",
-                                        step="subscribe", retry_after=1)
-            got = self._changed.wait_for(lambda: mid in self._subacks or self._losses != losses,
-                                         max(0.0, deadline - time.monotonic()))
+                raise BrokerUnavailable(
+                    "subscribe failed: the MQTT connection is not ready", step="subscribe", retry_after=1
+                )
+            got = self._changed.wait_for(
+                lambda: mid in self._subacks or self._losses != losses, max(0.0, deadline - time.monotonic())
+            )
             codes = self._subacks.pop(mid, None)
             lost = self._losses != losses and codes is None
         if lost:
             self.dirty = True
-            raise BrokerUnavailable("the MQTT connection was lost during subscribe",
-                                    step="subscribe", retry_after=1)
+            raise BrokerUnavailable(
+                "the MQTT connection was lost during subscribe", step="subscribe", retry_after=1
+            )
         if not got or codes is None:
             self.dirty = True
             raise UpstreamTimeout("no SUBACK from AWS IoT within the deadline", step="subscribe")
         if any(code.is_failure for code in codes):
             raise UpstreamInvalid(
                 f"AWS IoT refused the subscription to {what} answers "
-                "(check the claim policy allows iot:Subscribe on its topics)", step="subscribe")
+                "(check the claim policy allows iot:Subscribe on its topics)",
+                step="subscribe",
+            )
         with self._lock:
             self._extra[answers] = None
 
     def describe(self) -> dict[str, Any]:
-        return {"slot": self.slot, "clientId": self.client_id,
-                "state": "ready" if self.ready else "connecting", "dirty": self.dirty,
-                "answerSubscriptions": len(self._extra),
-                **({"lastError": self.last_error} if self.last_error else {})}
+        return {
+            "slot": self.slot,
+            "clientId": self.client_id,
+            "state": "ready" if self.ready else "connecting",
+            "dirty": self.dirty,
+            "answerSubscriptions": len(self._extra),
+            **({"lastError": self.last_error} if self.last_error else {}),
+        }
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:

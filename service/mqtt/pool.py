@@ -23,8 +23,13 @@ log = logging.getLogger("service.pool")
 
 
 class ConnectionPool:
-    def __init__(self, settings: Settings, credentials: Callable[[], AwsCredentials] | None,
-                 *, base_filters: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        credentials: Callable[[], AwsCredentials] | None,
+        *,
+        base_filters: tuple[str, ...],
+    ) -> None:
         self.settings = settings
         self._base_filters = base_filters
         self._credentials = credentials
@@ -52,7 +57,7 @@ class ConnectionPool:
         try:
             yield link
         except ProvisioningRejected:
-            raise    # AWS answered on the topic we expected: the link is still in step
+            raise  # AWS answered on the topic we expected: the link is still in step
         except BaseException:
             # A timeout, a loss, an answer that was not ours, a bug: an answer may still be on
             # its way to this link, so it must not serve anyone else.
@@ -72,8 +77,7 @@ class ConnectionPool:
         with self._changed:
             while True:
                 if self._closed:
-                    raise BrokerUnavailable("the service is shutting down", step="connect",
-                                            retry_after=5)
+                    raise BrokerUnavailable("the service is shutting down", step="connect", retry_after=5)
                 for slot, link in enumerate(self._links):
                     if slot in self._busy:
                         continue
@@ -91,15 +95,18 @@ class ConnectionPool:
         if any_ready:
             raise PoolExhausted(
                 f"all {len(self._links)} MQTT connections were busy for "
-                f"{self.settings.pool_wait_seconds:g} s; retry shortly", retry_after=1)
+                f"{self.settings.pool_wait_seconds:g} s; retry shortly",
+                retry_after=1,
+            )
         reasons = sorted({link.last_error or "connecting" for link in self._links})
-        raise BrokerUnavailable("no connection to AWS IoT is ready (" + "; ".join(reasons) + ")",
-                                step="connect", retry_after=2)
+        raise BrokerUnavailable(
+            "no connection to AWS IoT is ready (" + "; ".join(reasons) + ")", step="connect", retry_after=2
+        )
 
     def _replace(self, slot: int, link: MqttLink) -> None:
         with self._changed:
             if self._links[slot] is not link:
-                return      # already replaced
+                return  # already replaced
             if not self._closed:
                 try:
                     self._links[slot] = self._new_link(slot)
@@ -107,19 +114,24 @@ class ConnectionPool:
                     # The old link stays in the slot, dirty, so the next acquire tries again.
                     log.exception("slot %d: cannot make a new connection", slot)
                     return
-                log.info("%s: replaced by a fresh connection so no late answer can reach the "
-                         "next request", link.client_id)
+                log.info(
+                    "%s: replaced by a fresh connection so no late answer can reach the next request",
+                    link.client_id,
+                )
         # Closing joins paho's loop thread; do it off the request path.
         threading.Thread(target=link.close, name=f"close-{link.client_id}", daemon=True).start()
 
     def readiness(self) -> dict[str, Any]:
         with self._changed:
-            links = [link.describe() | {"busy": slot in self._busy}
-                     for slot, link in enumerate(self._links)]
+            links = [link.describe() | {"busy": slot in self._busy} for slot, link in enumerate(self._links)]
         ready = sum(1 for link in links if link["state"] == "ready" and not link["dirty"])
-        return {"ready": ready > 0 and not self._closed, "size": len(links),
-                "readyConnections": ready, "busyConnections": len(self._busy),
-                "connections": links}
+        return {
+            "ready": ready > 0 and not self._closed,
+            "size": len(links),
+            "readyConnections": ready,
+            "busyConnections": len(self._busy),
+            "connections": links,
+        }
 
     def close(self, *, drain_seconds: float = 0.0) -> None:
         """Stop taking requests, let in-flight flows finish (bounded), then disconnect all."""

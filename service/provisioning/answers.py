@@ -32,8 +32,14 @@ def rejection(step: str, body: dict[str, Any]) -> ProvisioningRejected:
         kind, status = Throttled, 429
     elif status_code == 404 or code in _NOT_FOUND_CODES:
         kind, status = TemplateNotFound, 404
-    return kind(step=step, status=status, status_code=status_code, error_code=code,
-                error_message=message, retry_after=1 if kind is Throttled else None)
+    return kind(
+        step=step,
+        status=status,
+        status_code=status_code,
+        error_code=code,
+        error_message=message,
+        retry_after=1 if kind is Throttled else None,
+    )
 
 
 def checked_certificate(created: dict[str, Any], csr: str | None) -> tuple[str, str | None]:
@@ -42,10 +48,17 @@ def checked_certificate(created: dict[str, Any], csr: str | None) -> tuple[str, 
     certificate_pem = created.get("certificatePem")
     token = created.get("certificateOwnershipToken")
     private_key = created.get("privateKey") if csr is None else None
-    if not (isinstance(certificate_id, str) and _CERTIFICATE_ID.match(certificate_id)
-            and isinstance(certificate_pem, str) and isinstance(token, str) and token):
-        raise UpstreamInvalid("AWS IoT's certificate answer lacks certificateId, "
-                              "certificatePem or certificateOwnershipToken", step="create")
+    if not (
+        isinstance(certificate_id, str)
+        and _CERTIFICATE_ID.match(certificate_id)
+        and isinstance(certificate_pem, str)
+        and isinstance(token, str)
+        and token
+    ):
+        raise UpstreamInvalid(
+            "AWS IoT's certificate answer lacks certificateId, certificatePem or certificateOwnershipToken",
+            step="create",
+        )
     try:
         certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
         expected: Any
@@ -53,20 +66,24 @@ def checked_certificate(created: dict[str, Any], csr: str | None) -> tuple[str, 
             expected = x509.load_pem_x509_csr(csr.encode()).public_key()
         else:
             if not isinstance(private_key, str):
-                raise UpstreamInvalid("AWS IoT's CreateKeysAndCertificate answer has no "
-                                      "privateKey", step="create")
+                raise UpstreamInvalid(
+                    "AWS IoT's CreateKeysAndCertificate answer has no privateKey", step="create"
+                )
             # Only the public half is compared. OpenSSL's full RSA key check costs ~48 ms of CPU
             # per key (measured, bench) and proves nothing we need: the key came from AWS.
             expected = serialization.load_pem_private_key(
-                private_key.encode(), None, unsafe_skip_rsa_key_validation=True).public_key()
+                private_key.encode(), None, unsafe_skip_rsa_key_validation=True
+            ).public_key()
         matches = spki(certificate.public_key()) == spki(expected)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise UpstreamInvalid("AWS IoT returned a certificate or key that does not parse",
-                              step="create") from None
+        raise UpstreamInvalid(
+            "AWS IoT returned a certificate or key that does not parse", step="create"
+        ) from None
     if not matches:
         # Never hand out a certificate that belongs to someone else's flow.
-        raise UpstreamInvalid("the certificate AWS IoT returned is not for this request's key; "
-                              "it was discarded", step="create")
+        raise UpstreamInvalid(
+            "the certificate AWS IoT returned is not for this request's key; it was discarded", step="create"
+        )
     return certificate_pem, private_key
 
 
@@ -75,11 +92,13 @@ def registered_thing(registered: dict[str, Any]) -> tuple[str, dict[str, str]]:
     thing_name = registered.get("thingName")
     configuration = registered.get("deviceConfiguration", {})
     if not isinstance(thing_name, str) or not isinstance(configuration, dict):
-        raise UpstreamInvalid("AWS IoT's RegisterThing answer lacks thingName or "
-                              "deviceConfiguration", step="register")
+        raise UpstreamInvalid(
+            "AWS IoT's RegisterThing answer lacks thingName or deviceConfiguration", step="register"
+        )
     return thing_name, {str(k): str(v) for k, v in configuration.items()}
 
 
 def spki(public_key: Any) -> bytes:
-    return bytes(public_key.public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    return bytes(
+        public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )

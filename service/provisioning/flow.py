@@ -31,6 +31,7 @@ from service.provisioning.topics import (
 
 log = logging.getLogger("service.provisioner")
 
+
 @dataclass(frozen=True)
 class ProvisionResult:
     thing_name: str
@@ -44,51 +45,86 @@ class ProvisionResult:
 
 
 class Provisioner:
-    def __init__(self, settings: Settings,
-                 credentials: Callable[[], AwsCredentials] | None = None) -> None:
+    def __init__(self, settings: Settings, credentials: Callable[[], AwsCredentials] | None = None) -> None:
         self.settings = settings
         if credentials is None and settings.auth_mode == "sigv4":
-            if settings.static_credentials:      # local mode: the emulator's test pair
+            if settings.static_credentials:  # local mode: the emulator's test pair
                 credentials = static_credentials(*settings.static_credentials)
             else:
                 credentials = credentials_from_botocore(settings.aws_profile)
         self.pool = ConnectionPool(settings, credentials, base_filters=CERTIFICATE_ANSWER_TOPICS)
 
-    def provision(self, *, template_name: str, parameters: dict[str, str], csr: str | None,
-                  request_id: str) -> ProvisionResult:
+    def provision(
+        self, *, template_name: str, parameters: dict[str, str], csr: str | None, request_id: str
+    ) -> ProvisionResult:
         started = time.monotonic()
         deadline = started + self.settings.request_timeout_seconds
         try:
             with self.pool.connection(deadline=deadline) as link:
-                step_deadline = lambda: min(deadline,  # noqa: E731
-                                            time.monotonic() + self.settings.step_timeout_seconds)
-                create_topic, request = ((CREATE_FROM_CSR_TOPIC, {"certificateSigningRequest": csr})
-                                         if csr is not None else (CREATE_TOPIC, {}))
-                created = _accepted(link.call(create_topic, request,
-                                              answers=answer_topics(create_topic), step="create",
-                                              deadline=step_deadline()), step="create")
+
+                def step_deadline() -> float:
+                    return min(deadline, time.monotonic() + self.settings.step_timeout_seconds)
+
+                create_topic, request = (
+                    (CREATE_FROM_CSR_TOPIC, {"certificateSigningRequest": csr})
+                    if csr is not None
+                    else (CREATE_TOPIC, {})
+                )
+                created = _accepted(
+                    link.call(
+                        create_topic,
+                        request,
+                        answers=answer_topics(create_topic),
+                        step="create",
+                        deadline=step_deadline(),
+                    ),
+                    step="create",
+                )
                 certificate_pem, private_key = checked_certificate(created, csr)
                 register_topic = template_topic(template_name)
-                link.ensure_subscribed(answer_topics(register_topic),
-                                       what=f"template '{template_name}'",
-                                       deadline=step_deadline())
-                registered = _accepted(link.call(
-                    register_topic,
-                    {"certificateOwnershipToken": created["certificateOwnershipToken"],
-                     "parameters": parameters},
-                    answers=answer_topics(register_topic), step="register",
-                    deadline=step_deadline()), step="register")
+                link.ensure_subscribed(
+                    answer_topics(register_topic),
+                    what=f"template '{template_name}'",
+                    deadline=step_deadline(),
+                )
+                registered = _accepted(
+                    link.call(
+                        register_topic,
+                        {
+                            "certificateOwnershipToken": created["certificateOwnershipToken"],
+                            "parameters": parameters,
+                        },
+                        answers=answer_topics(register_topic),
+                        step="register",
+                        deadline=step_deadline(),
+                    ),
+                    step="register",
+                )
         except ServiceError as exc:
-            log.info("request %s: %s failed after %.0f ms: %s", request_id, exc.step or "flow",
-                     (time.monotonic() - started) * 1000, exc.detail)
+            log.info(
+                "request %s: %s failed after %.0f ms: %s",
+                request_id,
+                exc.step or "flow",
+                (time.monotonic() - started) * 1000,
+                exc.detail,
+            )
             raise
         thing_name, configuration = registered_thing(registered)
-        log.info("request %s: provisioned thing %r, certificate %s... in %.0f ms (%s)",
-                 request_id, thing_name, created["certificateId"][:12],
-                 (time.monotonic() - started) * 1000, "csr" if csr else "server key")
-        return ProvisionResult(thing_name=thing_name, certificate_id=created["certificateId"],
-                               certificate_pem=certificate_pem, private_key=private_key,
-                               device_configuration=configuration)
+        log.info(
+            "request %s: provisioned thing %r, certificate %s... in %.0f ms (%s)",
+            request_id,
+            thing_name,
+            created["certificateId"][:12],
+            (time.monotonic() - started) * 1000,
+            "csr" if csr else "server key",
+        )
+        return ProvisionResult(
+            thing_name=thing_name,
+            certificate_id=created["certificateId"],
+            certificate_pem=certificate_pem,
+            private_key=private_key,
+            device_configuration=configuration,
+        )
 
     def readiness(self) -> dict[str, Any]:
         return self.pool.readiness()

@@ -20,5 +20,7 @@ def answer_topics(request_topic: str) -> tuple[str, str]:
 
 
 # Subscribed on every (re)connect, before a link serves anyone (reference section 2).
-CERTIFICATE_ANSWER_TOPICS: tuple[str, ...] = (*answer_topics(CREATE_TOPIC),
-                                              *answer_topics(CREATE_FROM_CSR_TOPIC))
+CERTIFICATE_ANSWER_TOPICS: tuple[str, ...] = (
+    *answer_topics(CREATE_TOPIC),
+    *answer_topics(CREATE_FROM_CSR_TOPIC),
+)

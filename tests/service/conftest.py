@@ -75,12 +75,15 @@ REQUEST_TIMEOUT = 30.0
 UNREACHABLE_ENDPOINT = "mqtt://127.0.0.1:1"  # nothing listens on port 1: connections are refused
 # Short waits for the real provisioner against the unreachable endpoint: quick failure, and a
 # small pool, so that closing it (each link stops a paho loop in reconnect back-off) is quick.
-UNREACHABLE_ENV = {"PROVISIONER_POOL_SIZE": "2", "PROVISIONER_CONNECT_TIMEOUT_SECONDS": "1",
-                   "PROVISIONER_POOL_WAIT_SECONDS": "0.5",
-                   "PROVISIONER_STEP_TIMEOUT_SECONDS": "1",
-                   "PROVISIONER_REQUEST_TIMEOUT_SECONDS": "3",
-                   "PROVISIONER_RECONNECT_MIN_SECONDS": "0.1",
-                   "PROVISIONER_RECONNECT_MAX_SECONDS": "0.5"}
+UNREACHABLE_ENV = {
+    "PROVISIONER_POOL_SIZE": "2",
+    "PROVISIONER_CONNECT_TIMEOUT_SECONDS": "1",
+    "PROVISIONER_POOL_WAIT_SECONDS": "0.5",
+    "PROVISIONER_STEP_TIMEOUT_SECONDS": "1",
+    "PROVISIONER_REQUEST_TIMEOUT_SECONDS": "3",
+    "PROVISIONER_RECONNECT_MIN_SECONDS": "0.1",
+    "PROVISIONER_RECONNECT_MAX_SECONDS": "0.5",
+}
 
 
 class ContractViolation(AssertionError):
@@ -116,15 +119,16 @@ def check_against_contract(contract: OpenAPI, response: requests.Response) -> No
     if errors:
         raise ContractViolation(
             f"{response.request.method} {response.request.path_url} -> {response.status_code} "
-            f"breaks openapi.yaml:\n" + "\n".join(_describe(e) for e in errors)
-            + f"\nheaders: {dict(response.headers)}\nbody: {response.text[:2000]}")
+            f"breaks openapi.yaml:\n"
+            + "\n".join(_describe(e) for e in errors)
+            + f"\nheaders: {dict(response.headers)}\nbody: {response.text[:2000]}"
+        )
 
 
 def _routing_problem_errors(contract: OpenAPI, response: requests.Response) -> list[Exception]:
     name = {404: "NotFound", 405: "MethodNotAllowed"}.get(response.status_code)
     if name is None:
-        return [ContractViolation(f"an unrouted request must get 404 or 405, "
-                                  f"got {response.status_code}")]
+        return [ContractViolation(f"an unrouted request must get 404 or 405, got {response.status_code}")]
     definition = contract.spec / "components" / "responses" / name
     errors: list[Exception] = []
     for header, spec in (definition / "headers").items():
@@ -154,14 +158,14 @@ def _describe(error: BaseException) -> str:
     lines = [f"- {type(error).__name__}: {error}"]
     cause = error.__cause__
     for detail in getattr(cause, "schema_errors", None) or getattr(error, "schema_errors", ()):
-        lines.append(f"    {'/'.join(map(str, detail.absolute_path)) or '<body>'}: "
-                     f"{detail.message}")
+        lines.append(f"    {'/'.join(map(str, detail.absolute_path)) or '<body>'}: {detail.message}")
     return "\n".join(lines)
 
 
 class ApiClient:
-    def __init__(self, base_url: str, contract: OpenAPI, app: Any, settings: Settings,
-                 provisioner: Any) -> None:
+    def __init__(
+        self, base_url: str, contract: OpenAPI, app: Any, settings: Settings, provisioner: Any
+    ) -> None:
         self.base_url = base_url
         self.contract = contract
         self.app = app
@@ -170,8 +174,9 @@ class ApiClient:
         self.key: str | None = settings.api_keys[0] if settings.api_keys else None
         self.session = requests.Session()
 
-    def request(self, method: str, path: str, *, key: str | None | object = ...,
-                **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, key: str | None | object = ..., **kwargs: Any
+    ) -> requests.Response:
         key = self.key if key is ... else key
         headers = dict(kwargs.pop("headers", None) or {})
         if key is not None and "Authorization" not in headers:
@@ -237,16 +242,24 @@ def settings_for(make_settings: Callable[..., Settings]) -> Callable[..., Settin
         if mode == "sigv4":
             base = {"PROVISIONER_IOT_ENDPOINT": emulator.urls["wss"]}
         else:
-            base = {"PROVISIONER_IOT_ENDPOINT": emulator.urls["mqtts"],
-                    "PROVISIONER_CLAIM_CERT": str(emulator.claim_cert_path),
-                    "PROVISIONER_CLAIM_KEY": str(emulator.claim_key_path)}
-        settings = make_settings(**{
-            "PROVISIONER_AUTH_MODE": mode, "PROVISIONER_AWS_REGION": "us-east-1",
-            "PROVISIONER_CA_FILE": str(emulator.ca_path), "PROVISIONER_POOL_SIZE": "2",
-            "PROVISIONER_RECONNECT_MIN_SECONDS": "0.2", "PROVISIONER_RECONNECT_MAX_SECONDS": "1",
-            **base, **env})
-        return settings.replace(
-            static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
+            base = {
+                "PROVISIONER_IOT_ENDPOINT": emulator.urls["mqtts"],
+                "PROVISIONER_CLAIM_CERT": str(emulator.claim_cert_path),
+                "PROVISIONER_CLAIM_KEY": str(emulator.claim_key_path),
+            }
+        settings = make_settings(
+            **{
+                "PROVISIONER_AUTH_MODE": mode,
+                "PROVISIONER_AWS_REGION": "us-east-1",
+                "PROVISIONER_CA_FILE": str(emulator.ca_path),
+                "PROVISIONER_POOL_SIZE": "2",
+                "PROVISIONER_RECONNECT_MIN_SECONDS": "0.2",
+                "PROVISIONER_RECONNECT_MAX_SECONDS": "1",
+                **base,
+                **env,
+            }
+        )
+        return settings.replace(static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
 
     return settings_for
 
@@ -267,8 +280,9 @@ def make_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 
 @pytest.fixture
-def serve(contract: OpenAPI, make_settings: Callable[..., Settings],
-          make_emulator: Callable[..., Emulator]) -> Iterator[Callable[..., ApiClient]]:
+def serve(
+    contract: OpenAPI, make_settings: Callable[..., Settings], make_emulator: Callable[..., Emulator]
+) -> Iterator[Callable[..., ApiClient]]:
     # Depending on make_emulator makes the apps (and their MQTT pools) stop before any emulator
     # a test made, so no pool is left reconnecting to a closed port while it shuts down.
     started: list[tuple[BaseWSGIServer, threading.Thread, ApiClient]] = []
@@ -277,11 +291,11 @@ def serve(contract: OpenAPI, make_settings: Callable[..., Settings],
         settings = settings or make_settings()
         app = create_app(settings, provisioner)
         server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name="http-test-server", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="http-test-server", daemon=True
+        )
         thread.start()
-        client = ApiClient(f"http://127.0.0.1:{server.server_port}", contract, app, settings,
-                           provisioner)
+        client = ApiClient(f"http://127.0.0.1:{server.server_port}", contract, app, settings, provisioner)
         started.append((server, thread, client))
         return client
 
@@ -296,14 +310,14 @@ def serve(contract: OpenAPI, make_settings: Callable[..., Settings],
 
 
 @pytest.fixture
-def api(serve: Callable[..., ApiClient],
-        unreachable_settings: Callable[..., Settings]) -> ApiClient:
+def api(serve: Callable[..., ApiClient], unreachable_settings: Callable[..., Settings]) -> ApiClient:
     return serve(unreachable_settings())
 
 
 @pytest.fixture
-def start_service(request: pytest.FixtureRequest, serve: Callable[..., ApiClient],
-                  settings_for: Callable[..., Settings]) -> Callable[..., ApiClient]:
+def start_service(
+    request: pytest.FixtureRequest, serve: Callable[..., ApiClient], settings_for: Callable[..., Settings]
+) -> Callable[..., ApiClient]:
     def start(mode: str = "sigv4", *, emulator: Emulator | None = None, **env: str) -> ApiClient:
         if emulator is None:  # the shared emulator, reset for this test
             emulator = request.getfixturevalue("emulator")
@@ -320,9 +334,9 @@ def live_api(start_service: Callable[..., ApiClient]) -> ApiClient:
 
 
 @pytest.fixture
-def serve_raising(serve: Callable[..., ApiClient],
-                  unreachable_settings: Callable[..., Settings]
-                  ) -> Callable[[Exception], ApiClient]:
+def serve_raising(
+    serve: Callable[..., ApiClient], unreachable_settings: Callable[..., Settings]
+) -> Callable[[Exception], ApiClient]:
     return lambda error: serve(unreachable_settings(), RaisingProvisioner(error))
 
 
@@ -334,7 +348,9 @@ def contract_check(contract: OpenAPI) -> Callable[[requests.Response], None]:
 @pytest.fixture
 def csr_pem() -> str:
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
+        .sign(key, hashes.SHA256())
+    )
     return csr.public_bytes(serialization.Encoding.PEM).decode()

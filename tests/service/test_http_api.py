@@ -63,17 +63,18 @@ def assert_never_reached_the_provisioner(api: Any) -> None:
 
 def fleet_certificates(emulator: Emulator) -> list[str]:
     """Certificates made by fleet provisioning (everything but the claim certificate)."""
-    return [c["certificateId"] for c in emulator.registry.list_certificates()
-            if c["owner"] != "claim"]
+    return [c["certificateId"] for c in emulator.registry.list_certificates() if c["owner"] != "claim"]
 
 
 def spki(public_key: Any) -> bytes:
-    return bytes(public_key.public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    return bytes(
+        public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
 
 
-def assert_provisioned(emulator: Emulator, response: requests.Response, thing_name: str, *,
-                       key_pem: str | None = None) -> dict[str, Any]:
+def assert_provisioned(
+    emulator: Emulator, response: requests.Response, thing_name: str, *, key_pem: str | None = None
+) -> dict[str, Any]:
     """A 201 as its caller checks it: the certificate is for their key, and AWS has the thing."""
     assert response.status_code == 201, response.text
     assert response.headers["Content-Type"] == "application/json"
@@ -82,9 +83,9 @@ def assert_provisioned(emulator: Emulator, response: requests.Response, thing_na
     assert body["thingName"] == thing_name
     certificate = x509.load_pem_x509_certificate(body["certificatePem"].encode())
     assert body["certificateId"] == certificate.fingerprint(hashes.SHA256()).hex()
-    if key_pem is None:          # AWS made the key pair: the answer carries it
+    if key_pem is None:  # AWS made the key pair: the answer carries it
         key_pem = body["privateKey"]
-    else:                        # the caller sent a CSR: their key never leaves them
+    else:  # the caller sent a CSR: their key never leaves them
         assert "privateKey" not in body
     own_key = serialization.load_pem_private_key(key_pem.encode(), None)
     assert spki(certificate.public_key()) == spki(own_key.public_key())
@@ -102,6 +103,7 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> None:
 
 
 # --- operations endpoints -------------------------------------------------------------------
+
 
 def test_healthz_answers_ok(api):
     response = api.get("/healthz", key=None)
@@ -163,6 +165,7 @@ def test_contract_check_rejects_a_response_the_contract_does_not_allow(api, cont
 
 # --- authentication -------------------------------------------------------------------------
 
+
 def test_missing_api_key_is_401_with_www_authenticate(api):
     response = provision(api, key=None)
     body = problem_of(response, 401)
@@ -171,19 +174,23 @@ def test_missing_api_key_is_401_with_www_authenticate(api):
     assert_never_reached_the_provisioner(api)
 
 
-@pytest.mark.parametrize("authorization", [
-    "Bearer wrong-key-0123456789abcdef",
-    "Bearer {key}x",
-    "Bearer {key_but_last}",
-    "Basic {key_base64}",
-    "{key}",
-    "Bearer ",
-    "Bearer {key} {key}",
-])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Bearer wrong-key-0123456789abcdef",
+        "Bearer {key}x",
+        "Bearer {key_but_last}",
+        "Basic {key_base64}",
+        "{key}",
+        "Bearer ",
+        "Bearer {key} {key}",
+    ],
+)
 def test_wrong_api_key_is_401(api, authorization):
     key = api.key
-    authorization = authorization.format(key=key, key_but_last=key[:-1],
-                                         key_base64=base64.b64encode(key.encode()).decode())
+    authorization = authorization.format(
+        key=key, key_but_last=key[:-1], key_base64=base64.b64encode(key.encode()).decode()
+    )
     response = provision(api, headers={"Authorization": authorization})
     problem_of(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -218,8 +225,8 @@ def test_api_keys_never_reach_the_log(api, live_api, serve_raising, caplog):
 
 # --- the body: media type, size, JSON -------------------------------------------------------
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          None])
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
 def test_wrong_content_type_is_415(api, content_type):
     headers = {"Content-Type": content_type} if content_type else {}
     response = api.post("/provision", data=b'{"templateName": "demo"}', headers=headers)
@@ -230,8 +237,10 @@ def test_wrong_content_type_is_415(api, content_type):
 
 def test_content_type_with_charset_is_accepted(emulator, live_api):
     response = live_api.post(
-        "/provision", data=b'{"templateName": "demo", "parameters": {"SerialNumber": "UTF8"}}',
-        headers={"Content-Type": "application/json; charset=utf-8"})
+        "/provision",
+        data=b'{"templateName": "demo", "parameters": {"SerialNumber": "UTF8"}}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     assert_provisioned(emulator, response, "demo-UTF8")
 
 
@@ -244,8 +253,7 @@ def test_oversized_body_is_413(api):
 
 def test_oversized_chunked_body_is_413(api):
     # No Content-Length: the limit must hold while the body streams in.
-    chunks = iter([b'{"templateName": "demo", "parameters": {"a": "'] + [b"x" * 8192] * 10
-                  + [b'"}}'])
+    chunks = iter([b'{"templateName": "demo", "parameters": {"a": "'] + [b"x" * 8192] * 10 + [b'"}}'])
     response = api.post("/provision", data=chunks, headers={"Content-Type": "application/json"})
     problem_of(response, 413)
     assert_never_reached_the_provisioner(api)
@@ -258,16 +266,19 @@ def test_body_limit_comes_from_settings(serve, unreachable_settings):
     assert_never_reached_the_provisioner(api)
 
 
-@pytest.mark.parametrize(("raw", "detail"), [
-    (b'{"templateName": "demo"', "Expecting ',' delimiter: line 1 column 24"),
-    (b"", "line 1 column 1"),
-    (b"{'templateName': 'demo'}", "line 1 column 2"),
-    (b'{"templateName": "demo",\n "parameters": {,}}', "line 2 column 17"),
-    (b'{"templateName": "demo", "templateName": "other"}', "duplicate key 'templateName'"),
-    (b'{"templateName": "demo", "parameters": {"a": NaN}}', "NaN is not a JSON value"),
-    (b'{"templateName": "d\xffmo"}', "not UTF-8 at byte 19"),
-    (b"[" * 60000 + b"]" * 60000, "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b'{"templateName": "demo"', "Expecting ',' delimiter: line 1 column 24"),
+        (b"", "line 1 column 1"),
+        (b"{'templateName': 'demo'}", "line 1 column 2"),
+        (b'{"templateName": "demo",\n "parameters": {,}}', "line 2 column 17"),
+        (b'{"templateName": "demo", "templateName": "other"}', "duplicate key 'templateName'"),
+        (b'{"templateName": "demo", "parameters": {"a": NaN}}', "NaN is not a JSON value"),
+        (b'{"templateName": "d\xffmo"}', "not UTF-8 at byte 19"),
+        (b"[" * 60000 + b"]" * 60000, "nested too deeply"),
+    ],
+)
 def test_malformed_json_is_400_naming_the_position(serve, unreachable_settings, raw, detail):
     api = serve(unreachable_settings(PROVISIONER_MAX_BODY_BYTES="131072"))
     response = api.post("/provision", data=raw, headers={"Content-Type": "application/json"})
@@ -278,29 +289,39 @@ def test_malformed_json_is_400_naming_the_position(serve, unreachable_settings, 
     assert_never_reached_the_provisioner(api)
 
 
-@pytest.mark.parametrize(("value", "kind"), [([], "array"), ("demo", "string"), (5, "number"),
-                                             (None, "null"), (True, "boolean")])
+@pytest.mark.parametrize(
+    ("value", "kind"), [([], "array"), ("demo", "string"), (5, "number"), (None, "null"), (True, "boolean")]
+)
 def test_json_that_is_not_an_object_is_400(api, value, kind):
-    response = api.post("/provision", data=json.dumps(value),
-                        headers={"Content-Type": "application/json"})
+    response = api.post("/provision", data=json.dumps(value), headers={"Content-Type": "application/json"})
     assert problem_of(response, 400)["detail"] == f"body must be a JSON object, got {kind}"
     assert_never_reached_the_provisioner(api)
 
 
 # --- the rules: 422 naming the field --------------------------------------------------------
 
-@pytest.mark.parametrize(("body", "field", "message"), [
-    ({"templateName": 5}, "templateName", "Not a valid string."),
-    ({"templateName": None}, "templateName", "Field may not be null."),
-    ({}, "templateName", "Missing data for required field."),
-    ({"templateName": "demo", "parameters": []}, "parameters", "Not a valid mapping type."),
-    ({"templateName": "demo", "parameters": {"SerialNumber": 42}}, "parameters",
-     "parameter 'SerialNumber' must be a string, got number"),
-    ({"templateName": "demo", "parameters": {"SerialNumber": None}}, "parameters",
-     "parameter 'SerialNumber' must be a string, got null"),
-    ({"templateName": "demo", "csr": 7}, "csr", "Not a valid string."),
-    ({"templateName": "demo", "csr": None}, "csr", "Field may not be null."),
-])
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"templateName": 5}, "templateName", "Not a valid string."),
+        ({"templateName": None}, "templateName", "Field may not be null."),
+        ({}, "templateName", "Missing data for required field."),
+        ({"templateName": "demo", "parameters": []}, "parameters", "Not a valid mapping type."),
+        (
+            {"templateName": "demo", "parameters": {"SerialNumber": 42}},
+            "parameters",
+            "parameter 'SerialNumber' must be a string, got number",
+        ),
+        (
+            {"templateName": "demo", "parameters": {"SerialNumber": None}},
+            "parameters",
+            "parameter 'SerialNumber' must be a string, got null",
+        ),
+        ({"templateName": "demo", "csr": 7}, "csr", "Not a valid string."),
+        ({"templateName": "demo", "csr": None}, "csr", "Field may not be null."),
+    ],
+)
 def test_wrong_types_are_422_naming_the_field(api, body, field, message):
     problem = problem_of(provision(api, body), 422)
     assert problem["errors"] == {field: [message]}
@@ -309,15 +330,15 @@ def test_wrong_types_are_422_naming_the_field(api, body, field, message):
 
 
 def test_every_broken_rule_is_named_at_once(api):
-    problem = problem_of(provision(api, {"templateName": "a b", "parameters": [], "csr": 1,
-                                         "color": "red"}), 422)
+    problem = problem_of(
+        provision(api, {"templateName": "a b", "parameters": [], "csr": 1, "color": "red"}), 422
+    )
     assert set(problem["errors"]) == {"templateName", "parameters", "csr", "color"}
 
 
 def test_unknown_field_is_422_naming_it(api):
     problem = problem_of(provision(api, {"templateName": "demo", "templatename": "x"}), 422)
-    assert problem["errors"] == {
-        "templatename": ["unknown field (allowed: templateName, parameters, csr)"]}
+    assert problem["errors"] == {"templatename": ["unknown field (allowed: templateName, parameters, csr)"]}
 
 
 @pytest.mark.parametrize("name", ["", "a b", "x" * 37, "demo/../x", "dëmo", "demo\n"])
@@ -326,8 +347,7 @@ def test_bad_template_name_is_422(api, name):
     assert problem["errors"] == {"templateName": ["must be 1-36 characters of [0-9A-Za-z_-]"]}
 
 
-def test_template_name_of_36_allowed_characters_is_accepted(make_emulator, start_service,
-                                                            templates_dir):
+def test_template_name_of_36_allowed_characters_is_accepted(make_emulator, start_service, templates_dir):
     name = "Ab0_-" * 7 + "z"
     (templates_dir / f"{name}.json").write_text(DEMO_TEMPLATE.read_text())
     aws = make_emulator(templates_dir=templates_dir)
@@ -343,11 +363,14 @@ def test_too_many_parameters_is_422(api):
     assert problem["errors"] == {"parameters": ["at most 32 parameters are allowed, got 33"]}
 
 
-@pytest.mark.parametrize(("parameters", "message"), [
-    ({"k" * 129: "v"}, f"parameter name '{'k' * 40}...' is longer than 128 characters"),
-    ({"serial": "v" * 2049}, "parameter 'serial' is longer than 2048 characters"),
-    ({"": "v"}, "a parameter name must not be empty"),
-])
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"k" * 129: "v"}, f"parameter name '{'k' * 40}...' is longer than 128 characters"),
+        ({"serial": "v" * 2049}, "parameter 'serial' is longer than 2048 characters"),
+        ({"": "v"}, "a parameter name must not be empty"),
+    ],
+)
 def test_oversized_or_empty_parameter_key_or_value_is_422(api, parameters, message):
     problem = problem_of(provision(api, {"templateName": "demo", "parameters": parameters}), 422)
     assert problem["errors"] == {"parameters": [message]}
@@ -358,10 +381,11 @@ def test_parameter_bounds_at_the_limit_are_accepted(make_emulator, start_service
     parameters["00" + "k" * 126] = "v" * 2048
     # A template that declares every parameter and hands each back in its DeviceConfiguration:
     # the answer shows exactly what AWS received.
-    echo = {"Parameters": {name: {"Type": "String"} for name in parameters},
-            "Resources": {"thing": {"Type": "AWS::IoT::Thing",
-                                    "Properties": {"ThingName": "at-the-limit"}}},
-            "DeviceConfiguration": {name: {"Ref": name} for name in parameters}}
+    echo = {
+        "Parameters": {name: {"Type": "String"} for name in parameters},
+        "Resources": {"thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": "at-the-limit"}}},
+        "DeviceConfiguration": {name: {"Ref": name} for name in parameters},
+    }
     (templates_dir / "echo.json").write_text(json.dumps(echo))
     aws = make_emulator(templates_dir=templates_dir)
     api = start_service(emulator=aws)
@@ -371,38 +395,54 @@ def test_parameter_bounds_at_the_limit_are_accepted(make_emulator, start_service
 
 
 def test_parameter_bounds_come_from_settings(serve, unreachable_settings):
-    api = serve(unreachable_settings(PROVISIONER_MAX_PARAMETERS="1",
-                                     PROVISIONER_MAX_PARAMETER_KEY_LENGTH="3",
-                                     PROVISIONER_MAX_PARAMETER_VALUE_LENGTH="4"))
-    problem = problem_of(provision(api, {"templateName": "demo",
-                                         "parameters": {"abcd": "12345", "b": "1"}}), 422)
-    assert problem["errors"] == {"parameters": [
-        "at most 1 parameters are allowed, got 2",
-        "parameter name 'abcd' is longer than 3 characters",
-        "parameter 'abcd' is longer than 4 characters"]}
+    api = serve(
+        unreachable_settings(
+            PROVISIONER_MAX_PARAMETERS="1",
+            PROVISIONER_MAX_PARAMETER_KEY_LENGTH="3",
+            PROVISIONER_MAX_PARAMETER_VALUE_LENGTH="4",
+        )
+    )
+    problem = problem_of(
+        provision(api, {"templateName": "demo", "parameters": {"abcd": "12345", "b": "1"}}), 422
+    )
+    assert problem["errors"] == {
+        "parameters": [
+            "at most 1 parameters are allowed, got 2",
+            "parameter name 'abcd' is longer than 3 characters",
+            "parameter 'abcd' is longer than 4 characters",
+        ]
+    }
     assert_never_reached_the_provisioner(api)
 
 
 def _tampered(csr_pem: str) -> str:
-    der = bytearray(x509.load_pem_x509_csr(csr_pem.encode()).public_bytes(
-        serialization.Encoding.DER))
+    der = bytearray(x509.load_pem_x509_csr(csr_pem.encode()).public_bytes(serialization.Encoding.DER))
     der[-3] ^= 0x01  # inside the signature: the CSR still parses but no longer verifies
     body = base64.encodebytes(bytes(der)).decode()
     return f"-----BEGIN CERTIFICATE REQUEST-----\n{body}-----END CERTIFICATE REQUEST-----\n"
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda csr: "hello", "not a valid PEM certificate signing request (no -----BEGIN "
-                          "CERTIFICATE REQUEST-----)"),
-    (lambda csr: csr.replace(csr.splitlines()[2], "", 1),
-     "not a valid PEM certificate signing request"),
-    (lambda csr: "-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n"
-                 "-----END CERTIFICATE REQUEST-----\n",
-     "not a valid PEM certificate signing request"),
-    (_tampered, "not a valid PEM certificate signing request (its signature does not match "
-                "its public key)"),
-    (lambda csr: csr + "x" * 16384, "longer than 16384 characters"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda csr: "hello",
+            "not a valid PEM certificate signing request (no -----BEGIN CERTIFICATE REQUEST-----)",
+        ),
+        (lambda csr: csr.replace(csr.splitlines()[2], "", 1), "not a valid PEM certificate signing request"),
+        (
+            lambda csr: (
+                "-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n-----END CERTIFICATE REQUEST-----\n"
+            ),
+            "not a valid PEM certificate signing request",
+        ),
+        (
+            _tampered,
+            "not a valid PEM certificate signing request (its signature does not match its public key)",
+        ),
+        (lambda csr: csr + "x" * 16384, "longer than 16384 characters"),
+    ],
+)
 def test_csr_that_is_not_a_csr_is_422(api, csr_pem, make, message):
     problem = problem_of(provision(api, {"templateName": "demo", "csr": make(csr_pem)}), 422)
     assert problem["errors"] == {"csr": [message]}
@@ -410,19 +450,18 @@ def test_csr_that_is_not_a_csr_is_422(api, csr_pem, make, message):
     assert_never_reached_the_provisioner(api)
 
 
-def test_server_generated_keys_forbidden_requires_a_csr_422(emulator, start_service,
-                                                            device_csr):
+def test_server_generated_keys_forbidden_requires_a_csr_422(emulator, start_service, device_csr):
     api = start_service(PROVISIONER_ALLOW_SERVER_KEYS="false")
     problem = problem_of(provision(api, device("NOKEY")), 422)
     assert list(problem["errors"]) == ["csr"]
     assert "send a certificate signing request" in problem["errors"]["csr"][0]
     assert fleet_certificates(emulator) == [] and emulator.registry.list_things() == []
     key_pem, csr_pem = device_csr
-    assert_provisioned(emulator, provision(api, device("NOKEY", csr=csr_pem)), "demo-NOKEY",
-                       key_pem=key_pem)
+    assert_provisioned(emulator, provision(api, device("NOKEY", csr=csr_pem)), "demo-NOKEY", key_pem=key_pem)
 
 
 # --- routing --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", ["/", "/provision/extra", "/nope", "/openapi.json"])
 def test_unknown_route_is_404_problem(api, path):
@@ -430,10 +469,16 @@ def test_unknown_route_is_404_problem(api, path):
     assert body["type"].endswith("/not-found")
 
 
-@pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("GET", "/provision", "POST"), ("PUT", "/provision", "POST"),
-    ("DELETE", "/healthz", "GET"), ("POST", "/readyz", "GET"), ("POST", "/openapi.yaml", "GET"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/provision", "POST"),
+        ("PUT", "/provision", "POST"),
+        ("DELETE", "/healthz", "GET"),
+        ("POST", "/readyz", "GET"),
+        ("POST", "/openapi.yaml", "GET"),
+    ],
+)
 def test_wrong_method_is_405_problem_with_allow(api, method, path, allowed):
     response = api.request(method, path)
     body = problem_of(response, 405)
@@ -444,23 +489,28 @@ def test_wrong_method_is_405_problem_with_allow(api, method, path, allowed):
 
 # --- reaching the provisioner ---------------------------------------------------------------
 
+
 def test_valid_request_reaches_the_provisioner_and_answers_201(emulator, live_api, caplog):
     caplog.set_level(logging.INFO, logger="service.provisioner")
     response = provision(live_api, device("SN1"), headers={"X-Request-Id": "factory-7.run_3"})
     body = assert_provisioned(emulator, response, "demo-SN1")
     assert response.headers["X-Request-Id"] == "factory-7.run_3"
-    assert set(body) == {"thingName", "certificateId", "certificatePem", "privateKey",
-                         "deviceConfiguration"}
+    assert set(body) == {"thingName", "certificateId", "certificatePem", "privateKey", "deviceConfiguration"}
     assert body["deviceConfiguration"] == {"location": "factory", "serial": "SN1"}
     assert emulator.registry.describe_thing("demo-SN1")["attributes"] == {
-        "serial": "SN1", "location": "factory"}
+        "serial": "SN1",
+        "location": "factory",
+    }
     certificate = emulator.registry.describe_certificate(body["certificateId"])
     assert certificate["certificatePem"] == body["certificatePem"]
     assert fleet_certificates(emulator) == [body["certificateId"]]  # one flow, one certificate
     # The caller's request id reaches the flow: the provisioner's own log line carries it.
-    assert [r.getMessage() for r in caplog.records if r.name == "service.provisioner"
-            and r.getMessage().startswith("request factory-7.run_3: provisioned thing "
-                                          "'demo-SN1'")]
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "service.provisioner"
+        and r.getMessage().startswith("request factory-7.run_3: provisioned thing 'demo-SN1'")
+    ]
 
 
 def test_csr_flow_passes_the_csr_and_omits_private_key(emulator, live_api, device_csr):
@@ -472,14 +522,21 @@ def test_csr_flow_passes_the_csr_and_omits_private_key(emulator, live_api, devic
     assert_provisioned(emulator, response, "demo-CSR1", key_pem=key_pem)
 
 
-@pytest.mark.parametrize(("incoming", "echoed"), [
-    ("abc-123_X.y", True), ("x" * 64, True), ("x" * 65, False), ("has space", False),
-    ("new\\line", False), ("", False), (None, False),
-])
+@pytest.mark.parametrize(
+    ("incoming", "echoed"),
+    [
+        ("abc-123_X.y", True),
+        ("x" * 64, True),
+        ("x" * 65, False),
+        ("has space", False),
+        ("new\\line", False),
+        ("", False),
+        (None, False),
+    ],
+)
 def test_request_id_is_echoed_only_when_safe(api, incoming, echoed):
     headers = {"X-Request-Id": incoming} if incoming is not None else {}
-    for response in (api.get("/healthz", headers=headers), provision(api, key=None,
-                                                                      headers=headers)):
+    for response in (api.get("/healthz", headers=headers), provision(api, key=None, headers=headers)):
         request_id = response.headers["X-Request-Id"]
         if echoed:
             assert request_id == incoming
@@ -490,25 +547,35 @@ def test_request_id_is_echoed_only_when_safe(api, incoming, echoed):
 
 # --- AWS-side errors, produced by the emulator, rendered as problems ------------------------
 
-@pytest.mark.parametrize(("operation", "step", "reject", "status", "slug"), [
-    ("register_thing", "register", (404, "NotFoundException", "no template"), 404,
-     "template-not-found"),
-    ("register_thing", "register", (403, "ACCESS_DENIED", "hook denied"), 403, "aws-rejected"),
-    ("register_thing", "register", (400, "InvalidParameters", "missing SerialNumber"), 400,
-     "aws-rejected"),
-    ("create_keys_and_certificate", "create", (500, "InternalFailure", "oops"), 502,
-     "aws-rejected"),
-])
-def test_aws_rejections_render_as_problems(emulator, live_api, operation, step, reject, status,
-                                           slug):
+
+@pytest.mark.parametrize(
+    ("operation", "step", "reject", "status", "slug"),
+    [
+        ("register_thing", "register", (404, "NotFoundException", "no template"), 404, "template-not-found"),
+        ("register_thing", "register", (403, "ACCESS_DENIED", "hook denied"), 403, "aws-rejected"),
+        (
+            "register_thing",
+            "register",
+            (400, "InvalidParameters", "missing SerialNumber"),
+            400,
+            "aws-rejected",
+        ),
+        ("create_keys_and_certificate", "create", (500, "InternalFailure", "oops"), 502, "aws-rejected"),
+    ],
+)
+def test_aws_rejections_render_as_problems(emulator, live_api, operation, step, reject, status, slug):
     emulator.set_fault(operation, Fault(reject=reject, count=1))
     response = provision(live_api, device("REJ"))
     body = problem_of(response, status)
     status_code, error_code, error_message = reject
     assert body["type"].endswith(f"/{slug}")
     assert body["detail"] == f"AWS IoT rejected {step}: {error_code}: {error_message}"
-    assert {"step": step, "statusCode": status_code, "errorCode": error_code,
-            "errorMessage": error_message}.items() <= body.items()
+    assert {
+        "step": step,
+        "statusCode": status_code,
+        "errorCode": error_code,
+        "errorMessage": error_message,
+    }.items() <= body.items()
     assert "Retry-After" not in response.headers
     assert emulator.registry.describe_thing("demo-REJ") is None
 
@@ -519,8 +586,12 @@ def test_aws_throttling_is_429_with_retry_after(emulator, live_api):
     body = problem_of(response, 429)
     assert body["type"].endswith("/throttled")
     assert body["detail"] == "AWS IoT rejected create: ThrottlingException: Rate exceeded"
-    assert {"step": "create", "statusCode": 429, "errorCode": "ThrottlingException",
-            "errorMessage": "Rate exceeded"}.items() <= body.items()
+    assert {
+        "step": "create",
+        "statusCode": 429,
+        "errorCode": "ThrottlingException",
+        "errorMessage": "Rate exceeded",
+    }.items() <= body.items()
     assert int(response.headers["Retry-After"]) >= 1
     assert fleet_certificates(emulator) == []
 
@@ -568,6 +639,7 @@ def test_unusable_aws_answer_is_502(make_emulator, start_service):
 
 # --- bugs: the one stand-in, a provisioner raising what the real one never raises -----------
 
+
 def test_unexpected_exception_is_a_500_problem_without_details(serve_raising, caplog):
     api = serve_raising(KeyError("secret-internal-detail"))
     response = provision(api)
@@ -581,6 +653,7 @@ def test_unexpected_exception_is_a_500_problem_without_details(serve_raising, ca
 
 
 # --- the access log and the real provisioner's life -----------------------------------------
+
 
 def test_access_log_has_one_line_per_request(api, caplog):
     caplog.set_level(logging.INFO, logger="service.access")
@@ -614,6 +687,7 @@ def test_valid_request_reaching_the_real_provisioner_is_503_with_retry_after_and
 
 
 # --- more bugs, through the same stand-in --------------------------------------------------
+
 
 def test_a_provisioner_given_to_create_app_is_the_one_used(serve_raising):
     api = serve_raising(KeyError("from the given provisioner"))

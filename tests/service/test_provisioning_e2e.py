@@ -22,8 +22,9 @@ MODES = ["sigv4", "certificate"]
 
 
 def spki(public_key) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER,
-                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def provision(api, serial: str, csr: str | None = None, template: str = "demo", **extra):
@@ -35,12 +36,18 @@ def provision(api, serial: str, csr: str | None = None, template: str = "demo", 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_csr_flow_returns_a_certificate_for_the_callers_key(
-        emulator: Emulator, start_service, device_csr, mode: str) -> None:
+    emulator: Emulator, start_service, device_csr, mode: str
+) -> None:
     api = start_service(mode)
     key_pem, csr_pem = device_csr
-    response = api.post("/provision", json={"templateName": "demo", "csr": csr_pem,
-                                     "parameters": {"SerialNumber": f"CSR-{mode}",
-                                                    "DeviceLocation": "bay-7"}})
+    response = api.post(
+        "/provision",
+        json={
+            "templateName": "demo",
+            "csr": csr_pem,
+            "parameters": {"SerialNumber": f"CSR-{mode}", "DeviceLocation": "bay-7"},
+        },
+    )
     assert response.status_code == 201, response.text
     assert response.headers["Cache-Control"] == "no-store"
     body = response.json()
@@ -57,7 +64,8 @@ def test_csr_flow_returns_a_certificate_for_the_callers_key(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_server_generated_key_flow_returns_the_matching_key(
-        emulator: Emulator, start_service, mode: str) -> None:
+    emulator: Emulator, start_service, mode: str
+) -> None:
     api = start_service(mode)
     response = provision(api, f"KEY-{mode}")
     assert response.status_code == 201, response.text
@@ -73,7 +81,7 @@ def test_server_generated_key_flow_returns_the_matching_key(
 def test_readiness_describes_the_pool(start_service) -> None:
     api = start_service()
     detail = api.wait_ready()
-    deadline = time.monotonic() + 10      # ready means one connection; wait for both
+    deadline = time.monotonic() + 10  # ready means one connection; wait for both
     while detail["readyConnections"] < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
         detail = api.get("/readyz").json()
@@ -82,6 +90,7 @@ def test_readiness_describes_the_pool(start_service) -> None:
 
 
 # -- AWS rejections arrive as mapped statuses with AWS's own fields ---------------------------
+
 
 def test_unknown_template_is_404_with_aws_fields(start_service) -> None:
     response = provision(start_service(), "X", template="no-such-template")
@@ -109,22 +118,23 @@ def test_aws_throttling_is_429_with_retry_after(emulator: Emulator, start_servic
 
 def test_aws_server_error_is_502(emulator: Emulator, start_service) -> None:
     api = start_service()
-    emulator.set_fault("create_certificate_from_csr",
-                       Fault(reject=(500, "InternalFailure", "boom"), count=1))
+    emulator.set_fault("create_certificate_from_csr", Fault(reject=(500, "InternalFailure", "boom"), count=1))
     response = provision(api, "E1", make_csr()[1])
     assert response.status_code == 502
     assert (response.json()["step"], response.json()["errorCode"]) == ("create", "InternalFailure")
 
 
-def test_hook_denial_is_403_access_denied(tmp_path: Path, serve, settings_for,
-                                          templates_dir: Path) -> None:
+def test_hook_denial_is_403_access_denied(tmp_path: Path, serve, settings_for, templates_dir: Path) -> None:
     import json as _json
+
     demo = _json.loads((Path(__file__).parents[2] / "emulator/data/demo.json").read_text())
     # A hook URL where nothing listens: the hook fails, and AWS rejects (ACCESS_DENIED).
-    (templates_dir / "hooked.json").write_text(_json.dumps({
-        "templateBody": demo, "preProvisioningHook": {"url": "http://127.0.0.1:9/hook"}}))
-    with Emulator(data_dir=tmp_path / "data", templates_dir=templates_dir, key_algorithm="ec",
-                  key_pool_size=1) as emulator:
+    (templates_dir / "hooked.json").write_text(
+        _json.dumps({"templateBody": demo, "preProvisioningHook": {"url": "http://127.0.0.1:9/hook"}})
+    )
+    with Emulator(
+        data_dir=tmp_path / "data", templates_dir=templates_dir, key_algorithm="ec", key_pool_size=1
+    ) as emulator:
         api = serve(settings_for(emulator, "sigv4"))
         api.wait_ready()
         response = provision(api, "H1", template="hooked")
@@ -134,8 +144,10 @@ def test_hook_denial_is_403_access_denied(tmp_path: Path, serve, settings_for,
 
 # -- correlation under load, late answers, faults ---------------------------------------------
 
+
 def test_many_concurrent_callers_each_get_their_own_certificate_and_thing(
-        emulator: Emulator, start_service) -> None:
+    emulator: Emulator, start_service
+) -> None:
     api = start_service(PROVISIONER_POOL_SIZE="4", PROVISIONER_POOL_WAIT_SECONDS="15")
     emulator.set_fault("*", Fault(latency=(0.0, 0.02)))
     requests_ = [(f"MIX-{i:03d}", *make_csr(f"dev-{i}")) for i in range(200)]
@@ -160,9 +172,11 @@ def test_many_concurrent_callers_each_get_their_own_certificate_and_thing(
 
 
 def test_late_answer_gives_504_and_never_reaches_the_next_request(
-        emulator: Emulator, start_service, device_csr) -> None:
-    api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_STEP_TIMEOUT_SECONDS="0.5",
-                        PROVISIONER_POOL_WAIT_SECONDS="10")
+    emulator: Emulator, start_service, device_csr
+) -> None:
+    api = start_service(
+        PROVISIONER_POOL_SIZE="1", PROVISIONER_STEP_TIMEOUT_SECONDS="0.5", PROVISIONER_POOL_WAIT_SECONDS="10"
+    )
     emulator.set_fault("register_thing", Fault(late=1.0, count=1))
     response = provision(api, "LATE-1")
     assert response.status_code == 504
@@ -175,23 +189,23 @@ def test_late_answer_gives_504_and_never_reaches_the_next_request(
         certificate = x509.load_pem_x509_certificate(response.json()["certificatePem"].encode())
         own = serialization.load_pem_private_key(key_pem.encode(), None)
         assert spki(certificate.public_key()) == spki(own.public_key())
-    time.sleep(1.0)   # the late answer has now arrived at the discarded connection, not here
+    time.sleep(1.0)  # the late answer has now arrived at the discarded connection, not here
     assert provision(api, "AFTER").json()["thingName"] == "demo-AFTER"
 
 
 @pytest.mark.parametrize("with_csr", [True, False])
 def test_duplicate_answers_never_mix_up_callers_or_starve_the_pool(
-        emulator: Emulator, start_service, with_csr: bool) -> None:
+    emulator: Emulator, start_service, with_csr: bool
+) -> None:
     api = start_service(PROVISIONER_POOL_SIZE="2", PROVISIONER_POOL_WAIT_SECONDS="10")
     emulator.set_fault("*", Fault(answer_twice=True))
-    for index in range(12):   # every link is dirtied (mid-flow or idle) and replaced, again and again
+    for index in range(12):  # every link is dirtied (mid-flow or idle) and replaced, again and again
         key_pem, csr_pem = make_csr()
         response = provision(api, f"DUP-{index}", csr_pem if with_csr else None)
         assert response.status_code == 201, response.text
         body = response.json()
         certificate = x509.load_pem_x509_certificate(body["certificatePem"].encode())
-        own = serialization.load_pem_private_key(
-            (key_pem if with_csr else body["privateKey"]).encode(), None)
+        own = serialization.load_pem_private_key((key_pem if with_csr else body["privateKey"]).encode(), None)
         assert spki(certificate.public_key()) == spki(own.public_key())
         assert body["thingName"] == f"demo-DUP-{index}"
         thing = emulator.registry.describe_thing(f"demo-DUP-{index}")
@@ -199,14 +213,15 @@ def test_duplicate_answers_never_mix_up_callers_or_starve_the_pool(
 
 
 def test_failing_credentials_do_not_kill_a_connection_for_good(
-        emulator: Emulator, serve, settings_for) -> None:
+    emulator: Emulator, serve, settings_for
+) -> None:
     from service.mqtt.sigv4 import AwsCredentials
     from service.provisioning.flow import Provisioner
 
     failures = [3]
 
     def flaky() -> AwsCredentials:
-        if failures[0] > 0:          # the credential source is down for the first attempts
+        if failures[0] > 0:  # the credential source is down for the first attempts
             failures[0] -= 1
             raise ValueError("no AWS credentials found")
         return AwsCredentials(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY)
@@ -225,17 +240,28 @@ def test_failing_credentials_do_not_kill_a_connection_for_good(
 def test_broker_down_at_start_then_recovers(tmp_path: Path, serve, make_settings) -> None:
     probe = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=1).start()
     ports = probe.ports
-    probe.stop()          # nothing listens now; same CA and data dir for the real start
-    emulator = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=1,
-                        mqtt_port=ports["mqtt"], mqtts_port=ports["mqtts"],
-                        ws_port=ports["ws"], wss_port=ports["wss"])
-    settings = make_settings(**{
-        "PROVISIONER_IOT_ENDPOINT": f"wss://localhost:{ports['wss']}/mqtt",
-        "PROVISIONER_AUTH_MODE": "sigv4", "PROVISIONER_AWS_REGION": "us-east-1",
-        "PROVISIONER_CA_FILE": str(tmp_path / "ca.pem"), "PROVISIONER_POOL_SIZE": "2",
-        "PROVISIONER_POOL_WAIT_SECONDS": "0.5", "PROVISIONER_RECONNECT_MIN_SECONDS": "0.2",
-        "PROVISIONER_RECONNECT_MAX_SECONDS": "0.5"}).replace(
-        static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
+    probe.stop()  # nothing listens now; same CA and data dir for the real start
+    emulator = Emulator(
+        data_dir=tmp_path,
+        key_algorithm="ec",
+        key_pool_size=1,
+        mqtt_port=ports["mqtt"],
+        mqtts_port=ports["mqtts"],
+        ws_port=ports["ws"],
+        wss_port=ports["wss"],
+    )
+    settings = make_settings(
+        **{
+            "PROVISIONER_IOT_ENDPOINT": f"wss://localhost:{ports['wss']}/mqtt",
+            "PROVISIONER_AUTH_MODE": "sigv4",
+            "PROVISIONER_AWS_REGION": "us-east-1",
+            "PROVISIONER_CA_FILE": str(tmp_path / "ca.pem"),
+            "PROVISIONER_POOL_SIZE": "2",
+            "PROVISIONER_POOL_WAIT_SECONDS": "0.5",
+            "PROVISIONER_RECONNECT_MIN_SECONDS": "0.2",
+            "PROVISIONER_RECONNECT_MAX_SECONDS": "0.5",
+        }
+    ).replace(static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
     api = serve(settings)
     assert api.get("/readyz").status_code == 503
     response = provision(api, "DOWN")
@@ -249,14 +275,17 @@ def test_broker_down_at_start_then_recovers(tmp_path: Path, serve, make_settings
         emulator.stop()
 
 
-def test_emulator_restart_under_load_ends_every_request_cleanly(
-        tmp_path: Path, serve, settings_for) -> None:
+def test_emulator_restart_under_load_ends_every_request_cleanly(tmp_path: Path, serve, settings_for) -> None:
     emulator = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=2).start()
     ports = emulator.ports
-    settings = settings_for(emulator, "sigv4", PROVISIONER_POOL_SIZE="3",
-                            PROVISIONER_POOL_WAIT_SECONDS="1",
-                            PROVISIONER_REQUEST_TIMEOUT_SECONDS="5",
-                            PROVISIONER_STEP_TIMEOUT_SECONDS="2")
+    settings = settings_for(
+        emulator,
+        "sigv4",
+        PROVISIONER_POOL_SIZE="3",
+        PROVISIONER_POOL_WAIT_SECONDS="1",
+        PROVISIONER_REQUEST_TIMEOUT_SECONDS="5",
+        PROVISIONER_STEP_TIMEOUT_SECONDS="2",
+    )
     api = serve(settings)
     api.wait_ready()
     stop = threading.Event()
@@ -277,9 +306,15 @@ def test_emulator_restart_under_load_ends_every_request_cleanly(
         time.sleep(0.7)
         emulator.stop()
         time.sleep(0.5)
-        emulator = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=2,
-                            mqtt_port=ports["mqtt"], mqtts_port=ports["mqtts"],
-                            ws_port=ports["ws"], wss_port=ports["wss"]).start()
+        emulator = Emulator(
+            data_dir=tmp_path,
+            key_algorithm="ec",
+            key_pool_size=2,
+            mqtt_port=ports["mqtt"],
+            mqtts_port=ports["mqtts"],
+            ws_port=ports["ws"],
+            wss_port=ports["wss"],
+        ).start()
         api.wait_ready(timeout=20)
         time.sleep(0.7)
     finally:
@@ -290,5 +325,5 @@ def test_emulator_restart_under_load_ends_every_request_cleanly(
     statuses = {status for status, _ in outcomes}
     assert 201 in statuses
     assert statuses <= {201, 502, 503, 504}, statuses
-    assert max(elapsed for _, elapsed in outcomes) < 5 + 1.5   # request deadline + slack
+    assert max(elapsed for _, elapsed in outcomes) < 5 + 1.5  # request deadline + slack
     assert not any(thread.is_alive() for thread in threads)

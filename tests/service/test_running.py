@@ -53,27 +53,43 @@ def stop(process: subprocess.Popen) -> str:
 
 def test_gunicorn_sigterm_finishes_in_flight_requests_then_disconnects(emulator: Emulator) -> None:
     port = free_port()
-    env = {**os.environ, "PROVISIONER_BIND": f"127.0.0.1:{port}", "PROVISIONER_WORKERS": "1",
-           "PROVISIONER_IOT_ENDPOINT": emulator.urls["wss"], "PROVISIONER_AUTH_MODE": "sigv4",
-           "PROVISIONER_AWS_REGION": "us-east-1", "PROVISIONER_CA_FILE": str(emulator.ca_path),
-           "PROVISIONER_API_KEYS": API_KEY, "PROVISIONER_POOL_SIZE": "2",
-           "AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
-           "AWS_SECRET_ACCESS_KEY": DEFAULT_SECRET_ACCESS_KEY}
+    env = {
+        **os.environ,
+        "PROVISIONER_BIND": f"127.0.0.1:{port}",
+        "PROVISIONER_WORKERS": "1",
+        "PROVISIONER_IOT_ENDPOINT": emulator.urls["wss"],
+        "PROVISIONER_AUTH_MODE": "sigv4",
+        "PROVISIONER_AWS_REGION": "us-east-1",
+        "PROVISIONER_CA_FILE": str(emulator.ca_path),
+        "PROVISIONER_API_KEYS": API_KEY,
+        "PROVISIONER_POOL_SIZE": "2",
+        "AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": DEFAULT_SECRET_ACCESS_KEY,
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf",
-         "service:create_app()"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        text=True)
+        [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service:create_app()"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process)
         emulator.set_fault("register_thing", Fault(latency=(1.5, 1.5), count=1))
         result: dict[str, requests.Response] = {}
-        caller = threading.Thread(target=lambda: result.update(response=requests.post(
-            base + "/provision", json={"templateName": "demo",
-                                       "parameters": {"SerialNumber": "GRACE"}},
-            headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)))
+        caller = threading.Thread(
+            target=lambda: result.update(
+                response=requests.post(
+                    base + "/provision",
+                    json={"templateName": "demo", "parameters": {"SerialNumber": "GRACE"}},
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                    timeout=30,
+                )
+            )
+        )
         caller.start()
-        time.sleep(0.5)                       # the request is now waiting on RegisterThing
+        time.sleep(0.5)  # the request is now waiting on RegisterThing
         process.send_signal(signal.SIGTERM)
         caller.join(30)
         assert result["response"].status_code == 201
@@ -89,42 +105,59 @@ def test_gunicorn_sigterm_finishes_in_flight_requests_then_disconnects(emulator:
 
 def test_python_m_service_runs_local_mode_end_to_end(tmp_path: Path) -> None:
     port = free_port()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PROVISIONER_", "AWS_"))}
-    env.update({"PROVISIONER_BIND": f"127.0.0.1:{port}", "PROVISIONER_WORKERS": "2",
-                "PROVISIONER_EMULATOR_DATA_DIR": str(tmp_path / "emu")})
-    process = subprocess.Popen([sys.executable, "-m", "service"], env=env, text=True,
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PROVISIONER_", "AWS_"))}
+    env.update(
+        {
+            "PROVISIONER_BIND": f"127.0.0.1:{port}",
+            "PROVISIONER_WORKERS": "2",
+            "PROVISIONER_EMULATOR_DATA_DIR": str(tmp_path / "emu"),
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        env=env,
+        text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process)
         key = (tmp_path / "emu" / "api-key").read_text().strip()
-        response = requests.post(base + "/provision",
-                                 json={"templateName": "demo",
-                                       "parameters": {"SerialNumber": "LOCAL-1"}},
-                                 headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        response = requests.post(
+            base + "/provision",
+            json={"templateName": "demo", "parameters": {"SerialNumber": "LOCAL-1"}},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
         assert response.status_code == 201, response.text
         assert response.json()["thingName"] == "demo-LOCAL-1"
         assert response.json()["privateKey"].startswith("-----BEGIN RSA PRIVATE KEY-----")
     finally:
         stderr = stop(process)
-    assert "curl -s -X POST" in stderr and key in stderr   # the quick start's printout
+    assert "curl -s -X POST" in stderr and key in stderr  # the quick start's printout
     assert response.json()["privateKey"] not in stderr
-    listed = subprocess.run([sys.executable, "-m", "emulator", "list", "things", "--data-dir",
-                             str(tmp_path / "emu")], capture_output=True, text=True, timeout=30)
+    listed = subprocess.run(
+        [sys.executable, "-m", "emulator", "list", "things", "--data-dir", str(tmp_path / "emu")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "demo-LOCAL-1" in listed.stdout
 
 
 @pytest.mark.parametrize("with_csr", [False, True])
-def test_logs_hold_no_key_token_or_api_key(emulator: Emulator, serve, make_settings,
-                                           caplog: pytest.LogCaptureFixture,
-                                           device_csr, with_csr: bool) -> None:
+def test_logs_hold_no_key_token_or_api_key(
+    emulator: Emulator, serve, make_settings, caplog: pytest.LogCaptureFixture, device_csr, with_csr: bool
+) -> None:
     caplog.set_level(logging.DEBUG)
     settings = make_settings(
-        PROVISIONER_IOT_ENDPOINT=emulator.urls["wss"], PROVISIONER_AUTH_MODE="sigv4",
-        PROVISIONER_AWS_REGION="us-east-1", PROVISIONER_CA_FILE=str(emulator.ca_path),
-        PROVISIONER_POOL_SIZE="1").replace(
-        static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
+        PROVISIONER_IOT_ENDPOINT=emulator.urls["wss"],
+        PROVISIONER_AUTH_MODE="sigv4",
+        PROVISIONER_AWS_REGION="us-east-1",
+        PROVISIONER_CA_FILE=str(emulator.ca_path),
+        PROVISIONER_POOL_SIZE="1",
+    ).replace(static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
     api = serve(settings)
     body = {"templateName": "demo", "parameters": {"SerialNumber": "LOG-1"}}
     if with_csr:

@@ -20,9 +20,7 @@ from service.mqtt.sigv4 import (
 
 VECTORS = json.loads((Path(__file__).parents[1] / "data" / "sigv4-vectors.json").read_text())
 HOST_ONLY = [
-    c
-    for c in VECTORS["cases"]
-    if c["expect"] == "accept" and "X-Amz-SignedHeaders=host&" in c["signedPath"]
+    c for c in VECTORS["cases"] if c["expect"] == "accept" and "X-Amz-SignedHeaders=host&" in c["signedPath"]
 ]
 HOST = "a1b2c3d4e5f6g7-ats.iot.ap-northeast-2.amazonaws.com"
 REGION = "ap-northeast-2"
@@ -86,9 +84,9 @@ def test_session_token_stands_just_before_the_signature():
 def test_presign_signs_the_current_time_by_default():
     before = datetime.now(UTC).replace(microsecond=0)
     path = presign_mqtt_path(HOST, REGION, TEMP)
-    signed_at = datetime.strptime(
-        re.search(r"X-Amz-Date=(\w+)", path).group(1), "%Y%m%dT%H%M%SZ"
-    ).replace(tzinfo=UTC)
+    signed_at = datetime.strptime(re.search(r"X-Amz-Date=(\w+)", path).group(1), "%Y%m%dT%H%M%SZ").replace(
+        tzinfo=UTC
+    )
     assert before <= signed_at <= datetime.now(UTC) + timedelta(seconds=1)
 
 

@@ -9,18 +9,20 @@ DEMO = json.loads((Path(__file__).parents[2] / "emulator/data/demo.json").read_t
 
 
 def test_template_subscriptions_stay_within_fifty_and_evict_the_least_used(
-        make_emulator, start_service, templates_dir: Path) -> None:
+    make_emulator, start_service, templates_dir: Path
+) -> None:
     names = [f"tpl-{i:02d}" for i in range(26)]
     for name in names:
         (templates_dir / f"{name}.json").write_text(json.dumps(DEMO))
     emulator = make_emulator(templates_dir=templates_dir)
     api = start_service(emulator=emulator, PROVISIONER_POOL_SIZE="1")
-    for index, name in enumerate(names + names[:2]):   # 28 uses of 26 templates on one link
-        response = api.post("/provision", json={"templateName": name,
-                                                "parameters": {"SerialNumber": f"S{index}"}})
+    for index, name in enumerate(names + names[:2]):  # 28 uses of 26 templates on one link
+        response = api.post(
+            "/provision", json={"templateName": name, "parameters": {"SerialNumber": f"S{index}"}}
+        )
         assert response.status_code == 201, response.text
     connection = api.get("/readyz").json()["connections"][0]
     # 4 certificate answer filters + 2 per template, within AWS's 50 per connection
     assert connection["answerSubscriptions"] == 23
     client_id = connection["clientId"]
-    assert client_id in emulator.connected_client_ids()    # the same link served every request
+    assert client_id in emulator.connected_client_ids()  # the same link served every request
