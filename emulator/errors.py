@@ -3,6 +3,7 @@
     EmulatorError
     ├── ConfigError            bad settings or files at start (CLI prints it, exits 2)
     ├── ProtocolError          malformed or forbidden MQTT from a client: the connection is closed
+    │                          (carries the MQTT 5 reason code an MQTT 5 client is told)
     ├── AuthError              refused at the door (SigV4 on the WebSocket upgrade, TLS client cert)
     └── ProvisioningError      a fleet-provisioning request AWS would reject: becomes the
         │                      `{statusCode, errorCode, errorMessage}` payload on `.../rejected`
@@ -29,7 +30,15 @@ class ConfigError(EmulatorError):
 
 
 class ProtocolError(EmulatorError):
-    """A client broke MQTT 3.1.1 or an AWS IoT limit in a way AWS answers by disconnecting."""
+    """A client broke MQTT or an AWS IoT limit in a way AWS answers by disconnecting.
+
+    `reason_code` is the MQTT 5 reason code an MQTT 5 client is told (CONNACK, SUBACK or
+    DISCONNECT); None lets the connection pick (0x81 malformed while decoding, else 0x82).
+    """
+
+    def __init__(self, message: str, reason_code: int | None = None) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
 
 
 class AuthError(EmulatorError):

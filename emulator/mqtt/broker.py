@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from emulator.mqtt import packets5
 from emulator.mqtt.connection import Connection
 from emulator.mqtt.packets import Publish
 
@@ -37,8 +38,10 @@ class Broker:
         self.connections[connection.client_id] = connection
         if older is not None and older is not connection:
             # AWS IoT: a second connection with the same client ID disconnects the first.
+            # An MQTT 5 client is told why: DISCONNECT 0x8E Session taken over.
             await older.close(f"client id {connection.client_id!r} connected again "
-                              f"from {connection.transport.peer}")
+                              f"from {connection.transport.peer}",
+                              reason_code=packets5.SESSION_TAKEN_OVER)
 
     def unregister(self, connection: Connection) -> None:
         if connection.client_id and self.connections.get(connection.client_id) is connection:
@@ -51,7 +54,8 @@ class Broker:
                             sender.name, publish.topic[:120])
             return
         for connection in list(self.connections.values()):
-            connection.deliver(publish.topic, publish.payload, publish.qos)
+            connection.deliver(publish.topic, publish.payload, publish.qos, publish.properties,
+                               sender=sender)
 
     async def close_all(self, reason: str) -> None:
         for connection in list(self.connections.values()):

@@ -1,8 +1,9 @@
 """One client connection: reads packets, answers them, one `on_<packet>` method per type.
 
-Every protocol violation raises ProtocolError; `serve()` logs it with the reason and closes this
-connection only. Outgoing packets go through one writer task so they stay in order and can be
-delayed uniformly (`send_delay`, the simulated network round trip).
+The protocol level in CONNECT (4 = MQTT 3.1.1, 5 = MQTT 5) picks the codec for the rest of the
+connection. Every protocol violation raises ProtocolError; `serve()` logs it with the reason and
+closes this connection only (an MQTT 5 client is first told the reason code in a DISCONNECT).
+Outgoing packets go through the connection's `Outbox`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from emulator.config import Limits
 from emulator.errors import ProtocolError
-from emulator.mqtt import packets, topics
+from emulator.mqtt import packets, packets5, topics
+from emulator.mqtt.outbox import Outbox
 from emulator.mqtt.packets import Bare, Connect, PacketId, Publish, Subscribe, Unsubscribe
+from emulator.mqtt.properties import Properties
+from emulator.mqtt.session5 import Session5
 from emulator.mqtt.transport import Transport
 
 if TYPE_CHECKING:
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("emulator.mqtt")
 _connection_numbers = itertools.count(1)
+REFUSALS_LOGGED = 3     # refused filters named in the one log line per SUBSCRIBE
 
 
 class Connection:
@@ -38,17 +43,21 @@ class Connection:
         self.send_delay = send_delay
         self.number = next(_connection_numbers)
         self.client_id: str | None = None
+        self.protocol_level = 4
         self.subscriptions: OrderedDict[str, int] = OrderedDict()   # filter -> granted QoS
+        self.no_local: set[str] = set()          # MQTT 5 filters that skip our own publishes
         self.will: Publish | None = None
         self.closed = asyncio.Event()
+        self.session5: Session5 | None = None    # MQTT 5 negotiated state
+        self.outbox = Outbox(transport, send_delay=send_delay,
+                             max_queued_bytes=limits.max_queued_bytes, on_overflow=self.abort)
         self._buffer = bytearray()
         self._keep_alive_timeout: float | None = None
-        self._outbox: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
-        self._next_packet_id = 0
+        self._writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._clean_exit = False
-        self._queued_bytes = 0
-        self._overflowed = False
+        self._connacked = False
+        self._aborted = False
 
     def __repr__(self) -> str:
         return f"<{self.transport.kind} {self.client_id or '?'} from {self.transport.peer}>"
@@ -63,10 +72,14 @@ class Connection:
     def name(self) -> str:
         return f"client {self.client_id!r} ({self.transport.kind} {self.transport.peer})"
 
+    @property
+    def mqtt5(self) -> bool:
+        return self.protocol_level == 5
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        writer = asyncio.create_task(self._write_loop())
+        self._writer = asyncio.create_task(self.outbox.run())
         try:
             connect = await self._read_first_packet()
             if await self.on_connect(connect):
@@ -75,29 +88,37 @@ class Connection:
                     if packet is None:
                         break
                     if isinstance(packet, Bare) and packet.kind == packets.DISCONNECT:
-                        self._clean_exit = True
+                        # MQTT 5 reason 0x04: "disconnect with will message" asks for the will.
+                        self._clean_exit = packet.reason_code != packets5.DISCONNECT_WITH_WILL
                         break
                     await self._dispatch(packet)
         except ProtocolError as exc:
             log.warning("%s disconnected: %s", self.name, exc)
+            self._say_goodbye(exc.reason_code or packets5.PROTOCOL_ERROR, str(exc))
         except TimeoutError:
             log.info("%s disconnected: keep-alive expired (no packet within %.0f s)",
                      self.name, self._keep_alive_timeout or self.limits.connect_timeout)
+            self._say_goodbye(packets5.KEEP_ALIVE_TIMEOUT, "keep-alive timeout")
         except (ConnectionError, OSError) as exc:
             log.info("%s connection lost: %s", self.name, exc.__class__.__name__)
         finally:
-            await self._shutdown(writer)
+            await self._shutdown()
 
-    async def _shutdown(self, writer: asyncio.Task[None]) -> None:
+    def _say_goodbye(self, reason_code: int, reason: str) -> None:
+        # MQTT 5.0 section 4.13: the server SHOULD send DISCONNECT with a reason code before
+        # closing for an error (AWS IoT Core does). A 3.1.1 client only sees the socket close.
+        if self.mqtt5 and self._connacked and not self._aborted:
+            self.send(packets5.disconnect(reason_code, reason))
+
+    async def _shutdown(self) -> None:
         self.broker.unregister(self)
         if not self._clean_exit and self.will is not None:
-            # MQTT 3.1.1 section 3.1.2.5: the will is published when the connection ends abnormally.
+            # The will is published when the connection ends without a normal DISCONNECT
+            # (MQTT 3.1.1 section 3.1.2.5, MQTT 5.0 section 3.1.2.5).
             await self.broker.route(self, self.will)
-        self._outbox.put_nowait((0.0, None))
-        try:
-            await asyncio.wait_for(writer, 2 + self.send_delay)
-        except (TimeoutError, ConnectionError, OSError):
-            writer.cancel()
+        self.subscriptions.clear()
+        self.outbox.finish()
+        await self._stop_writer()
         for task in list(self._tasks):
             task.cancel()
         await self.transport.close()
@@ -105,11 +126,41 @@ class Connection:
         if self.client_id is not None:
             log.info("%s closed", self.name)
 
-    async def close(self, reason: str) -> None:
-        """Close from the server side (duplicate client id, injected fault, shutdown)."""
+    async def _stop_writer(self) -> None:
+        if self._writer is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._writer), 2 + self.send_delay)
+        except (TimeoutError, ConnectionError, OSError):
+            self._writer.cancel()
+
+    async def close(self, reason: str, reason_code: int | None = None) -> None:
+        """Close from the server side (duplicate client id, injected fault, shutdown).
+
+        With a reason code, an MQTT 5 client is sent DISCONNECT first; without one the socket
+        just closes, as a dropped network connection would.
+        """
         log.info("%s closed by server: %s", self.name, reason)
         self._clean_exit = True   # no will for server-side closes we chose
+        if reason_code is not None and self.mqtt5 and self._connacked and not self._aborted:
+            self.send(packets5.disconnect(reason_code, reason))
+            self.outbox.finish()
+            await self._stop_writer()
         await self.transport.close()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, unsent data discarded (a client that stopped reading).
+
+        A graceful close would wait to flush what the client is not reading; the socket would
+        stay open until the keep-alive ran out. Reading then sees end of stream, and `serve()`
+        frees everything as for any other ended connection.
+        """
+        if self._aborted:
+            return
+        self._aborted = True
+        log.warning("%s aborted: %s", self.name, reason)
+        self.outbox.discard()
+        self.transport.abort()
 
     @property
     def requests_in_flight(self) -> int:
@@ -136,29 +187,43 @@ class Connection:
             raise ProtocolError("first packet is not CONNECT")
         return packet
 
+    def _max_packet_bytes(self) -> int:
+        if self.session5 is not None:
+            return packets5.MAXIMUM_PACKET_SIZE
+        return self.limits.max_payload_bytes + self.limits.max_topic_bytes + 16
+
     async def _read_packet(self, timeout: float | None) -> packets.Packet | None:
-        max_body = self.limits.max_payload_bytes + self.limits.max_topic_bytes + 16
         async with asyncio.timeout(timeout):
             while True:
                 if len(self._buffer) >= 2:
                     header = packets.decode_remaining_length(bytes(self._buffer[1:5]))
                     if header is not None:
                         length, used = header
-                        if length > max_body:
-                            raise ProtocolError(
-                                f"packet of {length} bytes exceeds the payload limit "
-                                f"({self.limits.max_payload_bytes} bytes)")
                         end = 1 + used + length
+                        if end > self._max_packet_bytes():
+                            raise ProtocolError(
+                                f"packet of {end} bytes exceeds the limit of "
+                                f"{self._max_packet_bytes()} bytes", packets5.PACKET_TOO_LARGE)
                         if len(self._buffer) >= end:
                             first, body = self._buffer[0], bytes(self._buffer[1 + used:end])
                             del self._buffer[:end]
-                            return packets.decode(first, body)
+                            return self._decode(first, body)
                 chunk = await self.transport.read()
                 if not chunk:
                     if self._buffer:
                         raise ProtocolError("connection closed in the middle of a packet")
                     return None
                 self._buffer += chunk
+
+    def _decode(self, first: int, body: bytes) -> packets.Packet:
+        try:
+            if self.session5 is not None:
+                return packets5.decode(first, body)
+            return packets.decode(first, body)
+        except ProtocolError as exc:
+            if exc.reason_code is None:
+                exc.reason_code = packets5.MALFORMED_PACKET
+            raise
 
     async def _dispatch(self, packet: packets.Packet) -> None:
         if isinstance(packet, Publish):
@@ -172,32 +237,40 @@ class Connection:
         elif isinstance(packet, Bare) and packet.kind == packets.PINGREQ:
             self.send(packets.pingresp())
         elif isinstance(packet, Connect):
-            raise ProtocolError("second CONNECT on one connection")
+            raise ProtocolError("second CONNECT on one connection", packets5.PROTOCOL_ERROR)
 
     # -- packets -----------------------------------------------------------------------------
 
     async def on_connect(self, connect: Connect) -> bool:
-        if connect.protocol_name != "MQTT" or connect.protocol_level != 4:
-            # AWS IoT speaks MQTT 3.1.1 (and 5, which this emulator does not).
+        if connect.protocol_name != "MQTT" or connect.protocol_level not in (4, 5):
+            # AWS IoT speaks MQTT 3.1.1 and 5; anything else gets the 3.1.1 refusal.
             self.send(packets.connack(False, packets.UNACCEPTABLE_PROTOCOL))
             raise ProtocolError(f"unsupported protocol {connect.protocol_name!r} level "
-                                f"{connect.protocol_level} (MQTT 3.1.1 only)")
+                                f"{connect.protocol_level} (MQTT 3.1.1 and 5 only)")
+        self.protocol_level = connect.protocol_level
+        session5 = Session5.negotiate(connect) if self.mqtt5 else None
+        if session5 is not None and session5.refusal is not None:
+            self._refuse(packets.NOT_AUTHORIZED, *session5.refusal)
         client_id = connect.client_id
         if len(client_id.encode("utf-8")) > self.limits.max_client_id_bytes:
-            self.send(packets.connack(False, packets.IDENTIFIER_REJECTED))
-            raise ProtocolError(f"client id longer than {self.limits.max_client_id_bytes} bytes")
+            self._refuse(packets.IDENTIFIER_REJECTED, packets5.CLIENT_IDENTIFIER_NOT_VALID,
+                         f"client id longer than {self.limits.max_client_id_bytes} bytes")
+        assigned = None
         if not client_id:
             if not connect.clean_session:
-                self.send(packets.connack(False, packets.IDENTIFIER_REJECTED))
-                raise ProtocolError("empty client id without clean session")
-            client_id = "auto-" + secrets.token_hex(8)
+                self._refuse(packets.IDENTIFIER_REJECTED, packets5.CLIENT_IDENTIFIER_NOT_VALID,
+                             "empty client id without clean session")
+            client_id = assigned = "auto-" + secrets.token_hex(8)
         if connect.will_qos == 2:
-            self.send(packets.connack(False, packets.NOT_AUTHORIZED))
-            raise ProtocolError("will QoS 2 is not supported (AWS IoT supports QoS 0 and 1)")
+            self._refuse(packets.NOT_AUTHORIZED, packets5.QOS_NOT_SUPPORTED,
+                         "will QoS 2 is not supported (AWS IoT supports QoS 0 and 1)")
         self.client_id = client_id
         refusal = self.broker.authorize(self)
         if refusal:
-            # AWS closes the connection of a refused certificate without a CONNACK.
+            # AWS closes a 3.1.1 connection of a refused certificate without a CONNACK; an
+            # MQTT 5 client is told 0x87 Not authorized.
+            if self.mqtt5:
+                self.send(packets5.connack(False, packets5.NOT_AUTHORIZED))
             raise ProtocolError(f"not authorized: {refusal}")
         # AWS clamps keep-alive into 30-1200 s; 0 (off in MQTT) is taken as the maximum here, so
         # a silent client is still dropped (AWS's handling of 0 is unconfirmed).
@@ -205,111 +278,176 @@ class Connection:
         keep_alive = min(max(keep_alive, self.limits.min_keep_alive), self.limits.max_keep_alive)
         self._keep_alive_timeout = keep_alive * 1.5
         if connect.will_topic is not None:
-            topics.check_topic_name(connect.will_topic, max_bytes=self.limits.max_topic_bytes,
-                                    max_slashes=self.limits.max_topic_slashes)
+            try:
+                topics.check_topic_name(connect.will_topic, max_bytes=self.limits.max_topic_bytes,
+                                        max_slashes=self.limits.max_topic_slashes)
+            except ProtocolError as exc:
+                if self.mqtt5:
+                    self.send(packets5.connack(False, packets5.TOPIC_NAME_INVALID))
+                raise exc
             self.will = Publish(connect.will_topic, connect.will_payload or b"",
-                                qos=connect.will_qos)
+                                qos=connect.will_qos,
+                                properties=connect.will_properties.forwarded())
         await self.broker.register(self)
         # Sessions are always clean here: a persistent-session request is served as a new
         # session and says so with session present = 0.
-        self.send(packets.connack(False, packets.ACCEPTED))
-        log.info("%s connected (keep-alive %ss)", self.name, keep_alive)
+        if session5 is not None:
+            self.session5 = session5
+            self.outbox.receive_maximum = session5.receive_maximum
+            self.send(packets5.connack(False, packets5.SUCCESS,
+                                       session5.connack_properties(keep_alive, assigned)))
+        else:
+            self.send(packets.connack(False, packets.ACCEPTED))
+        self._connacked = True
+        log.info("%s connected (MQTT %s, keep-alive %ss)", self.name,
+                 "5" if self.mqtt5 else "3.1.1", keep_alive)
         return True
+
+    def _refuse(self, code311: int, code5: int, reason: str) -> NoReturn:
+        if self.mqtt5:
+            self.send(packets5.connack(False, code5))
+        else:
+            self.send(packets.connack(False, code311))
+        raise ProtocolError(reason)
 
     async def on_publish(self, publish: Publish) -> None:
         if publish.qos == 2:
-            raise ProtocolError("PUBLISH with QoS 2 (AWS IoT supports QoS 0 and 1)")
+            raise ProtocolError("PUBLISH with QoS 2 (AWS IoT supports QoS 0 and 1)",
+                                packets5.QOS_NOT_SUPPORTED)
+        if self.session5 is not None:
+            self.session5.resolve_topic(publish)
         topics.check_topic_name(publish.topic, max_bytes=self.limits.max_topic_bytes,
                                 max_slashes=self.limits.max_topic_slashes)
         if len(publish.payload) > self.limits.max_payload_bytes:
             raise ProtocolError(f"payload of {len(publish.payload)} bytes exceeds the limit "
-                                f"of {self.limits.max_payload_bytes}")
+                                f"of {self.limits.max_payload_bytes}", packets5.PACKET_TOO_LARGE)
         if publish.qos == 1 and publish.packet_id is not None:
             # PUBACK first: AWS does not order PUBACK and responses (reference section 2), and a
-            # response must never wait for our acknowledgement.
-            self.send(packets.puback(publish.packet_id))
+            # response must never wait for our acknowledgement. Always 0x00, also when nobody
+            # subscribed: AWS IoT does not send 0x10 No matching subscribers.
+            self.send(packets5.puback(publish.packet_id) if self.mqtt5
+                      else packets.puback(publish.packet_id))
         await self.broker.route(self, publish)
 
     def on_subscribe(self, subscribe: Subscribe) -> None:
         codes: list[int] = []
-        too_many_filters = len(subscribe.filters) > self.limits.max_filters_per_subscribe
+        refused: list[str] = []
         for topic_filter, requested_qos in subscribe.filters:
-            topics.check_topic_filter(topic_filter, max_bytes=self.limits.max_topic_bytes,
-                                      max_slashes=self.limits.max_topic_slashes)
-            is_new = topic_filter not in self.subscriptions
-            if too_many_filters or (
-                    is_new and len(self.subscriptions) >= self.limits.max_subscriptions):
-                codes.append(packets.SUBACK_FAILURE)
-                why = (f"more than {self.limits.max_filters_per_subscribe} filters in one "
-                       "SUBSCRIBE" if too_many_filters
-                       else f"limit of {self.limits.max_subscriptions} subscriptions")
-                log.warning("%s: subscription to %r refused (%s)", self.name, topic_filter, why)
+            refusal = self._check_subscription(subscribe, topic_filter)
+            if refusal is not None:
+                code5, why = refusal
+                codes.append(code5 if self.mqtt5 else packets.SUBACK_FAILURE)
+                refused.append(f"{topic_filter[:60]!r}: {why}")
                 continue
             granted = min(requested_qos, 1)    # QoS 2 is granted as 1, as AWS does
             self.subscriptions[topic_filter] = granted
+            if topic_filter in subscribe.no_local:
+                self.no_local.add(topic_filter)
+            else:
+                self.no_local.discard(topic_filter)
             codes.append(granted)
-        self.send(packets.suback(subscribe.packet_id, codes))
+        if refused:
+            # One line per packet: a SUBSCRIBE of thousands of filters must not flood the log.
+            log.warning("%s: %d of %d subscriptions refused: %s%s", self.name, len(refused),
+                        len(subscribe.filters), "; ".join(refused[:REFUSALS_LOGGED]),
+                        "; ..." if len(refused) > REFUSALS_LOGGED else "")
+        self.send(packets5.suback(subscribe.packet_id, codes) if self.mqtt5
+                  else packets.suback(subscribe.packet_id, codes))
+
+    def _check_subscription(self, subscribe: Subscribe,
+                            topic_filter: str) -> tuple[int, str] | None:
+        """Why AWS would refuse this filter (MQTT 5 reason code, text), or None."""
+        try:
+            topics.check_topic_filter(topic_filter, max_bytes=self.limits.max_topic_bytes,
+                                      max_slashes=self.limits.max_topic_slashes)
+        except ProtocolError as exc:
+            if not self.mqtt5:
+                raise       # a 3.1.1 SUBACK cannot say why: AWS disconnects instead
+            return packets5.TOPIC_FILTER_INVALID, str(exc)
+        if subscribe.properties.subscription_identifiers:
+            # AWS IoT Core does not support subscription identifiers.
+            return (packets5.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                    "subscription identifiers are not supported")
+        if len(subscribe.filters) > self.limits.max_filters_per_subscribe:
+            return (packets5.QUOTA_EXCEEDED,
+                    f"more than {self.limits.max_filters_per_subscribe} filters in one SUBSCRIBE")
+        if self.mqtt5 and topic_filter.startswith("$share/"):
+            # AWS IoT Core serves shared subscriptions; this emulator does not (documented in
+            # docs/emulator.md), and says so with the MQTT 5 code rather than mis-route.
+            return (packets5.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
+                    "shared subscriptions are not supported by the emulator")
+        if (topic_filter not in self.subscriptions
+                and len(self.subscriptions) >= self.limits.max_subscriptions):
+            return (packets5.QUOTA_EXCEEDED,
+                    f"limit of {self.limits.max_subscriptions} subscriptions")
+        return None
 
     def on_unsubscribe(self, unsubscribe: Unsubscribe) -> None:
+        codes = []
         for topic_filter in unsubscribe.filters:
-            self.subscriptions.pop(topic_filter, None)
-        self.send(packets.unsuback(unsubscribe.packet_id))
+            existed = self.subscriptions.pop(topic_filter, None) is not None
+            self.no_local.discard(topic_filter)
+            codes.append(packets5.SUCCESS if existed else packets5.NO_SUBSCRIPTION_EXISTED)
+        self.send(packets5.unsuback(unsubscribe.packet_id, codes) if self.mqtt5
+                  else packets.unsuback(unsubscribe.packet_id))
 
     def on_packet_id(self, packet: PacketId) -> None:
         if packet.kind != packets.PUBACK:
-            raise ProtocolError(f"{packets.PACKET_NAMES[packet.kind]}: QoS 2 is not supported")
-        # PUBACKs for our QoS 1 deliveries: nothing is retried, so nothing to clear.
+            raise ProtocolError(f"{packets.PACKET_NAMES[packet.kind]}: QoS 2 is not supported",
+                                packets5.PROTOCOL_ERROR)
+        if not self.outbox.acknowledge(packet.packet_id):
+            # A late or duplicate PUBACK: nothing to do, and no reason to drop the client.
+            log.debug("%s: PUBACK for unknown packet id %d ignored", self.name,
+                      packet.packet_id)
 
     # -- sending -----------------------------------------------------------------------------
 
-    def granted_qos(self, topic: str) -> int | None:
+    def granted_qos(self, topic: str, *, own_publish: bool = False) -> int | None:
         """The highest QoS of this connection's filters matching `topic`, or None."""
         best: int | None = None
         for topic_filter, qos in self.subscriptions.items():
+            if own_publish and topic_filter in self.no_local:
+                continue
             if topics.matches(topic_filter, topic) and (best is None or qos > best):
                 best = qos
         return best
 
-    def deliver(self, topic: str, payload: bytes, qos: int = 1) -> bool:
-        """Send a message if this connection subscribed to it; report whether it was sent."""
-        granted = self.granted_qos(topic)
-        if granted is None or self.closed.is_set():
+    def deliver(self, topic: str, payload: bytes, qos: int = 1,
+                publish_properties: Properties | None = None, *,
+                sender: Connection | None = None) -> bool:
+        """Send a message if this connection subscribed to it; report whether it was sent.
+
+        The QoS is the lower of `qos` and the granted QoS; MQTT 5 clients get the properties
+        given (none for fleet-provisioning answers, as AWS sends them).
+        """
+        granted = self.granted_qos(topic, own_publish=sender is self)
+        if granted is None or self.closed.is_set() or self._aborted:
             return False
         qos = min(qos, granted)
-        packet_id = None
+        if self.session5 is None:
+            if qos:
+                self.outbox.send_qos1(lambda packet_id: packets.publish(topic, payload, 1,
+                                                                        packet_id),
+                                      len(payload) + len(topic))
+            else:
+                self.send(packets.publish(topic, payload))
+            return True
+
+        def encode(packet_id: int) -> bytes:
+            return packets5.publish(topic, payload, qos, packet_id, publish_properties)
+
+        size = len(encode(1))
+        if size > self.session5.client_maximum_packet_size:
+            # MQTT 5.0 section 3.1.2.11.4: a packet larger than the client allows is discarded.
+            log.info("%s: %d-byte message on %r not sent: above the client's maximum packet "
+                     "size", self.name, size, topic[:80])
+            return False
         if qos:
-            self._next_packet_id = self._next_packet_id % 65535 + 1
-            packet_id = self._next_packet_id
-        self.send(packets.publish(topic, payload, qos, packet_id))
+            self.outbox.send_qos1(encode, size)
+        else:
+            self.send(encode(0))
         return True
 
     def send(self, data: bytes) -> None:
-        if self._overflowed:
-            return
-        self._queued_bytes += len(data)
-        if self._queued_bytes > self.limits.max_queued_bytes:
-            # A client that does not read would make us buffer without end: drop it, as
-            # brokers drop slow consumers.
-            self._overflowed = True
-            self.spawn(self.close(f"{self._queued_bytes} bytes queued unread "
-                                  f"(limit {self.limits.max_queued_bytes})"))
-            return
-        loop = asyncio.get_running_loop()
-        self._outbox.put_nowait((loop.time() + self.send_delay, data))
+        self.outbox.send(data)
 
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            due, data = await self._outbox.get()
-            if data is None:
-                return
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._queued_bytes -= len(data)
-            try:
-                await self.transport.write(data)
-            except (ConnectionError, OSError):
-                # The reader side notices the closed transport and ends the connection.
-                await self.transport.close()
-                return

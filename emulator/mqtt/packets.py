@@ -1,5 +1,8 @@
 """MQTT 3.1.1 packet codec: bytes in, typed packets out, and the few packets a server sends.
 
+The packet classes are shared with the MQTT 5 codec (`packets5`), which fills their properties
+and reason codes; a 3.1.1 packet leaves those at their defaults.
+
 Decoding is strict: anything the specification calls malformed raises ProtocolError, and the
 connection that sent it is closed (MQTT 3.1.1 section 4.8: "the Server MUST close the Network
 Connection"). Remaining-length is checked against a maximum before any payload is read, so an
@@ -12,14 +15,17 @@ import struct
 from dataclasses import dataclass, field
 
 from emulator.errors import ProtocolError
+from emulator.mqtt import properties
+from emulator.mqtt.properties import Properties
 
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
+AUTH = 15   # MQTT 5 only
 
 PACKET_NAMES = {
     1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL",
     7: "PUBCOMP", 8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE", 11: "UNSUBACK",
-    12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT",
+    12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT", 15: "AUTH",
 }
 
 # CONNACK return codes (MQTT 3.1.1 table 3.1)
@@ -46,6 +52,8 @@ class Connect:
     will_payload: bytes | None = None
     will_qos: int = 0
     will_retain: bool = False
+    properties: Properties = field(default_factory=Properties)
+    will_properties: Properties = field(default_factory=Properties)
 
 
 @dataclass
@@ -56,18 +64,22 @@ class Publish:
     packet_id: int | None = None
     dup: bool = False
     retain: bool = False
+    properties: Properties | None = None
 
 
 @dataclass
 class Subscribe:
     packet_id: int
-    filters: list[tuple[str, int]] = field(default_factory=list)
+    filters: list[tuple[str, int]] = field(default_factory=list)   # (filter, requested QoS)
+    no_local: set[str] = field(default_factory=set)                 # MQTT 5 No Local option
+    properties: Properties = field(default_factory=Properties)
 
 
 @dataclass
 class Unsubscribe:
     packet_id: int
     filters: list[str] = field(default_factory=list)
+    properties: Properties = field(default_factory=Properties)
 
 
 @dataclass
@@ -76,13 +88,15 @@ class PacketId:
 
     kind: int
     packet_id: int
+    reason_code: int = 0       # MQTT 5
 
 
 @dataclass
 class Bare:
-    """PINGREQ and DISCONNECT carry nothing."""
+    """PINGREQ and DISCONNECT carry nothing (an MQTT 5 DISCONNECT: a reason code)."""
 
     kind: int
+    reason_code: int = 0
 
 
 Packet = Connect | Publish | Subscribe | Unsubscribe | PacketId | Bare
@@ -192,9 +206,9 @@ def decode(first_byte: int, body: bytes) -> Packet:
 def _decode_connect(reader: Reader) -> Connect:
     protocol_name = reader.text()
     level = reader.u8()
-    if protocol_name != "MQTT" or level != 4:
-        # Another protocol version lays out the rest differently (MQTT 5 puts properties where
-        # 3.1.1 has the client id): stop here so the server can answer CONNACK 0x01.
+    if protocol_name != "MQTT" or level not in (4, 5):
+        # Another protocol version lays out the rest differently: stop here so the server can
+        # answer CONNACK 0x01 (unacceptable protocol version).
         reader.rest()
         return Connect(client_id="", clean_session=True, keep_alive=0,
                        protocol_name=protocol_name, protocol_level=level)
@@ -202,10 +216,17 @@ def _decode_connect(reader: Reader) -> Connect:
     if flags & 0x01:
         raise ProtocolError("CONNECT: reserved flag set")
     keep_alive = reader.u16()
+    # MQTT 5 adds a property block after keep-alive and one before the will topic; the rest of
+    # the layout is 3.1.1's.
+    connect_properties = (properties.decode(reader, properties.CONNECT_ALLOWED) if level == 5
+                          else Properties())
     client_id = reader.text()
     will_topic = will_payload = None
+    will_properties = Properties()
     will_qos = (flags >> 3) & 0x03
     if flags & 0x04:
+        if level == 5:
+            will_properties = properties.decode(reader, properties.WILL_ALLOWED)
         will_topic = reader.text()
         will_payload = reader.binary()
     elif will_qos or flags & 0x20:
@@ -214,12 +235,13 @@ def _decode_connect(reader: Reader) -> Connect:
         raise ProtocolError("CONNECT: will QoS 3")
     username = reader.text() if flags & 0x80 else None
     password = reader.binary() if flags & 0x40 else None
-    if password is not None and username is None:
+    if password is not None and username is None and level == 4:
         raise ProtocolError("CONNECT: password without user name")
     return Connect(client_id=client_id, clean_session=bool(flags & 0x02), keep_alive=keep_alive,
                    protocol_name=protocol_name, protocol_level=level, username=username,
                    password=password, will_topic=will_topic, will_payload=will_payload,
-                   will_qos=will_qos, will_retain=bool(flags & 0x20))
+                   will_qos=will_qos, will_retain=bool(flags & 0x20),
+                   properties=connect_properties, will_properties=will_properties)
 
 
 def _decode_publish(flags: int, reader: Reader) -> Publish:
@@ -256,36 +278,36 @@ def _decode_unsubscribe(reader: Reader) -> Unsubscribe:
     return packet
 
 
-def _frame(first_byte: int, body: bytes) -> bytes:
+def frame(first_byte: int, body: bytes) -> bytes:
     return bytes([first_byte]) + encode_remaining_length(len(body)) + body
 
 
-def _text(value: str) -> bytes:
+def encode_text(value: str) -> bytes:
     raw = value.encode("utf-8")
     return struct.pack("!H", len(raw)) + raw
 
 
 def connack(session_present: bool, return_code: int) -> bytes:
-    return _frame(CONNACK << 4, bytes([1 if session_present else 0, return_code]))
+    return frame(CONNACK << 4, bytes([1 if session_present else 0, return_code]))
 
 
 def publish(topic: str, payload: bytes, qos: int = 0, packet_id: int | None = None,
             retain: bool = False) -> bytes:
-    body = _text(topic) + (struct.pack("!H", packet_id) if qos and packet_id else b"") + payload
-    return _frame((PUBLISH << 4) | (qos << 1) | int(retain), body)
+    body = encode_text(topic) + (struct.pack("!H", packet_id) if qos and packet_id else b"") + payload
+    return frame((PUBLISH << 4) | (qos << 1) | int(retain), body)
 
 
 def puback(packet_id: int) -> bytes:
-    return _frame(PUBACK << 4, struct.pack("!H", packet_id))
+    return frame(PUBACK << 4, struct.pack("!H", packet_id))
 
 
 def suback(packet_id: int, return_codes: list[int]) -> bytes:
-    return _frame(SUBACK << 4, struct.pack("!H", packet_id) + bytes(return_codes))
+    return frame(SUBACK << 4, struct.pack("!H", packet_id) + bytes(return_codes))
 
 
 def unsuback(packet_id: int) -> bytes:
-    return _frame(UNSUBACK << 4, struct.pack("!H", packet_id))
+    return frame(UNSUBACK << 4, struct.pack("!H", packet_id))
 
 
 def pingresp() -> bytes:
-    return _frame(PINGRESP << 4, b"")
+    return frame(PINGRESP << 4, b"")

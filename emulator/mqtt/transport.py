@@ -26,6 +26,10 @@ class Transport(Protocol):
     async def close(self) -> None:
         ...
 
+    def abort(self) -> None:
+        """Drop the connection at once, discarding unsent data (no graceful flush)."""
+        ...
+
 
 def set_nodelay(sock: socket.socket | None) -> None:
     # Nagle plus delayed ACK adds ~40 ms per request/response round trip on small MQTT packets
@@ -66,6 +70,9 @@ class StreamTransport:
         except (ConnectionError, OSError, TimeoutError):
             pass
 
+    def abort(self) -> None:
+        self._writer.transport.abort()
+
 
 class WebSocketTransport:
     """MQTT over WebSocket: binary frames carry a byte stream (packets may span frames)."""
@@ -103,3 +110,6 @@ class WebSocketTransport:
             await asyncio.wait_for(self._ws.close(), 2)
         except (ConnectionError, OSError, TimeoutError):
             pass
+
+    def abort(self) -> None:
+        self._ws.transport.abort()

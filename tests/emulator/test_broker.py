@@ -131,7 +131,7 @@ def test_first_packet_must_be_connect(emulator: Emulator) -> None:
 
 def test_unsupported_protocol_level_gets_connack_1(emulator: Emulator) -> None:
     sock = open_socket(emulator.ports["mqtt"])
-    body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00\x01x"
+    body = b"\x00\x04MQTT\x06\x02\x00\x3c\x00\x01x"   # level 6: neither 3.1.1 nor 5
     sock.sendall(bytes([0x10, len(body)]) + body)
     assert sock.recv(4) == b"\x20\x02\x00\x01"
     assert is_closed(sock)
