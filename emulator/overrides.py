@@ -6,7 +6,7 @@ Pure functions over `ThingSpec`, so the rules can be read and tested without the
 from __future__ import annotations
 
 from .errors import InvalidRequest, ResourceConflict
-from .templates import ThingSpec
+from .evaluation import ThingSpec
 
 OVERRIDE_VALUES = ("DO_NOTHING", "REPLACE", "MERGE", "FAIL")
 # AttributePayload, ThingTypeName and ThingGroups are the documented keys. BillingGroup has none;

@@ -22,7 +22,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -41,9 +41,11 @@ DEVICE_NOT_AFTER = dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 # Backdating absorbs clock skew between the emulator and its clients.
 BACKDATE = dt.timedelta(hours=1)
 MAX_CSR_BYTES = 16 * 1024
-# AWS IoT accepts CSRs with RSA keys of at least 2048 bits or EC keys on NIST P-256/P-384 (doc).
+# AWS IoT's CreateCertificateFromCsr API reference: the CSR's key must be RSA of at least 2048
+# bits or ECC on NIST P-256, P-384 or P-521.
 MIN_RSA_BITS = 2048
-SUPPORTED_CURVES = ("secp256r1", "secp384r1")
+SUPPORTED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+ACCEPTED_KEYS = "AWS IoT accepts RSA of at least 2048 bits or EC on NIST P-256, P-384 or P-521"
 
 
 def certificate_id(cert: x509.Certificate) -> str:
@@ -99,17 +101,17 @@ def load_csr(text: str) -> x509.CertificateSigningRequest:
     if isinstance(public_key, rsa.RSAPublicKey):
         if public_key.key_size < MIN_RSA_BITS:
             raise InvalidRequest(
-                f"CSR key is RSA {public_key.key_size} bits; at least {MIN_RSA_BITS} required"
+                f"CSR key is RSA {public_key.key_size} bits, which is not supported; {ACCEPTED_KEYS}"
             )
     elif isinstance(public_key, ec.EllipticCurvePublicKey):
         if public_key.curve.name not in SUPPORTED_CURVES:
             raise InvalidRequest(
-                f"CSR key curve {public_key.curve.name} is not supported (P-256 or P-384)"
+                f"CSR key is EC on curve {public_key.curve.name}, which is not supported; "
+                f"{ACCEPTED_KEYS}"
             )
     else:
         raise InvalidRequest(
-            f"CSR key type {type(public_key).__name__} is not supported "
-            "(RSA of at least 2048 bits, EC P-256 or P-384)"
+            f"CSR key is {_key_type(public_key)}, which is not supported; {ACCEPTED_KEYS}"
         )
     try:
         valid = csr.is_signature_valid
@@ -118,6 +120,15 @@ def load_csr(text: str) -> x509.CertificateSigningRequest:
     if not valid:
         raise InvalidRequest("CSR signature is invalid")
     return csr
+
+
+def _key_type(public_key: object) -> str:
+    # cryptography's concrete classes have private names (_Ed25519PublicKey...): name the family.
+    for family, label in ((ed25519.Ed25519PublicKey, "Ed25519"), (ed448.Ed448PublicKey, "Ed448"),
+                          (dsa.DSAPublicKey, "DSA")):
+        if isinstance(public_key, family):
+            return label
+    return type(public_key).__name__.lstrip("_")
 
 
 class KeyPool:
@@ -241,7 +252,7 @@ class CertificateAuthority:
         """A device certificate for `public_key`, as CreateKeysAndCertificate/FromCsr return.
 
         Takes any key type `csr.public_key()` is typed as; `load_csr` has already limited it to
-        RSA >= 2048 and EC P-256/P-384.
+        RSA >= 2048 and EC P-256/P-384/P-521.
         """
         now = dt.datetime.now(dt.UTC)
         return _sign(

@@ -24,8 +24,8 @@ from typing import Any
 
 from . import registry_schema
 from .errors import ConfigError, InvalidRequest, InvalidToken, ResourceConflict
+from .evaluation import Evaluation, PolicySpec, ThingSpec
 from .overrides import OVERRIDE_VALUES, override_thing
-from .templates import Evaluation, PolicySpec, ThingSpec
 
 FILENAME = "registry.sqlite3"
 CERTIFICATE_STATUSES = ("ACTIVE", "INACTIVE", "REVOKED", "PENDING_ACTIVATION")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from emulator.errors import ConfigError, InvalidRequest
@@ -36,11 +36,14 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     return CertificateAuthority.load_or_create(tmp_path_factory.mktemp("pki"))
 
 
-def make_csr(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, cn: str = "device-1") -> str:
+def make_csr(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
+             cn: str = "device-1") -> str:
+    # Ed25519 signs without a separate hash algorithm.
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .sign(key, hashes.SHA256())
+        .sign(key, algorithm)
     )
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
@@ -208,6 +211,7 @@ def test_certificate_id_is_the_sha256_of_the_der(ca: CertificateAuthority) -> No
         pytest.param(rsa.generate_private_key(public_exponent=65537, key_size=2048), id="rsa2048"),
         pytest.param(ec.generate_private_key(ec.SECP256R1()), id="p256"),
         pytest.param(ec.generate_private_key(ec.SECP384R1()), id="p384"),
+        pytest.param(ec.generate_private_key(ec.SECP521R1()), id="p521"),
     ],
 )
 def test_load_csr_accepts_supported_keys(
@@ -242,7 +246,9 @@ def test_load_csr_rejects_rsa_1024() -> None:
 
     with pytest.raises(InvalidRequest) as caught:
         load_csr(make_csr(key))
-    assert caught.value.message == "CSR key is RSA 1024 bits; at least 2048 required"
+    assert caught.value.message == (
+        "CSR key is RSA 1024 bits, which is not supported; AWS IoT accepts RSA of at least 2048 "
+        "bits or EC on NIST P-256, P-384 or P-521")
     assert caught.value.payload()["statusCode"] == 400
 
 
@@ -251,7 +257,16 @@ def test_load_csr_rejects_secp256k1() -> None:
 
     with pytest.raises(InvalidRequest) as caught:
         load_csr(make_csr(key))
-    assert caught.value.message == "CSR key curve secp256k1 is not supported (P-256 or P-384)"
+    assert caught.value.message.startswith(
+        "CSR key is EC on curve secp256k1, which is not supported; AWS IoT accepts")
+
+
+def test_load_csr_rejects_ed25519_naming_the_key_type() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+
+    with pytest.raises(InvalidRequest) as caught:
+        load_csr(make_csr(key))
+    assert caught.value.message.startswith("CSR key is Ed25519, which is not supported; ")
 
 
 def test_load_csr_rejects_a_tampered_signature() -> None:

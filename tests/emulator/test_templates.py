@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,25 @@ def test_number_and_list_parameter_types_read_as_strings() -> None:
         "DeviceConfiguration": {"n": {"Ref": "N"}, "l": {"Ref": "L"}},
     }
     assert run(body, {"L": "a,b"}).device_configuration == {"n": "7", "l": "a,b"}
+
+
+def test_declared_certificate_id_parameter_is_supplied_not_required() -> None:
+    # The most common real shape: Terraform/CDK templates declare it as {"Type": "String"}.
+    body = {
+        "Parameters": {"AWS::IoT::Certificate::Id": {"Type": "String"}},
+        "DeviceConfiguration": {"id": {"Ref": "AWS::IoT::Certificate::Id"},
+                                "sub": {"Fn::Sub": "c-${AWS::IoT::Certificate::Id}"}},
+    }
+    assert run(body).device_configuration == {"id": CERT_ID, "sub": f"c-{CERT_ID}"}
+
+
+def test_caller_sent_or_default_certificate_id_loses_to_the_real_one() -> None:
+    body = {
+        "Parameters": {"AWS::IoT::Certificate::Id": {"Type": "String", "Default": "d" * 64}},
+        "DeviceConfiguration": {"id": {"Ref": "AWS::IoT::Certificate::Id"}},
+    }
+    evaluation = run(body, {"AWS::IoT::Certificate::Id": "f" * 64})
+    assert evaluation.device_configuration == {"id": CERT_ID}
 
 
 def test_missing_required_parameter_is_rejected_naming_it() -> None:
@@ -256,7 +276,7 @@ def test_thing_properties_are_evaluated() -> None:
 
 def test_invalid_thing_name_is_rejected() -> None:
     for bad in ("has space", "", "x" * 129, "slash/ed"):
-        with pytest.raises(TemplateError, match="ThingName: .* is not 1-128 characters"):
+        with pytest.raises(TemplateError, match="^ThingName: .*(not 1-128 characters|more than 128)"):
             thing_name({"Ref": "Serial"}, {"Serial": bad})
     assert thing_name({"Ref": "Serial"}, {"Serial": "a:b_c-D9" + "x" * 120}).startswith("a:b")
 
@@ -314,6 +334,13 @@ def test_certificate_status_defaults_to_active_and_accepts_inactive() -> None:
         run(certificate({"CertificateId": ref, "Status": "REVOKED"}))
 
 
+@pytest.mark.parametrize(("written", "status"), [("Active", "ACTIVE"), ("active", "ACTIVE"),
+                                                 ("ACTIVE", "ACTIVE"), ("Inactive", "INACTIVE")])
+def test_certificate_status_is_read_in_any_letter_case(written: str, status: str) -> None:
+    ref = {"Ref": "AWS::IoT::Certificate::Id"}
+    assert run(certificate({"CertificateId": ref, "Status": written})).certificate_status == status
+
+
 def test_certificate_id_must_be_the_provisioned_certificate() -> None:
     with pytest.raises(TemplateError, match="CertificateId: must be"):
         run(certificate({"CertificateId": "someone-elses"}))
@@ -355,7 +382,7 @@ def test_policy_inline_document_as_object_or_json_string() -> None:
         ({"PolicyDocument": "{not json"}, "PolicyDocument: is not valid JSON"),
         ({"PolicyDocument": "[]"}, "PolicyDocument: expected an object, got a list"),
         ({"PolicyDocument": 5}, "PolicyDocument: expected an object"),
-        ({"PolicyName": "bad name"}, "is not a valid policy name"),
+        ({"PolicyName": "bad name"}, "PolicyName: 'bad name' is not 1-128 characters"),
         ({}, "a policy needs PolicyName or PolicyDocument"),
     ],
 )
@@ -524,3 +551,70 @@ def test_store_ignores_other_files_with_a_warning(
 def test_store_requires_an_existing_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         TemplateStore(tmp_path / "missing")
+
+
+# --- AWS's naming rules -----------------------------------------------------------------------
+
+
+def attributed(value: str, name: str = "serial") -> dict[str, Any]:
+    body = thing_template("dev-1")
+    body["Resources"]["thing"]["Properties"]["AttributePayload"] = {name: value}
+    return body
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["line\r\nbreak", "nul\x00", "lone\ud800", "has space", "x" * 801, "x" * 2048, "caf\u00e9"],
+    ids=["crlf", "nul", "lone-surrogate", "space", "801", "2048", "non-ascii"],
+)
+def test_attribute_values_outside_awss_rule_are_refused_naming_the_field(value: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        run(attributed(value), {"Serial": "SN1"})
+    assert caught.value.message.startswith("AttributePayload.Attributes.serial: ")
+    assert caught.value.payload()["errorCode"] == "InvalidParameterException"
+    assert caught.value.payload()["statusCode"] == 400
+    json.dumps(caught.value.payload(), ensure_ascii=False).encode()  # renderable as UTF-8
+
+
+def test_attribute_values_within_awss_rule_are_kept() -> None:
+    value = "a-Z_0.9,@/:#=[]" + "x" * 785
+    thing = run(attributed(value), {"Serial": "SN1"}).thing
+    assert thing is not None and thing.attributes == {"serial": value}
+    empty = run(attributed(""), {"Serial": "SN1"}).thing
+    assert empty is not None and empty.attributes == {"serial": ""}
+
+
+@pytest.mark.parametrize("name", ["has space", "x" * 129, "eq=", ""])
+def test_attribute_names_outside_awss_rule_are_refused(name: str) -> None:
+    with pytest.raises(TemplateError, match="^AttributePayload.Attributes: "):
+        run(attributed("v", name), {"Serial": "SN1"})
+
+
+@pytest.mark.parametrize(
+    ("prop", "value", "field"),
+    [
+        ("ThingTypeName", "type one", "ThingTypeName"),
+        ("ThingTypeName", "t" * 129, "ThingTypeName"),
+        ("ThingGroups", ["ok", "bad/group"], "ThingGroups[1]"),
+        ("ThingGroups", ["g" * 129], "ThingGroups[0]"),
+        ("BillingGroup", "bill\n", "BillingGroup"),
+    ],
+)
+def test_group_and_type_names_outside_awss_rule_are_refused(prop: str, value: Any,
+                                                            field: str) -> None:
+    body = thing_template("dev-1")
+    body["Resources"]["thing"]["Properties"][prop] = value
+    with pytest.raises(TemplateError, match=f"^{re.escape(field)}: "):
+        run(body, {"Serial": "SN1"})
+
+
+def test_names_at_awss_limits_are_accepted() -> None:
+    body = thing_template("n" * 128)
+    body["Resources"]["thing"]["Properties"].update(
+        {"ThingTypeName": "t:" + "t" * 126, "ThingGroups": ["g_-:" + "g" * 124]})
+    body["Resources"]["pol"] = {"Type": "AWS::IoT::Policy",
+                                "Properties": {"PolicyName": "p+=,.@-_" + "p" * 120}}
+    evaluation = run(body, {"Serial": "SN1"})
+    assert evaluation.thing is not None and evaluation.thing.thing_name == "n" * 128
+    with pytest.raises(TemplateError, match="^PolicyName: is 129 characters"):
+        run(policy({"PolicyName": "p" * 129}))
