@@ -11,9 +11,19 @@ SPEC grammar: `OPERATION:ACTION[=VALUE][,ACTION[=VALUE]...]`, for example
     register_thing:reject=429/ThrottlingException/Rate exceeded
     create_certificate_from_csr:never_answer,count=1
     register_thing:late=3                  process now, publish the answer 3 s later
-    register_thing:answer_twice
+    register_thing:answer_twice            the same answer twice, back to back
+    register_thing:answer_twice=0.02-0.05  ...the repeat 20-50 ms later (random in the range)
+    create_certificate_from_csr:process_twice       handle the request twice (a QoS 1 redelivery)
+    register_thing:process_twice=0.01      ...the second copy arriving 10 ms after the first
     create_keys_and_certificate:drop_connection
     register_thing:throttle=10/5           token bucket: 10 per second, burst 5
+
+From Python, `Fault(answer_twice=True)`, `Fault(answer_twice=0.03)` or
+`Fault(answer_twice=(0.02, 0.05))`; the same forms for `process_twice`.
+
+Why these two: an MQTT QoS 1 PUBLISH is delivered "at least once". AWS may send an answer again
+(a duplicate the client must ignore, possibly after a later request's answer has gone out), and
+a request whose PUBACK was lost is sent again by the client and handled again by AWS.
 """
 
 from __future__ import annotations
@@ -28,22 +38,54 @@ from emulator.errors import ConfigError
 OPERATIONS = ("create_keys_and_certificate", "create_certificate_from_csr", "register_thing")
 
 
+# False (off), True (no delay), a delay in seconds, or a (min, max) range to draw it from.
+Repeat = bool | float | tuple[float, float]
+
+
 @dataclass(frozen=True)
 class Fault:
     latency: tuple[float, float] | None = None   # seconds before processing (min, max)
     late: float | None = None                    # seconds between processing and answering
     reject: tuple[int, str, str] | None = None   # statusCode, errorCode, errorMessage
     never_answer: bool = False
-    answer_twice: bool = False
+    answer_twice: Repeat = False                 # the answer again, after this delay
+    process_twice: Repeat = False                # a second copy of the request, this much later
     drop_connection: bool = False
     throttle: tuple[float, float] | None = None  # rate per second, burst
     count: int | None = None                     # only the next N requests, then disarmed
+
+    def __post_init__(self) -> None:
+        for name in ("answer_twice", "process_twice"):
+            _delay(getattr(self, name), name)   # refuse a bad value when the fault is made
 
     def latency_seconds(self) -> float:
         if not self.latency:
             return 0.0
         low, high = self.latency
         return random.uniform(low, high)
+
+    def second_answer_delay(self) -> float | None:
+        """Seconds before the repeated answer, or None for no repeat."""
+        return _delay(self.answer_twice, "answer_twice")
+
+    def second_copy_delay(self) -> float | None:
+        """Seconds before the second copy of the request is handled, or None for no copy."""
+        return _delay(self.process_twice, "process_twice")
+
+
+def _delay(setting: Repeat, name: str) -> float | None:
+    if setting is False:
+        return None
+    if setting is True:
+        return 0.0
+    if isinstance(setting, int | float) and setting >= 0:
+        return float(setting)
+    if (isinstance(setting, tuple) and len(setting) == 2
+            and all(isinstance(x, int | float) and x >= 0 for x in setting)
+            and setting[0] <= setting[1]):
+        return random.uniform(*setting)
+    raise ConfigError(f"{name}: expected True, a delay in seconds or a (min, max) range, "
+                      f"got {setting!r}")
 
 
 @dataclass(frozen=True)
@@ -124,8 +166,7 @@ def parse_spec(spec: str) -> tuple[str, Fault]:
         name = name.strip()
         try:
             if name == "latency":
-                low, _, high = value.partition("-")
-                fields["latency"] = (float(low), float(high or low))
+                fields["latency"] = _range(value)
             elif name == "late":
                 fields["late"] = float(value)
             elif name == "reject":
@@ -133,7 +174,9 @@ def parse_spec(spec: str) -> tuple[str, Fault]:
                 code, _, message = rest.partition("/")
                 fields["reject"] = (int(status), code or "InjectedFault",
                                     message or "rejected by an injected fault")
-            elif name in ("never_answer", "answer_twice", "drop_connection"):
+            elif name in ("answer_twice", "process_twice"):
+                fields[name] = _range(value) if value else True
+            elif name in ("never_answer", "drop_connection"):
                 fields[name] = True
             elif name == "throttle":
                 rate, _, burst = value.partition("/")
@@ -144,4 +187,16 @@ def parse_spec(spec: str) -> tuple[str, Fault]:
                 raise ConfigError(f"fault {spec!r}: unknown action {name!r}")
         except ValueError as exc:
             raise ConfigError(f"fault {spec!r}: bad value for {name}: {value!r}") from exc
-    return operation, Fault(**fields)  # type: ignore[arg-type]
+    try:
+        return operation, Fault(**fields)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise ConfigError(f"fault {spec!r}: {exc}") from None
+
+
+def _range(value: str) -> tuple[float, float]:
+    """`0.5` or `0.01-0.05`: a fixed number of seconds or a range to draw from."""
+    low, _, high = value.partition("-")
+    numbers = (float(low), float(high or low))
+    if numbers[0] < 0 or numbers[0] > numbers[1]:
+        raise ValueError(value)
+    return numbers

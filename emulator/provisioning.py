@@ -9,6 +9,7 @@ sent the request (and only if it subscribed), with no correlation token.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -82,10 +83,32 @@ class FleetProvisioning:
 
     async def _serve(self, connection: Connection, operation: str, topic: str,
                      template_name: str | None, payload: bytes) -> None:
+        plan = self.faults.plan(operation)
+        fault = plan.fault
+        copy_delay = fault.second_copy_delay() if fault else None
+        if fault and copy_delay is not None:
+            # A QoS 1 request whose PUBACK was lost is sent again, and AWS handles the copy as a
+            # request of its own: Create* issues a second certificate, a second RegisterThing
+            # meets a token the first one may already have spent. Both copies are answered.
+            copy = Plan(dataclasses.replace(fault, process_twice=False), plan.throttled)
+            connection.spawn(self._serve_copy(copy_delay, connection, operation, topic,
+                                              template_name, payload, copy))
+        await self._process(connection, operation, topic, template_name, payload, plan)
+
+    async def _serve_copy(self, delay: float, connection: Connection, operation: str,
+                          topic: str, template_name: str | None, payload: bytes,
+                          plan: Plan) -> None:
+        await asyncio.sleep(delay)
+        await self._process(connection, operation, topic, template_name, payload, plan,
+                            " (second copy, injected fault)")
+
+    async def _process(self, connection: Connection, operation: str, topic: str,
+                       template_name: str | None, payload: bytes, plan: Plan,
+                       note: str = "") -> None:
         started = time.perf_counter()
         label = _OPERATION_LABELS[operation] + (f" {template_name}" if template_name else "")
+        label += note
         fmt = topic.rsplit("/", 1)[1]
-        plan = self.faults.plan(operation)
         fault = plan.fault
         if fault and fault.drop_connection:
             await connection.close(f"injected fault: drop connection during {label}")
@@ -120,8 +143,6 @@ class FleetProvisioning:
             await asyncio.sleep(fault.late)
         encoded = _encode(body, fmt)
         delivered = connection.deliver(answer_topic, encoded)
-        if fault and fault.answer_twice:
-            connection.deliver(answer_topic, encoded)
         elapsed = (time.perf_counter() - started) * 1000
         if delivered:
             log.info("%s: %s -> %s (%.1f ms)", connection.name, label, outcome, elapsed)
@@ -129,6 +150,14 @@ class FleetProvisioning:
             log.warning("%s: %s -> %s, but not delivered: the client is not subscribed to %s "
                         "(subscribe and wait for SUBACK before publishing)",
                         connection.name, label, outcome, answer_topic)
+        repeat_delay = fault.second_answer_delay() if fault else None
+        if repeat_delay is not None:
+            # QoS 1 is at-least-once: the same answer can arrive again, later, even after the
+            # answer to the client's next request.
+            if repeat_delay:
+                await asyncio.sleep(repeat_delay)
+            if connection.deliver(answer_topic, encoded):
+                log.info("%s: %s -> same answer again (injected fault)", connection.name, label)
 
     def _apply_rejecting_faults(self, plan: Plan) -> None:
         if plan.throttled:
