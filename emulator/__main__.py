@@ -2,6 +2,7 @@
 
     python -m emulator [--host 127.0.0.1] [--mqtt-port 1883] [--wss-port 8443] ... [--fault SPEC]
     python -m emulator list things|certificates|policies [--data-dir DIR]
+    python -m emulator check-template FILE [--param NAME=VALUE ...] [--json]
 
 Once every listener accepts, one JSON line goes to stdout with the listener URLs and the CA and
 claim certificate paths; logs go to stderr. Ctrl-C (or SIGTERM) stops it cleanly.
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["list"]:
         return _list(argv[1:])
+    if argv[:1] == ["check-template"]:
+        from emulator.template_check import main as check_template
+
+        return check_template(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
