@@ -4,22 +4,23 @@ Our other tests speak to the emulator with paho and with our own reading of the 
 run `awsiot.iotidentity.IotIdentityClientV2`, the client AWS ships and keeps current, over the two
 transports a device uses: mutual TLS with the claim certificate, and WebSocket+TLS signed with SigV4
 (with and without a session token, which awscrt leaves out of the signature as AWS IoT requires).
-
-Not covered: an MQTT5 client (`awsiot.mqtt5_client_builder`). AWS IoT speaks MQTT5, the emulator
-speaks MQTT 3.1.1 only, so an MQTT5 client cannot connect to it at all.
+Both of the SDK's clients run: the MQTT 3.1.1 `mqtt_connection_builder` and the MQTT 5
+`mqtt5_client_builder` (what AWS's current fleet-provisioning sample uses).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from awscrt import auth, mqtt, mqtt_request_response
+from awscrt import auth, mqtt, mqtt5, mqtt_request_response
 from awscrt.exceptions import AwsCrtError
-from awsiot import V2ServiceException, iotidentity, mqtt_connection_builder
+from awsiot import V2ServiceException, iotidentity, mqtt5_client_builder, mqtt_connection_builder
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -61,24 +62,93 @@ def sigv4_session_token_connection(emulator: Emulator) -> mqtt.Connection:
     return _websocket_connection(emulator, session_token="FQoGZXIvYXdzEXAMPLESESSIONTOKEN//+=")
 
 
+class Mqtt5Lifecycle:
+    """The MQTT 5 client's lifecycle callbacks (awscrt threads) turned into waitable events."""
+
+    def __init__(self) -> None:
+        self.connected = threading.Event()
+        self.stopped = threading.Event()
+        self.failure: Exception | None = None
+        self.connack: mqtt5.ConnackPacket | None = None
+
+    def kwargs(self) -> dict[str, Callable[..., None]]:
+        return {"on_lifecycle_connection_success": self._success,
+                "on_lifecycle_connection_failure": self._failure,
+                "on_lifecycle_stopped": lambda data: self.stopped.set()}
+
+    def _success(self, data: mqtt5.LifecycleConnectSuccessData) -> None:
+        self.connack = data.connack_packet
+        self.connected.set()
+
+    def _failure(self, data: mqtt5.LifecycleConnectFailureData) -> None:
+        self.failure = data.exception
+        self.connected.set()
+
+
+def mtls_client5(emulator: Emulator, lifecycle: Mqtt5Lifecycle) -> mqtt5.Client:
+    return mqtt5_client_builder.mtls_from_path(
+        endpoint="localhost", port=emulator.ports["mqtts"],
+        cert_filepath=str(emulator.claim_cert_path), pri_key_filepath=str(emulator.claim_key_path),
+        ca_filepath=str(emulator.ca_path), client_id=_client_id(), **lifecycle.kwargs())
+
+
+def sigv4_session_token_client5(emulator: Emulator, lifecycle: Mqtt5Lifecycle) -> mqtt5.Client:
+    credentials = auth.AwsCredentialsProvider.new_static(
+        DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY,
+        session_token="FQoGZXIvYXdzEXAMPLESESSIONTOKEN//+=")
+    return mqtt5_client_builder.websockets_with_default_aws_signing(
+        region="us-east-1", credentials_provider=credentials,
+        endpoint="localhost", port=emulator.ports["wss"], ca_filepath=str(emulator.ca_path),
+        client_id=_client_id(), **lifecycle.kwargs())
+
+
 TRANSPORTS: dict[str, Callable[[Emulator], mqtt.Connection]] = {
     "mtls": mtls_connection,
     "wss-sigv4": sigv4_connection,
     "wss-sigv4-session-token": sigv4_session_token_connection,
 }
+TRANSPORTS5: dict[str, Callable[[Emulator, Mqtt5Lifecycle], mqtt5.Client]] = {
+    "mqtt5-mtls": mtls_client5,
+    "mqtt5-wss-sigv4-session-token": sigv4_session_token_client5,
+}
+ALL_TRANSPORTS = [*TRANSPORTS, *TRANSPORTS5]
+
+
+def _identity_options() -> mqtt_request_response.ClientOptions:
+    return mqtt_request_response.ClientOptions(
+        max_request_response_subscriptions=2, max_streaming_subscriptions=0,
+        operation_timeout_in_seconds=int(WAIT))
 
 
 @contextmanager
 def identity_client(emulator: Emulator,
                     transport: str) -> Iterator[iotidentity.IotIdentityClientV2]:
+    if transport in TRANSPORTS5:
+        with mqtt5_client(emulator, transport) as client:
+            yield iotidentity.IotIdentityClientV2(client, _identity_options())
+        return
     connection = TRANSPORTS[transport](emulator)
     connection.connect().result(timeout=WAIT)
     try:
-        yield iotidentity.IotIdentityClientV2(connection, mqtt_request_response.ClientOptions(
-            max_request_response_subscriptions=2, max_streaming_subscriptions=0,
-            operation_timeout_in_seconds=int(WAIT)))
+        yield iotidentity.IotIdentityClientV2(connection, _identity_options())
     finally:
         connection.disconnect().result(timeout=WAIT)
+
+
+@contextmanager
+def mqtt5_client(emulator: Emulator, transport: str,
+                 lifecycle: Mqtt5Lifecycle | None = None) -> Iterator[mqtt5.Client]:
+    lifecycle = lifecycle or Mqtt5Lifecycle()
+    client = TRANSPORTS5[transport](emulator, lifecycle)
+    client.start()
+    try:
+        assert lifecycle.connected.wait(WAIT), "no CONNACK"
+        if lifecycle.failure is not None:
+            raise lifecycle.failure
+        yield client
+    finally:
+        client.stop()
+        assert lifecycle.stopped.wait(WAIT)
 
 
 def _serial() -> str:
@@ -120,7 +190,7 @@ def _register_and_check(emulator: Emulator, identity: iotidentity.IotIdentityCli
     assert _certificate_status(emulator, certificate_id) == "ACTIVE"
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", ALL_TRANSPORTS)
 def test_sdk_provisions_with_create_keys_and_certificate(emulator: Emulator,
                                                          transport: str) -> None:
     with identity_client(emulator, transport) as identity:
@@ -136,7 +206,7 @@ def test_sdk_provisions_with_create_keys_and_certificate(emulator: Emulator,
                             created.certificate_ownership_token)
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", ALL_TRANSPORTS)
 def test_sdk_provisions_with_create_certificate_from_csr(
         emulator: Emulator, transport: str, device_csr: tuple[str, str]) -> None:
     _, csr_pem = device_csr
@@ -153,7 +223,7 @@ def test_sdk_provisions_with_create_certificate_from_csr(
                             created.certificate_ownership_token)
 
 
-@pytest.mark.parametrize("transport", ["mtls", "wss-sigv4"])
+@pytest.mark.parametrize("transport", ["mtls", "wss-sigv4", "mqtt5-mtls"])
 def test_sdk_surfaces_register_thing_rejection_for_unknown_template(
         emulator: Emulator, transport: str) -> None:
     with identity_client(emulator, transport) as identity:
@@ -184,4 +254,31 @@ def test_sdk_websocket_signed_with_wrong_secret_is_refused_at_upgrade(emulator: 
     with pytest.raises(AwsCrtError) as raised:
         connection.connect().result(timeout=WAIT)
     assert raised.value.name == "AWS_ERROR_HTTP_WEBSOCKET_UPGRADE_FAILURE"
+    assert emulator.connected_client_ids() == []
+
+
+def test_sdk_mqtt5_client_reads_aws_connack_properties(emulator: Emulator) -> None:
+    lifecycle = Mqtt5Lifecycle()
+    with mqtt5_client(emulator, "mqtt5-mtls", lifecycle):
+        connack = lifecycle.connack
+        assert connack is not None
+        assert connack.reason_code == mqtt5.ConnectReasonCode.SUCCESS
+        assert not connack.session_present
+        assert (connack.receive_maximum, connack.maximum_qos) == (100, mqtt5.QoS.AT_LEAST_ONCE)
+        assert connack.maximum_packet_size == 149504
+        assert connack.topic_alias_maximum == 8
+        # The SDK's default keep-alive is 1200 s, the top of AWS's 30-1200 s range.
+        assert connack.server_keep_alive == 1200
+
+
+def test_sdk_mqtt5_client_vanishing_without_disconnect_is_cleaned_up(emulator: Emulator) -> None:
+    # The SDK closes its socket without a DISCONNECT packet (captured from AWS's sample).
+    with mqtt5_client(emulator, "mqtt5-mtls") as client:
+        client.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(
+            "$aws/certificates/create/json/accepted", mqtt5.QoS.AT_LEAST_ONCE)])
+        ).result(timeout=WAIT)
+        assert len(emulator.connected_client_ids()) == 1
+    deadline = time.monotonic() + WAIT
+    while emulator.connected_client_ids() and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert emulator.connected_client_ids() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import struct
@@ -278,3 +279,55 @@ def test_disconnect_all_drops_every_client_from_another_thread(emulator: Emulato
         assert client.disconnected.wait(5)
     finally:
         client.close()
+
+
+def _subscribe_raw(sock: socket.socket, *filters: str) -> None:
+    body = b"\x00\x01" + b"".join(struct.pack("!H", len(f)) + f.encode() + b"\x00" for f in filters)
+    sock.sendall(b"\x82" + encode_remaining_length(len(body)) + body)
+    assert sock.recv(1) == b"\x90"  # SUBACK (the rest is left unread)
+
+
+def test_client_that_stops_reading_is_aborted_and_freed(tmp_path) -> None:
+    limits = Limits(max_queued_bytes=256 * 1024)
+    with Emulator(data_dir=tmp_path, limits=limits, key_algorithm="ec", key_pool_size=1,
+                  mqtts_port=None, ws_port=None, wss_port=None) as emulator:
+        port = emulator.ports["mqtt"]
+        sock = socket.socket()
+        _open_sockets.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up quickly
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", port))
+        body = b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x07sleeper"
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        assert sock.recv(4) == b"\x20\x02\x00\x00"
+        _subscribe_raw(sock, "firehose")
+        publisher = MqttTestClient(emulator.urls["mqtt"]).connect()
+        try:
+            deadline = time.monotonic() + 20
+            while "sleeper" in emulator.connected_client_ids():
+                assert time.monotonic() < deadline, "a client that never reads was kept"
+                publisher.publish("firehose", b"x" * 100_000, qos=1)
+            # Gone from the server: tasks, subscriptions and socket freed, not merely flagged.
+            assert "sleeper" not in emulator.connected_client_ids()
+            assert emulator._connections() and all(
+                c.client_id != "sleeper" for c in emulator._connections())
+            assert is_closed(sock, timeout=2)
+        finally:
+            publisher.close()
+
+
+def test_subscribe_flood_of_refused_filters_logs_one_line(
+        emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    sock = raw_connect(emulator.ports["mqtt"], "flooder")
+    with caplog.at_level("INFO", logger="emulator.mqtt"):
+        _subscribe_raw(sock, *[f"flood/{i}" for i in range(8000)])
+        sock.sendall(b"\xc0\x00")   # PINGREQ: its PINGRESP follows the SUBACK's handling
+        sock.settimeout(5)
+        received = b""
+        while not received.endswith(b"\xd0\x00"):
+            received += sock.recv(65536)
+    lines = [r for r in caplog.records
+             if r.levelno >= logging.WARNING and "flooder" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage()[:100] for r in lines]
+    assert "8000 of 8000 subscriptions refused" in lines[0].getMessage()
+    assert len(lines[0].getMessage()) < 1000
