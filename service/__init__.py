@@ -11,8 +11,9 @@ import logging
 from flask import Flask
 
 from service.config import Settings
-from service.process import ProvisionerHolder
+from service.process import PerProcess
 from service.provisioning.flow import Provisioner
+from service.store import Store
 
 
 def create_app(settings: Settings | None = None, provisioner: Provisioner | None = None) -> Flask:
@@ -27,14 +28,17 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     # One byte above the limit, so that reading that byte means too large (http.body).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["settings"] = settings
-    app.extensions["provisioner"] = ProvisionerHolder(settings, provisioner)
+    app.extensions["provisioner"] = PerProcess(lambda: Provisioner(settings), provisioner)
+    store_url = settings.store_url
+    app.extensions["store"] = PerProcess(lambda: Store.open(store_url)) if store_url else None
 
-    from service.http import health, problems, provision, request_log
+    from service.http import admin, health, problems, provision, request_log
 
     request_log.init_app(app)
     problems.init_app(app)
     app.register_blueprint(provision.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(admin.blueprint)
     return app
 
 

@@ -80,6 +80,12 @@ class Settings:
     max_parameter_key_length: int = 128
     max_parameter_value_length: int = 2048
     log_level: str = "INFO"
+    # The store (keys, enrollments, audit, idempotency). None: an SQLite file in data_dir (in
+    # local mode, beside the emulator's data); "off": no store, PROVISIONER_API_KEYS only.
+    database_url: str | None = None
+    data_dir: Path = Path("data")
+    idempotency_ttl_hours: float = 24.0
+    audit_retention_days: float = 90.0
     # Local mode only.
     emulator_mode: AuthMode = "sigv4"
     emulator_data_dir: Path = Path(".emulator-data")
@@ -127,6 +133,8 @@ class Settings:
             ),
             "allow_server_generated_keys": env.boolean("PROVISIONER_ALLOW_SERVER_KEYS", True),
             "log_level": env.choice("PROVISIONER_LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            "database_url": env.text("PROVISIONER_DATABASE_URL"),
+            "data_dir": env.path("PROVISIONER_DATA_DIR") or Path.cwd() / "data",
             "emulator_mode": env.choice("PROVISIONER_EMULATOR_MODE", AUTH_MODES, "sigv4"),
             "emulator_data_dir": env.path("PROVISIONER_EMULATOR_DATA_DIR") or Path.cwd() / ".emulator-data",
         }
@@ -153,6 +161,14 @@ class Settings:
             raise SettingsError(env.problems)
         return settings
 
+    @property
+    def store_url(self) -> str | None:
+        """The database URL, or None when the store is off."""
+        if self.database_url is not None:
+            return None if self.database_url.lower() == "off" else self.database_url
+        directory = self.emulator_data_dir if self.local_mode else self.data_dir
+        return f"sqlite:///{directory.resolve() / 'provisioner.db'}"
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -162,6 +178,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "api_keys":  # never print a key, only how many there are
                 shown.append(f"api_keys=<{len(value)} hidden>")
+            elif f.name == "database_url" and value is not None:  # may carry a password
+                shown.append("database_url=<hidden>")
             elif f.name == "static_credentials" and value is not None:
                 shown.append("static_credentials=<hidden>")
             else:
@@ -184,6 +202,8 @@ NUMBERS: dict[str, tuple[type, float, float]] = {
     "max_parameters": (int, 0, 1000),
     "max_parameter_key_length": (int, 1, 1024),
     "max_parameter_value_length": (int, 1, AWS_MAX_PAYLOAD_BYTES),
+    "idempotency_ttl_hours": (float, 0.001, 24 * 30),
+    "audit_retention_days": (float, 0.001, 3650),
 }
 
 

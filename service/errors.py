@@ -4,7 +4,13 @@
     ├── InvalidInput                   400 (malformed body) / 422 (well-formed body breaking a rule)
     ├── PayloadTooLarge                413 body over PROVISIONER_MAX_BODY_BYTES
     ├── UnsupportedMediaType           415 body is not application/json
-    ├── Unauthorized                   401 missing or wrong API key
+    ├── Unauthorized                   401 missing, unknown, revoked or expired API key
+    ├── Forbidden                      403 the caller's scope or an enrollment refuses (names the rule)
+    ├── AlreadyProvisioned             409 a 'once' enrollment was provisioned (names the thing)
+    ├── IdempotencyConflict            409 the first request with this Idempotency-Key still runs
+    ├── IdempotencyMismatch            422 this Idempotency-Key was used with another body
+    ├── KeyNotReplayable               410 replay of a server-key provision: the key is not kept
+    ├── RateLimited                    429 + Retry-After: the caller's key is over its rate
     ├── NotFound / MethodNotAllowed    404 / 405 for routes
     ├── ProvisioningRejected           AWS answered on .../rejected: 4xx passed through, 5xx from
     │   │                              AWS becomes 502 (provisioning.answers.rejection decides)
@@ -12,6 +18,7 @@
     │   └── Throttled                  429 with Retry-After
     ├── PoolExhausted                  503 + Retry-After: no free connection within the wait limit
     ├── BrokerUnavailable              503 + Retry-After: cannot connect / subscribe to the broker
+    ├── StoreUnavailable               503 + Retry-After: the database cannot be reached
     ├── UpstreamTimeout                504: our own deadline passed
     └── UpstreamInvalid                502: AWS's answer is unusable (bad JSON, not our certificate)
 
@@ -86,6 +93,46 @@ class Unauthorized(ServiceError):
     title = "Missing or invalid API key"
 
 
+class Forbidden(ServiceError):
+    status = 403
+    slug = "forbidden"
+    title = "Not allowed for this API key"
+
+    def __init__(self, detail: str, *, rule: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail, extra={"rule": rule, **(extra or {})})
+        self.rule = rule
+
+
+class AlreadyProvisioned(ServiceError):
+    status = 409
+    slug = "already-provisioned"
+    title = "This device was already provisioned (or is being provisioned)"
+
+
+class IdempotencyConflict(ServiceError):
+    status = 409
+    slug = "idempotency-in-progress"
+    title = "A request with this Idempotency-Key is still running"
+
+
+class IdempotencyMismatch(ServiceError):
+    status = 422
+    slug = "idempotency-key-reused"
+    title = "This Idempotency-Key was used with a different request"
+
+
+class KeyNotReplayable(ServiceError):
+    status = 410
+    slug = "private-key-not-replayable"
+    title = "The identity was issued; its private key cannot be shown again"
+
+
+class RateLimited(ServiceError):
+    status = 429
+    slug = "rate-limited"
+    title = "This API key is over its request rate"
+
+
 class NotFound(ServiceError):
     status = 404
     slug = "not-found"
@@ -147,6 +194,12 @@ class BrokerUnavailable(ServiceError):
     status = 503
     slug = "broker-unavailable"
     title = "AWS IoT cannot be reached"
+
+
+class StoreUnavailable(ServiceError):
+    status = 503
+    slug = "store-unavailable"
+    title = "The service's database cannot be reached"
 
 
 class UpstreamTimeout(ServiceError):

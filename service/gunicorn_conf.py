@@ -36,14 +36,16 @@ def on_starting(server: Any) -> None:
 def worker_exit(server: Any, worker: Any) -> None:
     """Disconnect this worker's MQTT pool once its requests are done."""
     app = getattr(worker, "wsgi", None)
-    holder = getattr(app, "extensions", {}).get("provisioner") if app is not None else None
-    if holder is not None:
-        holder.close()
+    for name in ("provisioner", "store"):
+        holder = getattr(app, "extensions", {}).get(name) if app is not None else None
+        if holder is not None:
+            holder.close()
 
 
 def post_worker_init(worker: Any) -> None:
     """Connect this worker's pool now, so the first request does not pay for the connects."""
     app = getattr(worker, "wsgi", None)
-    holder = getattr(app, "extensions", {}).get("provisioner") if app is not None else None
-    if holder is not None:
-        holder.get()
+    for name in ("provisioner", "store"):  # the store also migrates its schema here
+        holder = getattr(app, "extensions", {}).get(name) if app is not None else None
+        if holder is not None:
+            holder.get()

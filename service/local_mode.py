@@ -48,6 +48,8 @@ def prepare(settings: Settings) -> Settings:
         claim_cert=Path(info["claimCertificate"]),
         claim_key=Path(info["claimKey"]),
         api_keys=api_keys,
+        # The store sits beside the emulator's data unless another database was configured.
+        database_url=settings.database_url or settings.store_url,
         static_credentials=(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY),
     )
 
@@ -62,6 +64,7 @@ def worker_environment(prepared: Settings) -> dict[str, str]:
         "PROVISIONER_CLAIM_CERT": str(prepared.claim_cert),
         "PROVISIONER_CLAIM_KEY": str(prepared.claim_key),
         "PROVISIONER_API_KEYS": ",".join(prepared.api_keys),
+        "PROVISIONER_DATABASE_URL": prepared.database_url or "off",
         # The emulator's published test pair, never real credentials (botocore's chain reads
         # the environment before profiles, which are cleared below).
         "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY_ID,

@@ -1,58 +1,65 @@
-"""Per-worker resources, made after gunicorn's fork: the provisioner (and its MQTT pool).
+"""Per-worker resources, made after gunicorn's fork: the provisioner (its MQTT pool) and the store.
 
-Nothing here owns a thread or a socket until a worker needs it: the provisioner is made lazily,
+Nothing here owns a thread or a socket until a worker needs it: each resource is made lazily,
 once per process, so a fork never inherits live connections. gunicorn's hooks (`gunicorn_conf`)
-make it early (`post_worker_init`) and close it (`worker_exit`).
+make them early (`post_worker_init`) and close them (`worker_exit`).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
-from service.config import Settings
 from service.errors import BrokerUnavailable
-from service.provisioning.flow import Provisioner
 
 
-class ProvisionerHolder:
-    """The provisioner of this process, made on first use (or the one given to `create_app`)."""
+class Closable(Protocol):
+    def close(self) -> None: ...
 
-    def __init__(self, settings: Settings, provisioner: Provisioner | None = None) -> None:
-        self._settings = settings
-        self._given = provisioner
-        self._made: tuple[int, Provisioner] | None = None  # (pid that made it, provisioner)
-        # Only held while a provisioner is built, which never happens in gunicorn's master, so a
+
+T = TypeVar("T", bound=Closable)
+
+
+class PerProcess(Generic[T]):
+    """One `T` per process, made on first use by `make` (or the one given, owned by the giver)."""
+
+    def __init__(self, make: Callable[[], T], given: T | None = None) -> None:
+        self._make = make
+        self._given = given
+        self._made: tuple[int, T] | None = None  # (pid that made it, the resource)
+        # Only held while a resource is built, which never happens in gunicorn's master, so a
         # fork cannot copy it locked.
         self._lock = threading.Lock()
         self._closed = False
 
-    def get(self) -> Provisioner:
+    def get(self) -> T:
         if self._given is not None:
             return self._given
         if self._closed:
-            # worker_exit ran: a straggling request must not build a new pool during shutdown.
+            # worker_exit ran: a straggling request must not build a new one during shutdown.
             raise BrokerUnavailable("the service is shutting down", step="connect", retry_after=5)
         made = self._made
         if made is None or made[0] != os.getpid():
             with self._lock:
                 made = self._made
                 if made is None or made[0] != os.getpid():
-                    # A provisioner inherited from a parent process has no threads here: replace.
-                    made = (os.getpid(), Provisioner(self._settings))
+                    # One inherited from a parent process has no threads here: replace it.
+                    made = (os.getpid(), self._make())
                     self._made = made
         return made[1]
 
     @property
-    def current(self) -> Provisioner | None:
-        """The provisioner serving this process, or None while none was needed yet."""
+    def current(self) -> T | None:
+        """The resource serving this process, or None while none was needed yet."""
         if self._given is not None:
             return self._given
         made = self._made
         return made[1] if made is not None and made[0] == os.getpid() else None
 
     def close(self) -> None:
-        """Close the provisioner this process made (one given to create_app is its owner's)."""
+        """Close the resource this process made (one given is its owner's)."""
         self._closed = True
         made, self._made = self._made, None
         if made is not None and made[0] == os.getpid():

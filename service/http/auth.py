@@ -1,26 +1,57 @@
-"""API keys: `Authorization: Bearer <key>` checked against every configured key in constant time."""
+"""The caller of this request: `Authorization: Bearer <key>` resolved once, kept on `g`.
+
+Keys are issued by the service (`service.callers.keys`) or come from PROVISIONER_API_KEYS
+(bootstrap admin keys). Messages never repeat what the caller sent, nor say which keys exist.
+"""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Sequence
+from datetime import UTC, datetime
 
-from service.errors import Unauthorized
+from flask import g, request
+
+from service.callers import keys
+from service.callers.model import Caller
+from service.config import Settings
+from service.errors import Forbidden, ServiceError, Unauthorized
+from service.http import context
 
 
-def authenticate(authorization: str | None, api_keys: Sequence[str]) -> None:
-    """Return if `authorization` carries one of `api_keys`, else raise Unauthorized.
+def caller() -> Caller:
+    """The authenticated caller, or Unauthorized."""
+    if "caller" not in g:
+        g.caller = keys.authenticate(
+            request.headers.get("Authorization"),
+            context.settings().api_keys,
+            context.store(),
+            datetime.now(UTC),
+        )
+    found: Caller = g.caller
+    return found
 
-    Every key is compared, with no early exit, so the time taken does not tell which key (or how
-    much of one) matched. Messages never repeat what the caller sent.
-    """
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("Send the API key as 'Authorization: Bearer <key>'.")
-    presented = token.encode("utf-8", "surrogateescape")
-    matched = False
-    for key in api_keys:
-        matched |= hmac.compare_digest(presented, key.encode("utf-8"))
-    if not matched:
-        raise Unauthorized("The API key is not valid.")
+
+def admin() -> Caller:
+    """The authenticated caller if it holds the admin role, else 401/403."""
+    found = caller()
+    if not found.is_admin:
+        raise Forbidden(
+            f"API key {found.key_id} has the role '{found.role}'; this needs 'admin'", rule="admin-only"
+        )
+    return found
+
+
+def is_admin(authorization: str | None = None, settings: Settings | None = None) -> bool:
+    """Whether this request carries a valid admin key (no error either way)."""
+    try:
+        return admin().is_admin
+    except ServiceError:
+        return False
+
+
+def key_id_or_none() -> str | None:
+    """The caller's key id when authentication already succeeded (for the audit trail)."""
+    found = g.get("caller")
+    return found.key_id if found is not None else None
+
+
+__all__ = ["Unauthorized", "admin", "caller", "is_admin", "key_id_or_none"]

@@ -1,29 +1,40 @@
-"""POST /provision: run fleet provisioning for the caller (Bearer API key).
+"""POST /provision: run fleet provisioning for the caller, behind the gate, with an audit record.
 
-Status codes: 400 for a body that is not a JSON object; 422 for a JSON object that breaks a rule
-(wrong type, unknown field, a bound, a CSR that is not one, a CSR required by policy).
+Order of checks: the key (401), its rate (429), the body (400/413/415/422), the Idempotency-Key
+(replay, 409, 422), the key's scope and the enrollments (403/409), then AWS IoT. Every attempt,
+whatever its end, leaves one registration record.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, Response, request
 from marshmallow import ValidationError
 
+from service.callers.idempotency import Idempotency
+from service.callers.model import Caller
 from service.config import Settings
-from service.http import context
-from service.http.auth import authenticate
+from service.errors import InvalidInput, ServiceError
+from service.http import auth, context
 from service.http.body import read_json_object
 from service.http.problems import rules_broken
 from service.http.request_log import request_id
 from service.http.responses import json_response
 from service.http.schemas import ProvisionRequestSchema, ProvisionResponseSchema, RequestLimits
+from service.store import Registration
 
 blueprint = Blueprint("provision", __name__)
+log = logging.getLogger("service.http")
 
 # Schemas are built once (building one costs ~0.1 ms a request) and hold no per-call state.
 _RESPONSE_SCHEMA = ProvisionResponseSchema()
+REPLAY_HEADER = "Idempotent-Replayed"
 
 
 @functools.lru_cache(maxsize=8)
@@ -31,15 +42,48 @@ def _request_schema(settings: Settings) -> ProvisionRequestSchema:
     return ProvisionRequestSchema(limits=RequestLimits.from_settings(settings))
 
 
+@dataclass
+class _Attempt:
+    """What the audit record of this attempt will say, filled in as the request goes."""
+
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = field(default_factory=time.monotonic)
+    template: str | None = None
+    parameters: dict[str, str] | None = None
+    flow: str | None = None
+    idempotency_key: str | None = None
+    thing_name: str | None = None
+    certificate_id: str | None = None
+    replayed: bool = False
+
+
 @blueprint.post("/provision")
 def provision() -> Response:
+    attempt = _Attempt()
+    status, error = 500, None
+    try:
+        response = _provision(attempt)
+        status = response.status_code
+        return response
+    except ServiceError as raised:
+        status, error = raised.status, raised
+        raise
+    finally:
+        _record(attempt, status, error)
+
+
+def _provision(attempt: _Attempt) -> Response:
     settings = context.settings()
-    authenticate(request.headers.get("Authorization"), settings.api_keys)
+    caller = auth.caller()
+    gate = context.gate()
+    gate.check_rate(caller, attempt.at)
     body = read_json_object(settings.max_body_bytes)
     try:
         data = _request_schema(settings).load(body)
-    except ValidationError as error:
-        raise rules_broken(error.messages_dict) from None
+    except ValidationError as invalid:
+        raise rules_broken(invalid.messages_dict) from None
+    attempt.template, attempt.parameters = data["template_name"], data["parameters"]
+    attempt.flow = "csr" if data["csr"] is not None else "server-key"
     if data["csr"] is None and not settings.allow_server_generated_keys:
         raise rules_broken(
             {
@@ -48,10 +92,97 @@ def provision() -> Response:
                 ]
             }
         )
-    result = context.provisioner().provision(
-        template_name=data["template_name"],
+    idempotency, key = _idempotency_key(attempt)
+    if idempotency is not None and key is not None:
+        replay = idempotency.begin(caller, key, body, attempt.at)
+        if replay is not None:
+            attempt.replayed = True
+            attempt.thing_name = replay.body.get("thingName")
+            attempt.certificate_id = replay.body.get("certificateId")
+            response = json_response(replay.body, replay.status)
+            response.headers[REPLAY_HEADER] = "true"
+            return response
+    try:
+        result = _admitted_provision(caller, data)
+    except BaseException:
+        if idempotency is not None and key is not None:
+            _settle(lambda: idempotency.failed(caller, key))
+        raise
+    attempt.thing_name, attempt.certificate_id = result.thing_name, result.certificate_id
+    payload: dict[str, Any] = _RESPONSE_SCHEMA.dump(result)
+    if idempotency is not None and key is not None:
+        _settle(lambda: idempotency.succeeded(caller, key, 201, payload))
+    return json_response(payload, 201)
+
+
+def _admitted_provision(caller: Caller, data: dict[str, Any]) -> Any:
+    now = datetime.now(UTC)
+    admission = context.gate().admit(
+        caller,
+        template=data["template_name"],
         parameters=data["parameters"],
-        csr=data["csr"],
-        request_id=request_id(),
+        server_key=data["csr"] is None,
+        now=now,
     )
-    return json_response(_RESPONSE_SCHEMA.dump(result), 201)
+    try:
+        result = context.provisioner().provision(
+            template_name=data["template_name"],
+            parameters=data["parameters"],
+            csr=data["csr"],
+            request_id=request_id(),
+        )
+    except BaseException:
+        _settle(admission.failed)
+        raise
+    _settle(lambda: admission.succeeded(result.thing_name, result.certificate_id, datetime.now(UTC)))
+    return result
+
+
+def _idempotency_key(attempt: _Attempt) -> tuple[Idempotency | None, str | None]:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None, None
+    attempt.idempotency_key = Idempotency.check_key(key)
+    idempotency = context.idempotency()
+    if idempotency is None:
+        raise InvalidInput(
+            "Idempotency-Key needs the service's store, and this service runs without one "
+            "(PROVISIONER_DATABASE_URL=off)"
+        )
+    return idempotency, key
+
+
+def _settle(step: Any) -> None:
+    # Book-keeping after AWS IoT answered: a store failure here must not take the identity away
+    # from its caller (it is issued either way); it is logged for the operator.
+    try:
+        step()
+    except ServiceError as error:
+        log.error("request %s: book-keeping failed after provisioning: %s", request_id(), error.detail)
+
+
+def _record(attempt: _Attempt, status: int, error: ServiceError | None) -> None:
+    extra = error.extra if error is not None else {}
+    outcome = "replayed" if attempt.replayed else ("provisioned" if status == 201 else None)
+    if outcome is None:
+        outcome = "refused" if status < 500 else "failed"
+    context.audit().record(
+        Registration(
+            at=attempt.at,
+            request_id=request_id(),
+            key_id=auth.key_id_or_none(),
+            caller_address=request.remote_addr,
+            template=attempt.template,
+            parameters=attempt.parameters,
+            flow=attempt.flow,
+            outcome=outcome,
+            http_status=status,
+            step=error.step if error is not None else None,
+            problem=error.slug if error is not None else None,
+            aws_error_code=extra.get("errorCode") if isinstance(extra.get("errorCode"), str) else None,
+            thing_name=attempt.thing_name,
+            certificate_id=attempt.certificate_id,
+            duration_ms=(time.monotonic() - attempt.started) * 1000,
+            idempotency_key=attempt.idempotency_key,
+        )
+    )

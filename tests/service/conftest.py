@@ -216,8 +216,13 @@ def contract() -> OpenAPI:
 
 
 @pytest.fixture
-def settings_env() -> dict[str, str]:
-    return {"PROVISIONER_IOT_ENDPOINT": UNREACHABLE_ENDPOINT, "PROVISIONER_API_KEYS": TEST_API_KEY}
+def settings_env(tmp_path: Path) -> dict[str, str]:
+    # Each test's own store: an SQLite file in its temporary directory.
+    return {
+        "PROVISIONER_IOT_ENDPOINT": UNREACHABLE_ENDPOINT,
+        "PROVISIONER_API_KEYS": TEST_API_KEY,
+        "PROVISIONER_DATABASE_URL": f"sqlite:///{tmp_path / 'provisioner.db'}",
+    }
 
 
 @pytest.fixture

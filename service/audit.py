@@ -1,0 +1,61 @@
+"""The audit trail: one registration record per POST /provision attempt, never a secret.
+
+A record holds who (key id, caller address), what (template, parameters, CSR or server key),
+and how it ended (outcome, status, failing step, AWS's error code, thing, certificate id,
+duration, request id, Idempotency-Key). Private keys, ownership tokens, API key secrets and
+credentials have no column to go in. A record that cannot be written is logged, never allowed to
+take a provisioned identity away from its caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from service.errors import ServiceError
+from service.store import Registration, Store
+
+log = logging.getLogger("service.audit")
+
+# Old records are pruned by about one write in this many (and by `audit prune`).
+PRUNE_EVERY = 500
+
+
+def outcome_of(status: int) -> str:
+    if status in (200, 201):
+        return "provisioned"
+    return "refused" if status < 500 else "failed"
+
+
+class Audit:
+    def __init__(self, store: Store | None, *, retention: timedelta) -> None:
+        self._store = store
+        self._retention = retention
+
+    def record(self, registration: Registration) -> None:
+        log.info(
+            "provision request_id=%s key=%s template=%s outcome=%s status=%s thing=%s %.0fms",
+            registration.request_id,
+            registration.key_id,
+            registration.template,
+            registration.outcome,
+            registration.http_status,
+            registration.thing_name,
+            registration.duration_ms,
+        )
+        if self._store is None:
+            return
+        try:
+            self._store.registrations.insert(registration)
+            if random.randrange(PRUNE_EVERY) == 0:
+                self.prune(registration.at)
+        except ServiceError as error:
+            log.error("audit record of request %s not written: %s", registration.request_id, error.detail)
+
+    def prune(self, now: datetime) -> int:
+        if self._store is None:
+            return 0
+        removed = self._store.registrations.prune(now - self._retention)
+        removed += self._store.idempotency.prune(now)
+        return removed

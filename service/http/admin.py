@@ -1,0 +1,168 @@
+"""The admin API (admin keys only): API keys, enrollments and the audit trail.
+
+POST   /admin/keys                       issue a key (its secret is in this answer only)
+GET    /admin/keys                       every key with its usage
+GET    /admin/keys/<keyId>               one key
+DELETE /admin/keys/<keyId>               revoke it
+POST   /admin/enrollments                add or change one enrollment
+POST   /admin/enrollments/import         CSV (text/csv), all lines or none
+GET    /admin/enrollments                page through enrollments
+GET    /admin/registrations              page through the audit trail, newest first
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, request
+from marshmallow import Schema, ValidationError
+
+from service.callers import enrollment_csv, keys
+from service.callers.model import KeySpec, Scope
+from service.callers.views import enrollment_view, key_view, registration_view
+from service.errors import InvalidInput, NotFound, ServiceError, UnsupportedMediaType
+from service.http import auth, context
+from service.http.admin_schemas import (
+    EnrollmentQuerySchema,
+    EnrollmentSchema,
+    ImportQuerySchema,
+    KeyCreateSchema,
+    RegistrationQuerySchema,
+)
+from service.http.body import read_json_object
+from service.http.problems import rules_broken
+from service.http.responses import json_response
+from service.store import RegistrationFilter, Store
+
+blueprint = Blueprint("admin", __name__, url_prefix="/admin")
+
+_KEY_CREATE = KeyCreateSchema()
+_ENROLLMENT = EnrollmentSchema()
+_ENROLLMENT_QUERY = EnrollmentQuerySchema()
+_IMPORT_QUERY = ImportQuerySchema()
+_REGISTRATION_QUERY = RegistrationQuerySchema()
+
+
+@blueprint.before_request
+def _admins_only() -> None:
+    auth.admin()
+
+
+def _store() -> Store:
+    store = context.store()
+    if store is None:
+        raise ServiceError(
+            "This service runs without a store (PROVISIONER_DATABASE_URL=off): "
+            "keys, enrollments and the audit trail are not available."
+        )
+    return store
+
+
+def _load(schema: Schema, data: Any) -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = schema.load(data)
+    except ValidationError as invalid:
+        raise rules_broken(invalid.messages_dict) from None
+    return loaded
+
+
+@blueprint.post("/keys")
+def create_key() -> Response:
+    data = _load(_KEY_CREATE, read_json_object(context.settings().max_body_bytes))
+    spec = KeySpec(
+        role=data["role"],
+        name=data["name"],
+        scope=Scope(
+            templates=tuple(data["templates"]) if data["templates"] is not None else None,
+            parameter_rules=data["parameter_rules"],
+            server_keys=data["server_keys"],
+            enrolled_only=data["enrolled_only"],
+        ),
+        expires_at=data["expires_at"],
+        max_provisions=data["max_provisions"],
+        rate_per_minute=data["rate_per_minute"],
+    )
+    now = datetime.now(UTC)
+    record, token = keys.issue(_store(), spec, now)
+    return json_response({"apiKey": token, "key": key_view(record, now)}, 201)
+
+
+@blueprint.get("/keys")
+def list_keys() -> Response:
+    now = datetime.now(UTC)
+    return json_response({"items": [key_view(r, now) for r in _store().keys.list()]}, 200)
+
+
+@blueprint.get("/keys/<key_id>")
+def get_key(key_id: str) -> Response:
+    record = _store().keys.get(key_id)
+    if record is None:
+        raise NotFound(f"no API key with id {key_id[:40]!r}")
+    return json_response(key_view(record, datetime.now(UTC)), 200)
+
+
+@blueprint.delete("/keys/<key_id>")
+def revoke_key(key_id: str) -> Response:
+    store, now = _store(), datetime.now(UTC)
+    if store.keys.get(key_id) is None:
+        raise NotFound(f"no API key with id {key_id[:40]!r}")
+    store.keys.revoke(key_id, now)
+    record = store.keys.get(key_id)
+    assert record is not None
+    return json_response(key_view(record, now), 200)
+
+
+@blueprint.post("/enrollments")
+def put_enrollment() -> Response:
+    data = _load(_ENROLLMENT, read_json_object(context.settings().max_body_bytes))
+    entry = enrollment_csv.entry(
+        data["template"], data["parameter"], data["value"], data["enabled"], data["reprovision"]
+    )
+    store = _store()
+    added, _ = store.enrollments.upsert_all([entry], datetime.now(UTC))
+    record = store.enrollments.get(entry.template, entry.parameter, entry.value)
+    assert record is not None
+    return json_response(enrollment_view(record), 201 if added else 200)
+
+
+@blueprint.post("/enrollments/import")
+def import_enrollments() -> Response:
+    query = _load(_IMPORT_QUERY, request.args.to_dict())
+    if request.mimetype not in ("text/csv", "text/plain"):
+        raise UnsupportedMediaType(f"Send the CSV as text/csv, got {request.mimetype or 'no Content-Type'}.")
+    limit = context.settings().max_body_bytes * 16
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise InvalidInput(f"the CSV is larger than {limit} bytes; split it", status=413)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"the CSV is not UTF-8 (byte {error.start})", status=422) from None
+    entries = enrollment_csv.parse(text, template=query["template"], parameter=query["parameter"])
+    added, updated = _store().enrollments.upsert_all(entries, datetime.now(UTC))
+    return json_response({"added": added, "updated": updated}, 200)
+
+
+@blueprint.get("/enrollments")
+def list_enrollments() -> Response:
+    query = _load(_ENROLLMENT_QUERY, request.args.to_dict())
+    records = _store().enrollments.page(query["template"], query["after"], query["limit"])
+    following = records[-1].id if len(records) == query["limit"] else None
+    return json_response({"items": [enrollment_view(r) for r in records], "next": following}, 200)
+
+
+@blueprint.get("/registrations")
+def list_registrations() -> Response:
+    query = _load(_REGISTRATION_QUERY, request.args.to_dict())
+    where = RegistrationFilter(
+        since=query["since"],
+        until=query["until"],
+        key_id=query["key_id"],
+        template=query["template"],
+        thing_name=query["thing_name"],
+        outcome=query["outcome"],
+    )
+    records = _store().registrations.page(where, query["before"], query["limit"])
+    following = records[-1].id if len(records) == query["limit"] else None
+    return json_response({"items": [registration_view(r) for r in records], "next": following}, 200)

@@ -1,0 +1,93 @@
+"""Wire shapes of the admin API (marshmallow 4): keys, enrollments, audit queries."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from service.callers.model import MAX_RULE_LENGTH, ROLES
+
+TEMPLATE_NAME = validate.Regexp(r"^[0-9A-Za-z_-]{1,36}\Z", error="must be 1-36 characters of [0-9A-Za-z_-]")
+
+
+class KeyCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(load_default="", validate=validate.Length(max=200))
+    role = fields.String(load_default="provision", validate=validate.OneOf(ROLES))
+    templates = fields.List(fields.String(validate=TEMPLATE_NAME), load_default=None, allow_none=True)
+    parameter_rules = fields.Dict(
+        data_key="parameterRules",
+        keys=fields.String(validate=validate.Length(1, 128)),
+        values=fields.String(),
+        load_default=dict,
+    )
+    server_keys = fields.Boolean(data_key="serverKeys", load_default=True)
+    enrolled_only = fields.Boolean(data_key="enrolledOnly", load_default=False)
+    expires_at = fields.AwareDateTime(data_key="expiresAt", load_default=None, allow_none=True)
+    max_provisions = fields.Integer(
+        data_key="maxProvisions", load_default=None, allow_none=True, validate=validate.Range(1, 10**9)
+    )
+    rate_per_minute = fields.Integer(
+        data_key="ratePerMinute", load_default=None, allow_none=True, validate=validate.Range(1, 10**6)
+    )
+
+    @validates("parameter_rules")
+    def _check_rules(self, value: dict[str, str], **kwargs: Any) -> None:
+        problems = []
+        for name, pattern in value.items():
+            if len(pattern) > MAX_RULE_LENGTH:
+                problems.append(f"rule for {name!r} is longer than {MAX_RULE_LENGTH} characters")
+                continue
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                problems.append(f"rule for {name!r} is not a regular expression: {error}")
+        if problems:
+            raise ValidationError(problems)
+
+
+class EnrollmentSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    template = fields.String(required=True, validate=TEMPLATE_NAME)
+    parameter = fields.String(load_default="SerialNumber", validate=validate.Length(1, 128))
+    value = fields.String(required=True, validate=validate.Length(1, 2048))
+    enabled = fields.Boolean(load_default=True)
+    reprovision = fields.String(load_default="once", validate=validate.OneOf(("once", "allow")))
+
+
+class PageSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+
+
+class EnrollmentQuerySchema(PageSchema):
+    template = fields.String(load_default=None, validate=TEMPLATE_NAME)
+    after = fields.Integer(load_default=0, validate=validate.Range(0))
+
+
+class ImportQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    template = fields.String(required=True, validate=TEMPLATE_NAME)
+    parameter = fields.String(load_default="SerialNumber", validate=validate.Length(1, 128))
+
+
+class RegistrationQuerySchema(PageSchema):
+    since = fields.AwareDateTime(load_default=None)
+    until = fields.AwareDateTime(load_default=None)
+    key_id = fields.String(data_key="keyId", load_default=None)
+    template = fields.String(load_default=None)
+    thing_name = fields.String(data_key="thingName", load_default=None)
+    outcome = fields.String(
+        load_default=None, validate=validate.OneOf(("provisioned", "refused", "failed", "replayed"))
+    )
+    before = fields.Integer(load_default=None, validate=validate.Range(1))

@@ -1,0 +1,131 @@
+"""The database engine of one process, and migrations to the current schema.
+
+Engines and their pools are per process, made after gunicorn's fork (like the MQTT pool).
+SQLite is the embedded default: WAL so readers never wait for the writer, a busy timeout so
+several workers take turns writing, and foreign keys on. PostgreSQL serves several hosts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy.engine import ExceptionContext, make_url
+
+from service.errors import StoreUnavailable
+
+log = logging.getLogger("service.store")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Any fixed number: the advisory lock PostgreSQL holds while one process migrates.
+_PG_MIGRATION_LOCK = 727_110_001
+
+
+def make_engine(url: str) -> Engine:
+    engine = _engine(url)
+    event.listen(engine, "handle_error", _unavailable)
+    return engine
+
+
+def _unavailable(context: ExceptionContext) -> None:
+    # The one place a driver failure becomes a service error. Constraint violations stay
+    # SQLAlchemy's: the queries that expect them handle them. The message names no URL.
+    if isinstance(context.sqlalchemy_exception, exc.OperationalError | exc.InterfaceError):
+        raise StoreUnavailable(
+            f"the database is unavailable ({type(context.original_exception).__name__})", retry_after=2
+        ) from None
+
+
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN so two
+        # workers' read-then-write transactions cannot deadlock (both waiting to upgrade).
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    dbapi_connection.isolation_level = None  # BEGIN is ours (see make_engine)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; one process at a time, a no-op when current."""
+    if current_revision(engine) == head_revision():
+        return
+    with _migration_lock(engine), engine.connect() as connection:
+        config = _alembic_config()
+        config.attributes["connection"] = connection
+        before = MigrationContext.configure(connection).get_current_revision()
+        command.upgrade(config, "head")
+        connection.commit()
+        log.info("store: schema migrated from %s to %s", before or "empty", head_revision())
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def describe(engine: Engine) -> dict[str, Any]:
+    """What /readyz says of the store: reachable, and at the current schema."""
+    try:
+        revision = current_revision(engine)
+    except Exception as error:  # noqa: BLE001 - any driver error means "not ready"
+        return {"ready": False, "error": f"cannot reach the database ({type(error).__name__})"}
+    current = revision == head_revision()
+    return {"ready": current, "backend": engine.dialect.name, "schema": revision or "empty"}
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+class _migration_lock:
+    """PostgreSQL: an advisory lock; SQLite: a lock file beside the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Any = None
+        self._file: Any = None
+
+    def __enter__(self) -> None:
+        if self._engine.dialect.name == "postgresql":
+            self._connection = self._engine.connect()
+            self._connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
+        elif self._engine.url.database and self._engine.url.database != ":memory:":
+            self._file = open(f"{self._engine.url.database}.migrate.lock", "w")  # noqa: SIM115
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._connection is not None:
+            self._connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _PG_MIGRATION_LOCK})
+            self._connection.close()
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()

@@ -1,0 +1,12 @@
+"""Alembic environment: run by `service.store.engine.migrate` with a connection it holds."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from service.store.tables import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

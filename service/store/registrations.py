@@ -1,0 +1,76 @@
+"""Registration records: one row per POST /provision attempt, never a secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select
+
+from service.store.tables import registrations
+
+
+@dataclass(frozen=True)
+class Registration:
+    at: datetime
+    request_id: str
+    outcome: str
+    http_status: int
+    duration_ms: float
+    key_id: str | None = None
+    caller_address: str | None = None
+    template: str | None = None
+    parameters: dict[str, str] | None = None
+    flow: str | None = None
+    step: str | None = None
+    problem: str | None = None
+    aws_error_code: str | None = None
+    thing_name: str | None = None
+    certificate_id: str | None = None
+    idempotency_key: str | None = None
+    id: int | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class RegistrationFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    key_id: str | None = None
+    template: str | None = None
+    thing_name: str | None = None
+    outcome: str | None = None
+
+
+class RegistrationQueries:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def insert(self, record: Registration) -> None:
+        values: dict[str, Any] = {k: v for k, v in record.__dict__.items() if k != "id"}
+        with self._engine.begin() as db:
+            db.execute(insert(registrations).values(**values))
+
+    def page(self, where: RegistrationFilter, before_id: int | None, limit: int) -> list[Registration]:
+        """Newest first; `before_id` continues from the last page."""
+        c = registrations.c
+        query = select(registrations)
+        conditions = [
+            (where.since, lambda v: c.at >= v),
+            (where.until, lambda v: c.at < v),
+            (where.key_id, lambda v: c.key_id == v),
+            (where.template, lambda v: c.template == v),
+            (where.thing_name, lambda v: c.thing_name == v),
+            (where.outcome, lambda v: c.outcome == v),
+            (before_id, lambda v: c.id < v),
+        ]
+        for value, condition in conditions:
+            if value is not None:
+                query = query.where(condition(value))
+        with self._engine.connect() as db:
+            rows = db.execute(query.order_by(c.id.desc()).limit(limit)).mappings().all()
+        return [Registration(**row) for row in rows]
+
+    def prune(self, older_than: datetime) -> int:
+        with self._engine.begin() as db:
+            return db.execute(delete(registrations).where(registrations.c.at < older_than)).rowcount
