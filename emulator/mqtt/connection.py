@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import logging
 import secrets
-from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -24,6 +23,7 @@ from emulator.mqtt.outbox import Outbox
 from emulator.mqtt.packets import Bare, Connect, PacketId, Publish, Subscribe, Unsubscribe
 from emulator.mqtt.properties import Properties
 from emulator.mqtt.session5 import Session5
+from emulator.mqtt.subscriptions import Subscriptions
 from emulator.mqtt.transport import Transport
 
 if TYPE_CHECKING:
@@ -44,8 +44,7 @@ class Connection:
         self.number = next(_connection_numbers)
         self.client_id: str | None = None
         self.protocol_level = 4
-        self.subscriptions: OrderedDict[str, int] = OrderedDict()   # filter -> granted QoS
-        self.no_local: set[str] = set()          # MQTT 5 filters that skip our own publishes
+        self.subscriptions = Subscriptions(limits)
         self.will: Publish | None = None
         self.closed = asyncio.Event()
         self.session5: Session5 | None = None    # MQTT 5 negotiated state
@@ -330,64 +329,21 @@ class Connection:
         await self.broker.route(self, publish)
 
     def on_subscribe(self, subscribe: Subscribe) -> None:
-        codes: list[int] = []
-        refused: list[str] = []
-        for topic_filter, requested_qos in subscribe.filters:
-            refusal = self._check_subscription(subscribe, topic_filter)
-            if refusal is not None:
-                code5, why = refusal
-                codes.append(code5 if self.mqtt5 else packets.SUBACK_FAILURE)
-                refused.append(f"{topic_filter[:60]!r}: {why}")
-                continue
-            granted = min(requested_qos, 1)    # QoS 2 is granted as 1, as AWS does
-            self.subscriptions[topic_filter] = granted
-            if topic_filter in subscribe.no_local:
-                self.no_local.add(topic_filter)
-            else:
-                self.no_local.discard(topic_filter)
-            codes.append(granted)
+        codes, refused = self.subscriptions.subscribe(subscribe, mqtt5=self.mqtt5)
         if refused:
             # One line per packet: a SUBSCRIBE of thousands of filters must not flood the log.
             log.warning("%s: %d of %d subscriptions refused: %s%s", self.name, len(refused),
                         len(subscribe.filters), "; ".join(refused[:REFUSALS_LOGGED]),
                         "; ..." if len(refused) > REFUSALS_LOGGED else "")
-        self.send(packets5.suback(subscribe.packet_id, codes) if self.mqtt5
-                  else packets.suback(subscribe.packet_id, codes))
-
-    def _check_subscription(self, subscribe: Subscribe,
-                            topic_filter: str) -> tuple[int, str] | None:
-        """Why AWS would refuse this filter (MQTT 5 reason code, text), or None."""
-        try:
-            topics.check_topic_filter(topic_filter, max_bytes=self.limits.max_topic_bytes,
-                                      max_slashes=self.limits.max_topic_slashes)
-        except ProtocolError as exc:
-            if not self.mqtt5:
-                raise       # a 3.1.1 SUBACK cannot say why: AWS disconnects instead
-            return packets5.TOPIC_FILTER_INVALID, str(exc)
-        if subscribe.properties.subscription_identifiers:
-            # AWS IoT Core does not support subscription identifiers.
-            return (packets5.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
-                    "subscription identifiers are not supported")
-        if len(subscribe.filters) > self.limits.max_filters_per_subscribe:
-            return (packets5.QUOTA_EXCEEDED,
-                    f"more than {self.limits.max_filters_per_subscribe} filters in one SUBSCRIBE")
-        if self.mqtt5 and topic_filter.startswith("$share/"):
-            # AWS IoT Core serves shared subscriptions; this emulator does not (documented in
-            # docs/emulator.md), and says so with the MQTT 5 code rather than mis-route.
-            return (packets5.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
-                    "shared subscriptions are not supported by the emulator")
-        if (topic_filter not in self.subscriptions
-                and len(self.subscriptions) >= self.limits.max_subscriptions):
-            return (packets5.QUOTA_EXCEEDED,
-                    f"limit of {self.limits.max_subscriptions} subscriptions")
-        return None
+        if self.mqtt5:
+            self.send(packets5.suback(subscribe.packet_id, codes))
+        else:
+            codes = [code if code <= 1 else packets.SUBACK_FAILURE for code in codes]
+            self.send(packets.suback(subscribe.packet_id, codes))
 
     def on_unsubscribe(self, unsubscribe: Unsubscribe) -> None:
-        codes = []
-        for topic_filter in unsubscribe.filters:
-            existed = self.subscriptions.pop(topic_filter, None) is not None
-            self.no_local.discard(topic_filter)
-            codes.append(packets5.SUCCESS if existed else packets5.NO_SUBSCRIPTION_EXISTED)
+        codes = [packets5.SUCCESS if self.subscriptions.unsubscribe(topic_filter)
+                 else packets5.NO_SUBSCRIPTION_EXISTED for topic_filter in unsubscribe.filters]
         self.send(packets5.unsuback(unsubscribe.packet_id, codes) if self.mqtt5
                   else packets.unsuback(unsubscribe.packet_id))
 
@@ -402,16 +358,6 @@ class Connection:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def granted_qos(self, topic: str, *, own_publish: bool = False) -> int | None:
-        """The highest QoS of this connection's filters matching `topic`, or None."""
-        best: int | None = None
-        for topic_filter, qos in self.subscriptions.items():
-            if own_publish and topic_filter in self.no_local:
-                continue
-            if topics.matches(topic_filter, topic) and (best is None or qos > best):
-                best = qos
-        return best
-
     def deliver(self, topic: str, payload: bytes, qos: int = 1,
                 publish_properties: Properties | None = None, *,
                 sender: Connection | None = None) -> bool:
@@ -420,7 +366,7 @@ class Connection:
         The QoS is the lower of `qos` and the granted QoS; MQTT 5 clients get the properties
         given (none for fleet-provisioning answers, as AWS sends them).
         """
-        granted = self.granted_qos(topic, own_publish=sender is self)
+        granted = self.subscriptions.granted_qos(topic, own_publish=sender is self)
         if granted is None or self.closed.is_set() or self._aborted:
             return False
         qos = min(qos, granted)
