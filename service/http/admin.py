@@ -21,7 +21,7 @@ from marshmallow import Schema, ValidationError
 from service.callers import enrollment_csv, keys
 from service.callers.model import KeySpec, Scope
 from service.callers.views import enrollment_view, key_view, registration_view
-from service.errors import InvalidInput, NotFound, ServiceError, UnsupportedMediaType
+from service.errors import InvalidInput, NotFound, UnsupportedMediaType
 from service.http import auth, context
 from service.http.admin_schemas import (
     EnrollmentQuerySchema,
@@ -52,7 +52,7 @@ def _admins_only() -> None:
 def _store() -> Store:
     store = context.store()
     if store is None:
-        raise ServiceError(
+        raise NotFound(
             "This service runs without a store (PROVISIONER_DATABASE_URL=off): "
             "keys, enrollments and the audit trail are not available."
         )
