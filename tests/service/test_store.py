@@ -1,0 +1,190 @@
+"""The store on SQLite and on a real PostgreSQL: migrations, and the atomic reservations that keep
+limits across workers and hosts (here: threads with their own engines, as processes would)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from service.callers import keys
+from service.callers.gate import Gate
+from service.callers.idempotency import Idempotency
+from service.callers.model import Caller, KeySpec
+from service.errors import AlreadyProvisioned, Forbidden, IdempotencyConflict, RateLimited, StoreUnavailable
+from service.store import EnrollmentEntry, Registration, RegistrationFilter, Store
+from service.store.engine import current_revision, head_revision
+
+NOW = datetime(2026, 12, 3, 12, 0, 5, tzinfo=UTC)
+
+
+def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
+    results: list[Any] = [None] * count
+    start = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        start.wait(10)
+        try:
+            results[index] = work(index)
+        except Exception as error:  # noqa: BLE001 - the outcome is what the test looks at
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+@pytest.fixture
+def stores(database_url: str) -> Any:
+    """Several Store objects on one database, each with its own engine, as several hosts would."""
+    opened: list[Store] = []
+
+    def open_store() -> Store:
+        store = Store.open(database_url)
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        store.close()
+
+
+def test_migrations_reach_head_once_and_are_idempotent(database_url: str) -> None:
+    results = in_threads(4, lambda _: Store.open(database_url))
+    assert all(isinstance(s, Store) for s in results), results
+    assert current_revision(results[0].engine) == head_revision()
+    assert results[0].describe()["ready"] is True
+    for store in results:
+        store.close()
+
+
+def test_quota_holds_under_concurrent_reservations(stores: Any) -> None:
+    store = stores()
+    record, _ = keys.issue(store, KeySpec(max_provisions=5), NOW)
+    per_host = [stores() for _ in range(4)]
+    taken = in_threads(20, lambda i: per_host[i % 4].keys.take_provision(record.key_id))
+    assert taken.count(True) == 5
+    assert store.keys.get(record.key_id).provisions == 5  # type: ignore[union-attr]
+
+
+def test_rate_window_counts_every_request_once_across_hosts(stores: Any) -> None:
+    store = stores()
+    record, _ = keys.issue(store, KeySpec(rate_per_minute=10), NOW)
+    caller = keys.caller_of(record)
+    gates = [Gate(stores(), claim_seconds=30) for _ in range(4)]
+
+    def call(index: int) -> str:
+        try:
+            gates[index % 4].check_rate(caller, NOW)
+        except RateLimited as refused:
+            assert refused.retry_after == 55
+            return "limited"
+        return "ok"
+
+    outcomes = in_threads(16, call)
+    assert outcomes.count("ok") == 10 and outcomes.count("limited") == 6
+    # The next minute starts afresh.
+    gates[0].check_rate(caller, NOW + timedelta(minutes=1))
+
+
+def test_a_once_enrollment_is_claimed_by_one_request_only(stores: Any) -> None:
+    store = stores()
+    store.enrollments.upsert_all([EnrollmentEntry("demo", "SerialNumber", "SN-1")], NOW)
+    gates = [Gate(stores(), claim_seconds=30) for _ in range(4)]
+    caller = Caller(key_id="bootstrap-1", role="admin", bootstrap=True)
+
+    def admit(index: int) -> Any:
+        return gates[index % 4].admit(
+            caller, template="demo", parameters={"SerialNumber": "SN-1"}, server_key=False, now=NOW
+        )
+
+    results = in_threads(8, admit)
+    admitted = [r for r in results if not isinstance(r, Exception)]
+    assert len(admitted) == 1, results
+    assert all(isinstance(r, AlreadyProvisioned) for r in results if isinstance(r, Exception))
+    admitted[0].succeeded("demo-SN-1", "ab" * 32, NOW)
+    with pytest.raises(AlreadyProvisioned) as again:
+        admit(0)
+    assert again.value.extra["thingName"] == "demo-SN-1"
+
+
+def test_a_crashed_claim_lapses(stores: Any) -> None:
+    store = stores()
+    store.enrollments.upsert_all([EnrollmentEntry("demo", "SerialNumber", "SN-2")], NOW)
+    gate = Gate(store, claim_seconds=30)
+    caller = Caller(key_id="bootstrap-1", role="admin", bootstrap=True)
+    gate.admit(caller, template="demo", parameters={"SerialNumber": "SN-2"}, server_key=False, now=NOW)
+    with pytest.raises(AlreadyProvisioned):  # held by a request that never settled
+        gate.admit(caller, template="demo", parameters={"SerialNumber": "SN-2"}, server_key=False, now=NOW)
+    later = NOW + timedelta(seconds=31)
+    gate.admit(caller, template="demo", parameters={"SerialNumber": "SN-2"}, server_key=False, now=later)
+
+
+def test_a_failed_provision_gives_back_its_quota_and_its_enrollment(stores: Any) -> None:
+    store = stores()
+    record, _ = keys.issue(store, KeySpec(max_provisions=1), NOW)
+    store.enrollments.upsert_all([EnrollmentEntry("demo", "SerialNumber", "SN-3")], NOW)
+    gate = Gate(store, claim_seconds=30)
+    caller = keys.caller_of(record)
+    args = {"template": "demo", "parameters": {"SerialNumber": "SN-3"}, "server_key": False, "now": NOW}
+    gate.admit(caller, **args).failed()
+    admission = gate.admit(caller, **args)
+    admission.succeeded("demo-SN-3", "cd" * 32, NOW)
+    with pytest.raises(Forbidden):
+        gate.admit(caller, template="demo", parameters={"SerialNumber": "SN-4"}, server_key=False, now=NOW)
+
+
+def test_idempotency_records_one_first_attempt_across_hosts(stores: Any) -> None:
+    caller = Caller(key_id="k000000000001", role="provision")
+    body = {"templateName": "demo", "parameters": {"SerialNumber": "SN-5"}}
+    guards = [Idempotency(stores(), ttl=timedelta(hours=24), lock=timedelta(seconds=60)) for _ in range(4)]
+    results = in_threads(8, lambda i: guards[i % 4].begin(caller, "idem-1", body, NOW))
+    assert results.count(None) == 1, results
+    assert all(isinstance(r, IdempotencyConflict) for r in results if r is not None)
+    guards[0].succeeded(caller, "idem-1", 201, {"thingName": "demo-SN-5", "certificateId": "x"})
+    replay = guards[1].begin(caller, "idem-1", body, NOW + timedelta(hours=1))
+    assert replay is not None and replay.body["thingName"] == "demo-SN-5"
+    assert guards[2].begin(caller, "idem-1", body, NOW + timedelta(hours=25)) is None  # expired
+
+
+def test_registrations_filter_page_and_prune(stores: Any) -> None:
+    store = stores()
+    for index in range(5):
+        store.registrations.insert(
+            Registration(
+                at=NOW + timedelta(minutes=index),
+                request_id=f"r{index}",
+                outcome="provisioned" if index % 2 == 0 else "refused",
+                http_status=201 if index % 2 == 0 else 403,
+                duration_ms=12.5,
+                key_id="k1",
+                template="demo",
+                parameters={"SerialNumber": f"SN-{index}"},
+                thing_name=f"demo-SN-{index}" if index % 2 == 0 else None,
+            )
+        )
+    newest = store.registrations.page(RegistrationFilter(), None, 2)
+    assert [r.request_id for r in newest] == ["r4", "r3"]
+    assert newest[0].at == NOW + timedelta(minutes=4) and newest[0].parameters == {"SerialNumber": "SN-4"}
+    rest = store.registrations.page(RegistrationFilter(), newest[-1].id, 10)
+    assert [r.request_id for r in rest] == ["r2", "r1", "r0"]
+    refused = store.registrations.page(RegistrationFilter(outcome="refused"), None, 10)
+    assert [r.request_id for r in refused] == ["r3", "r1"]
+    window = RegistrationFilter(since=NOW + timedelta(minutes=1), until=NOW + timedelta(minutes=3))
+    assert [r.request_id for r in store.registrations.page(window, None, 10)] == ["r2", "r1"]
+    assert store.registrations.prune(NOW + timedelta(minutes=2)) == 2
+    assert len(store.registrations.page(RegistrationFilter(), None, 10)) == 3
+
+
+def test_an_unreachable_database_is_a_503_error_without_the_url(tmp_path: Any) -> None:
+    url = "postgresql+psycopg://user:s3cret-pw@127.0.0.1:1/nothing"
+    with pytest.raises(StoreUnavailable) as unavailable:
+        Store.open(url)
+    assert unavailable.value.status == 503
+    assert "s3cret" not in str(unavailable.value) and "127.0.0.1" not in str(unavailable.value)
