@@ -1,12 +1,15 @@
-"""Shared fixtures: a real emulator on free loopback ports, and device-side key material."""
+"""Shared fixtures: a real emulator on free loopback ports, device-side key material, and databases
+(SQLite, or a throwaway PostgreSQL cluster started once per session, only when a test asks for it)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from device_keys import make_csr
+from postgres import PostgresServer, find_bindir
 
 from emulator import Emulator
 
@@ -38,3 +41,44 @@ def templates_dir(tmp_path: Path) -> Path:
     path = tmp_path / "templates"
     path.mkdir()
     return path
+
+
+POSTGRES_MISSING = "PostgreSQL 15 not installed (apt-get install postgresql)"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the whole session, started by the first test that needs it.
+
+    Binaries missing: with CI=true every test that needs it fails; elsewhere those tests are skipped.
+    """
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(
+                f"{POSTGRES_MISSING}; CI=true, so the PostgreSQL tests fail instead of skipping",
+                pytrace=False,
+            )
+        pytest.skip(POSTGRES_MISSING)
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database of the session cluster: ``postgresql+psycopg://postgres@127.0.0.1:<port>/<db>``.
+
+    Dropped after the test (connections still open are cut).
+    """
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Runs the test twice: on a SQLite file in tmp_path, and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_url")
