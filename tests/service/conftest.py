@@ -311,6 +311,8 @@ def serve(
         thread.join(timeout=10)
         server.server_close()
         client.app.extensions["provisioner"].close()
+        if client.app.extensions["store"] is not None:
+            client.app.extensions["store"].close()
         assert not thread.is_alive(), "the test HTTP server did not stop"
 
 

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 from device_keys import make_csr
+from sqlalchemy import create_engine, select
 
 from emulator import Fault
+from service.store.tables import metadata
 
 
 def issue_key(api: Any, **spec: Any) -> str:
@@ -38,8 +40,27 @@ def provision(
 
 
 @pytest.fixture
-def gated(start_service: Any) -> Any:
-    return start_service()
+def gated(start_service: Any, database_url: str) -> Any:
+    """The real stack on the shared emulator, its store on SQLite or on a real PostgreSQL."""
+    api = start_service(PROVISIONER_DATABASE_URL=database_url)
+    api.database_url = database_url
+    return api
+
+
+def stored_text(database_url: str) -> bytes:
+    """Everything the store holds, as bytes to search: every row of every table, and for SQLite
+    the database files themselves (free pages too)."""
+    engine = create_engine(database_url)
+    with engine.connect() as db:
+        rows = [str(row) for table in metadata.sorted_tables for row in db.execute(select(table))]
+    engine.dispose()
+    text = "\n".join(rows).encode()
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA wal_checkpoint(FULL)")
+        text += b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    return text
 
 
 def test_issued_key_provisions_and_is_shown_once(gated: Any, emulator: Any) -> None:
@@ -244,7 +265,7 @@ def test_admin_api_needs_the_admin_role(gated: Any) -> None:
     assert gated.get("/admin/keys", key=admin).status_code == 200
 
 
-def test_every_attempt_is_recorded_without_secrets(gated: Any, tmp_path: Path, caplog: Any) -> None:
+def test_every_attempt_is_recorded_without_secrets(gated: Any, caplog: Any) -> None:
     token = issue_key(gated, templates=["demo"])
     _, csr = make_csr()
     assert provision(gated, token, "A-1", csr=csr, headers={"Idempotency-Key": "a-1"}).status_code == 201
@@ -268,10 +289,8 @@ def test_every_attempt_is_recorded_without_secrets(gated: Any, tmp_path: Path, c
     rest = gated.get(f"/admin/registrations?limit=10&before={paged['next']}").json()["items"]
     assert len(paged["items"]) + len(rest) == 5
 
-    database = tmp_path / "provisioner.db"
-    with sqlite3.connect(database) as db:
-        db.execute("PRAGMA wal_checkpoint(FULL)")
-    stored = database.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("provisioner.db-*"))
+    stored = stored_text(gated.database_url)
+    assert b"demo-A-1" in stored  # the search does see the records
     secret = token.split("_", 2)[2]
     for needle in (
         "PRIVATE KEY",
