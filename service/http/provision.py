@@ -161,6 +161,14 @@ def _settle(step: Any) -> None:
         log.error("request %s: book-keeping failed after provisioning: %s", request_id(), error.detail)
 
 
+def _problem_name(error: ServiceError | None) -> str | None:
+    # A refusal names its rule too (forbidden/template-not-allowed): what an auditor asks first.
+    if error is None:
+        return None
+    rule = error.extra.get("rule")
+    return f"{error.slug}/{rule}" if isinstance(rule, str) else error.slug
+
+
 def _record(attempt: _Attempt, status: int, error: ServiceError | None) -> None:
     extra = error.extra if error is not None else {}
     outcome = "replayed" if attempt.replayed else ("provisioned" if status == 201 else None)
@@ -178,7 +186,7 @@ def _record(attempt: _Attempt, status: int, error: ServiceError | None) -> None:
             outcome=outcome,
             http_status=status,
             step=error.step if error is not None else None,
-            problem=error.slug if error is not None else None,
+            problem=_problem_name(error),
             aws_error_code=extra.get("errorCode") if isinstance(extra.get("errorCode"), str) else None,
             thing_name=attempt.thing_name,
             certificate_id=attempt.certificate_id,

@@ -278,7 +278,7 @@ def test_every_attempt_is_recorded_without_secrets(gated: Any, caplog: Any) -> N
     newest = records[0]
     assert newest["keyId"] is None and newest["httpStatus"] == 401 and newest["problem"] == "unauthorized"
     refused = records[1]
-    assert refused["template"] == "other" and refused["problem"] == "forbidden"
+    assert refused["template"] == "other" and refused["problem"] == "forbidden/template-not-allowed"
     first = records[4]
     assert first["flow"] == "csr" and first["thingName"] == "demo-A-1" and first["idempotencyKey"] == "a-1"
     assert first["keyId"] == token.split("_")[1] and first["callerAddress"] == "127.0.0.1"
