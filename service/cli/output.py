@@ -1,0 +1,42 @@
+"""Plain text out: aligned tables, times, JSON; no colours, nothing a pipe would not want."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+
+def cell(value: object) -> str:
+    """One table cell: '-' for nothing, control characters shown as '?' so a row stays a row."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, datetime):
+        return moment(value)
+    return "".join(c if c.isprintable() else "?" for c in str(value))
+
+
+def moment(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value is not None else "-"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    for row in [list(headers), *cells]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def fields(pairs: Iterable[tuple[str, object]]) -> None:
+    """`name: value` lines, the values aligned."""
+    pairs = list(pairs)
+    width = max(len(name) for name, _ in pairs) + 1
+    for name, value in pairs:
+        click.echo(f"{name + ':':<{width}} {cell(value)}")
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)

@@ -1,0 +1,90 @@
+"""Option types: times (ISO 8601 or a duration from now), template names, parameter rules."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from service.callers.enrollment_csv import TEMPLATE_NAME
+from service.callers.model import MAX_RULE_LENGTH
+from service.cli.context import now
+
+_DURATION = re.compile(r"^(\d{1,9})([smhdw])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class Moment(click.ParamType):
+    """An ISO 8601 time (no zone means UTC), or a duration from now: `30d` ahead or `1h` ago."""
+
+    name = "time"
+
+    def __init__(self, *, ahead: bool) -> None:
+        self.ahead = ahead
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        duration = _DURATION.match(text)
+        if duration:
+            span = timedelta(seconds=int(duration.group(1)) * _SECONDS[duration.group(2)])
+            return now() + span if self.ahead else now() - span
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{text[:60]!r} is neither an ISO 8601 time (2027-01-01T00:00:00Z) "
+                "nor a duration (90s, 15m, 12h, 30d, 2w)",
+                param,
+                ctx,
+            )
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+class TemplateName(click.ParamType):
+    name = "template"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if not TEMPLATE_NAME.match(str(value)):
+            self.fail(f"{str(value)[:60]!r} is not a template name (1-36 of [0-9A-Za-z_-])", param, ctx)
+        return str(value)
+
+
+class ParameterName(click.ParamType):
+    name = "parameter"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if not 1 <= len(str(value)) <= 128:
+            self.fail("a parameter name has 1-128 characters", param, ctx)
+        return str(value)
+
+
+class Rule(click.ParamType):
+    """`NAME=REGEX`: the device parameter NAME must be present and fully match REGEX."""
+
+    name = "NAME=REGEX"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        name, equals, pattern = str(value).partition("=")
+        if not equals or not 1 <= len(name) <= 128:
+            example = "SerialNumber=^SN-[0-9]{6}$"
+            self.fail(f"{str(value)[:60]!r} is not NAME=REGEX (e.g. {example})", param, ctx)
+        if len(pattern) > MAX_RULE_LENGTH:
+            self.fail(f"the rule for {name!r} is longer than {MAX_RULE_LENGTH} characters", param, ctx)
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            self.fail(f"the rule for {name!r} is not a regular expression: {error}", param, ctx)
+        return name, pattern
+
+
+TEMPLATE = TemplateName()
+PARAMETER = ParameterName()
+RULE = Rule()
