@@ -12,6 +12,7 @@ GET    /admin/registrations              page through the audit trail, newest fi
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,6 +68,12 @@ def _load(schema: Schema, data: Any) -> dict[str, Any]:
     return loaded
 
 
+def _no_such_key(key_id: str) -> NotFound:
+    # Echo the id only when it looks like one: a whole key pasted by mistake holds its secret.
+    shown = repr(key_id) if re.fullmatch(r"k[0-9a-f]{12}", key_id) else "like that"
+    return NotFound(f"no API key with id {shown}")
+
+
 @blueprint.post("/keys")
 def create_key() -> Response:
     data = _load(_KEY_CREATE, read_json_object(context.settings().max_body_bytes))
@@ -98,7 +105,7 @@ def list_keys() -> Response:
 def get_key(key_id: str) -> Response:
     record = _store().keys.get(key_id)
     if record is None:
-        raise NotFound(f"no API key with id {key_id[:40]!r}")
+        raise _no_such_key(key_id)
     return json_response(key_view(record, datetime.now(UTC)), 200)
 
 
@@ -106,7 +113,7 @@ def get_key(key_id: str) -> Response:
 def revoke_key(key_id: str) -> Response:
     store, now = _store(), datetime.now(UTC)
     if store.keys.get(key_id) is None:
-        raise NotFound(f"no API key with id {key_id[:40]!r}")
+        raise _no_such_key(key_id)
     store.keys.revoke(key_id, now)
     record = store.keys.get(key_id)
     assert record is not None

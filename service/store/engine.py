@@ -30,7 +30,14 @@ _PG_MIGRATION_LOCK = 727_110_001
 
 
 def make_engine(url: str) -> Engine:
-    engine = _engine(url)
+    try:
+        engine = _engine(url)
+    except (exc.ArgumentError, exc.NoSuchModuleError):
+        # The message would quote the URL, which may hold a password.
+        raise StoreUnavailable(
+            "PROVISIONER_DATABASE_URL is not a database URL this service can use "
+            "(sqlite:///path or postgresql+psycopg://user@host/db)"
+        ) from None
     event.listen(engine, "handle_error", _unavailable)
     return engine
 
