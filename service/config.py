@@ -72,6 +72,9 @@ class Settings:
     connect_timeout_seconds: float = 10.0
     reconnect_min_seconds: float = 0.5
     reconnect_max_seconds: float = 30.0
+    # A connection reuses an answer format only after it has been quiet this long since the last
+    # flow in that format (docs/correlation.md: what a late duplicate needs to go unnoticed).
+    quiet_window_seconds: float = 0.1
     # The HTTP API.
     api_keys: tuple[str, ...] = ()
     allow_server_generated_keys: bool = True
@@ -198,6 +201,7 @@ NUMBERS: dict[str, tuple[type, float, float]] = {
     "connect_timeout_seconds": (float, 0.1, 300),
     "reconnect_min_seconds": (float, 0.01, 3600),
     "reconnect_max_seconds": (float, 0.01, 3600),
+    "quiet_window_seconds": (float, 0, 60),
     "max_body_bytes": (int, 1024, AWS_MAX_PAYLOAD_BYTES),
     "max_parameters": (int, 0, 1000),
     "max_parameter_key_length": (int, 1, 1024),

@@ -20,7 +20,9 @@
     ├── BrokerUnavailable              503 + Retry-After: cannot connect / subscribe to the broker
     ├── StoreUnavailable               503 + Retry-After: the database cannot be reached
     ├── UpstreamTimeout                504: our own deadline passed
-    └── UpstreamInvalid                502: AWS's answer is unusable (bad JSON, not our certificate)
+    └── UpstreamInvalid                502: AWS's answer is unusable (bad JSON, unparseable certificate)
+        └── AnswerUnproven             502 + Retry-After: an answer on the connection could not be
+                                       proven to be this request's; nothing was handed out
 
 Only the MQTT boundary turns paho return codes and timeouts into these; views raise them; one
 handler in `service.http.problems` renders them. Messages never contain keys, tokens or credentials.
@@ -212,3 +214,10 @@ class UpstreamInvalid(ServiceError):
     status = 502
     slug = "upstream-invalid"
     title = "AWS IoT answered with something unusable"
+
+
+class AnswerUnproven(UpstreamInvalid):
+    """An answer that may belong to another request (docs/correlation.md); safe to retry."""
+
+    slug = "answer-unproven"
+    title = "AWS IoT's answer could not be proven to be this request's"

@@ -5,11 +5,18 @@ wait on events with deadlines. One flow at a time: the request holding the slot 
 expects (an accepted/rejected topic pair); any other message marks the link *dirty*, and a
 dirty, timed-out or interrupted link is discarded (never reused) so a late answer can never
 reach the next request. Reference section 2.
+
+AWS's answers carry no correlation token, so a late duplicate of the previous flow's answer
+would look like the current flow's. Consecutive flows therefore alternate between the JSON and
+the CBOR topics, and a format is used again only after it has been quiet for
+`quiet_window_seconds` (the pool waits for that): a duplicate from the previous flow arrives on
+a topic the current flow does not expect, and one from an earlier flow in the same format had to
+be later than a whole flow plus the window. A message showing that happened fails the flow
+(`AnswerUnproven`) instead of guessing. docs/correlation.md.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -27,7 +34,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from service.config import Settings
-from service.errors import BrokerUnavailable, UpstreamInvalid, UpstreamTimeout
+from service.errors import AnswerUnproven, BrokerUnavailable, UpstreamInvalid, UpstreamTimeout
+from service.mqtt import payloads
+from service.mqtt.payloads import FORMATS, Format
 from service.mqtt.sigv4 import AwsCredentials, host_header_for, presign_mqtt_path
 
 log = logging.getLogger("service.mqtt")
@@ -48,6 +57,10 @@ class Answer:
 
 class _Lost(Exception):
     """The connection dropped while a flow waited (turned into a service error by the caller)."""
+
+
+class _Unproven(Exception):
+    """A message older than the quiet window arrived in this flow's format while it waited."""
 
 
 def new_client_id(slot: int) -> str:
@@ -80,13 +93,21 @@ class MqttLink:
         self.closed = False
         self.last_error: str | None = None
         self._expected: tuple[str, str] | None = None
-        self._answer: Answer | _Lost | None = None
+        self._answer: Answer | _Lost | _Unproven | None = None
         self._subacks: dict[int, list[Any]] = {}
         self._pending_base: set[int] = set()
         self._losses = 0
-        # Answer-topic pairs subscribed on demand, least recently used first.
-        self._extra: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Answer-topic groups (a template's, in both formats) subscribed on demand, least
+        # recently used first.
+        self._extra: OrderedDict[tuple[str, ...], None] = OrderedDict()
         self._recent_certificate_ids: deque[str] = deque(maxlen=32)
+        # The flow holding the link: its format, the request topics it published on, and why
+        # an answer it waits for could not be proven to be its own (None: nothing seen).
+        self.flow_format: Format | None = None
+        self._flow_requests: set[str] = set()
+        self._unproven: str | None = None
+        self._next_format: Format = FORMATS[0]
+        self._format_ended: dict[str, float] = {fmt: float("-inf") for fmt in FORMATS}
         self.client = self._build_client()
 
     # -- construction ------------------------------------------------------------------------
@@ -239,33 +260,52 @@ class MqttLink:
         """Hand an expected answer to the waiting flow; False when the link became dirty."""
         with self._lock:
             expected = self._expected
-            if expected is None or message.topic not in expected or self._answer is not None:
-                # Late, duplicate or foreign: whatever it is, this link can no longer be trusted
-                # to tell answers apart. The payload may hold a key: never log it.
-                self.dirty = True
+            if expected is not None and message.topic in expected and self._answer is None:
+                body = payloads.decode(bytes(message.payload), payloads.format_of(message.topic) or "json")
+                outcome = "accepted" if message.topic == expected[0] else "rejected"
+                certificate_id = body.get("certificateId") if body is not None else None
+                if outcome == "accepted" and certificate_id in self._recent_certificate_ids:
+                    # A repeated answer to an earlier flow on this link, not ours.
+                    self.dirty = True
+                    log.warning("%s: repeated certificate answer ignored", self.client_id)
+                    return False
+                if outcome == "accepted" and isinstance(certificate_id, str):
+                    self._recent_certificate_ids.append(certificate_id)
+                self._answer = Answer(outcome, body if body is not None else {"_unparseable": True})
+                self._changed.notify_all()
+                return True
+            # Late, duplicate or foreign: whatever it is, this link has answers in flight that
+            # nobody waits for, so it will not serve again. The payload may hold a key: never log it.
+            self.dirty = True
+            fmt = payloads.format_of(message.topic)
+            flow_format = self.flow_format
+            if fmt is not None and fmt == flow_format:
+                if payloads.request_topic_of(message.topic) not in self._flow_requests:
+                    # Not this flow's (it asked nothing there), and the previous flow used the
+                    # other format: older than the quiet window. An answer this flow waits for
+                    # in this format could be that late too; refuse it rather than guess.
+                    self._unproven = f"a message older than the quiet window arrived on {message.topic}"
+                    if expected is not None and self._answer is None:
+                        self._answer = _Unproven()
+                        self._changed.notify_all()
+                    log.warning("%s: %s; the flow is refused", self.client_id, self._unproven)
+                else:  # most likely a repeat of this flow's own earlier answer
+                    log.warning(
+                        "%s: unexpected message on %s during its flow; the connection will be replaced",
+                        self.client_id,
+                        message.topic,
+                    )
+            else:
+                # The age tells how late duplicates come (what quiet_window_seconds must cover).
+                age = time.monotonic() - self._format_ended[fmt] if fmt is not None else float("inf")
                 log.warning(
-                    "%s: unexpected message on %s; the connection will be replaced",
+                    "%s: unexpected message on %s, %.0f ms after the last flow in that format "
+                    "ended; the connection will be replaced",
                     self.client_id,
                     message.topic,
+                    age * 1000,
                 )
-                return False
-            try:
-                body = json.loads(message.payload)
-                if not isinstance(body, dict):
-                    raise ValueError("not an object")
-            except (ValueError, RecursionError):
-                body = {"_unparseable": True}
-            outcome = "accepted" if message.topic == expected[0] else "rejected"
-            if outcome == "accepted" and body.get("certificateId") in self._recent_certificate_ids:
-                # A repeated answer to an earlier flow on this link, not ours.
-                self.dirty = True
-                log.warning("%s: repeated certificate answer ignored", self.client_id)
-                return False
-            if outcome == "accepted" and isinstance(body.get("certificateId"), str):
-                self._recent_certificate_ids.append(body["certificateId"])
-            self._answer = Answer(outcome, body)
-            self._changed.notify_all()
-            return True
+            return False
 
     def _fail_waiter(self, why: str) -> None:
         """Called with the lock held: wake a waiting flow with a loss."""
@@ -276,17 +316,46 @@ class MqttLink:
 
     # -- the request thread's side -----------------------------------------------------------
 
+    def quiet_at(self) -> float:
+        """When the next flow's format will have been quiet for the window (time.monotonic)."""
+        return self._format_ended[self._next_format] + self.settings.quiet_window_seconds
+
+    def begin_flow(self) -> Format:
+        """Start a flow (the pool calls this when it hands the link out); returns its format."""
+        with self._lock:
+            self.flow_format = self._next_format
+            self._flow_requests = set()
+            self._unproven = None
+            return self.flow_format
+
+    def end_flow(self) -> None:
+        """The flow gave the link back: its format starts its quiet window now."""
+        with self._lock:
+            if self.flow_format is not None:
+                self._format_ended[self.flow_format] = time.monotonic()
+                self._next_format = payloads.other(self.flow_format)
+            self.flow_format = None
+            self._expected = None
+
     def call(
         self, topic: str, body: dict[str, Any], *, answers: tuple[str, str], step: str, deadline: float
     ) -> Answer:
-        """Publish one request and wait for its answer on `answers` (accepted, rejected)."""
-        expected = answers
+        """Publish one request and wait for its answer on `answers` (accepted, rejected).
+
+        `topic` must be in the flow's format (`flow_format`); the body is encoded in it.
+        """
+        fmt = payloads.format_of(topic)
         with self._lock:
+            if fmt is None or fmt != self.flow_format:
+                raise ValueError(f"{topic} is not in this flow's format ({self.flow_format})")
             if not self.ready:
                 raise BrokerUnavailable("the MQTT connection is not ready", step=step, retry_after=1)
-            self._expected, self._answer = expected, None
+            if self._unproven is not None:
+                raise self._refusal(step)  # before publishing: nothing more is created in AWS
+            self._flow_requests.add(topic)
+            self._expected, self._answer = answers, None
         try:
-            info = self.client.publish(topic, json.dumps(body), qos=QOS)
+            info = self.client.publish(topic, payloads.encode(body, fmt), qos=QOS)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 self.dirty = True
                 raise BrokerUnavailable(
@@ -298,6 +367,7 @@ class MqttLink:
                 )
                 answer = self._answer
                 self._expected = None
+                unproven = self._unproven
         except BaseException:
             with self._lock:
                 self._expected = None
@@ -308,25 +378,38 @@ class MqttLink:
         if isinstance(answer, _Lost):
             self.dirty = True
             raise BrokerUnavailable(f"the MQTT connection was lost during {step}", step=step, retry_after=1)
+        if isinstance(answer, _Unproven) or unproven is not None:
+            raise self._refusal(step)
         if answer.body.get("_unparseable"):
             raise UpstreamInvalid(
-                f"AWS IoT answered {step} with a payload that is not a JSON object", step=step
+                f"AWS IoT answered {step} with a payload that is not a {fmt.upper()} object", step=step
             )
         return answer
 
-    def ensure_subscribed(self, answers: tuple[str, str], *, what: str, deadline: float) -> None:
-        """Subscribe to one answer-topic pair once; keep it, evicting the least recently used."""
+    def _refusal(self, step: str) -> AnswerUnproven:
+        self.dirty = True
+        return AnswerUnproven(
+            f"an answer on this connection could not be proven to be this request's ({self._unproven}); "
+            "nothing was handed out; retry",
+            step=step,
+            retry_after=1,
+        )
+
+    def ensure_subscribed(self, filters: tuple[str, ...], *, what: str, deadline: float) -> None:
+        """Subscribe to one group of answer topics once (one SUBSCRIBE); keep it, evicting the
+        least recently used groups to stay within AWS's subscriptions per connection."""
+        if not 0 < len(filters) <= MAX_FILTERS_PER_SUBSCRIBE:
+            raise ValueError(f"{len(filters)} filters do not fit one SUBSCRIBE")
         with self._lock:
-            if answers in self._extra:
-                self._extra.move_to_end(answers)
+            if filters in self._extra:
+                self._extra.move_to_end(filters)
                 return
-        limit = (MAX_SUBSCRIPTIONS - len(self.base_filters)) // 2
         with self._lock:  # _on_connect iterates _extra on the loop thread
-            while len(self._extra) >= limit:
+            while self._extra and self.subscription_count() + len(filters) > MAX_SUBSCRIPTIONS:
                 evicted, _ = self._extra.popitem(last=False)
                 self.client.unsubscribe(list(evicted))
             losses = self._losses
-            rc, mid = self.client.subscribe([(f, QOS) for f in answers])
+            rc, mid = self.client.subscribe([(f, QOS) for f in filters])
             if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
                 self.dirty = True
                 raise BrokerUnavailable(
@@ -352,7 +435,11 @@ class MqttLink:
                 step="subscribe",
             )
         with self._lock:
-            self._extra[answers] = None
+            self._extra[filters] = None
+
+    def subscription_count(self) -> int:
+        """Topic filters this link holds (or takes again on reconnect)."""
+        return len(self.base_filters) + sum(len(group) for group in self._extra)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -360,7 +447,9 @@ class MqttLink:
             "clientId": self.client_id,
             "state": "ready" if self.ready else "connecting",
             "dirty": self.dirty,
-            "answerSubscriptions": len(self._extra),
+            "answerSubscriptions": len(self._extra),  # templates whose answer topics are kept
+            "subscriptions": self.subscription_count(),
+            "nextFormat": self._next_format,
             **({"lastError": self.last_error} if self.last_error else {}),
         }
 

@@ -3,6 +3,11 @@
 A slot holds one link. A request takes an idle slot whose link is ready, runs its flow, and
 gives it back; a link that timed out, lost its connection or saw an unexpected message is closed
 and replaced by a fresh one (new client ID, clean session) before the slot serves again.
+
+The request gets the idle link that has been quiet longest in the format its next flow uses, and
+waits (within the pool wait) while every idle link is still inside its quiet window: a late
+duplicate that arrives meanwhile finds the link idle, dirties it, and it is replaced before it
+serves (docs/correlation.md).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class ConnectionPool:
         """Hold one ready link for one flow; replace it afterwards if it is no longer clean."""
         slot = self._acquire(deadline)
         link = self._links[slot]
+        link.begin_flow()
         try:
             yield link
         except ProvisioningRejected:
@@ -65,6 +71,7 @@ class ConnectionPool:
             raise
         finally:
             try:
+                link.end_flow()
                 if link.dirty:
                     self._replace(slot, link)
             finally:
@@ -78,19 +85,25 @@ class ConnectionPool:
             while True:
                 if self._closed:
                     raise BrokerUnavailable("the service is shutting down", step="connect", retry_after=5)
+                best: int | None = None
+                best_quiet_at = float("inf")
                 for slot, link in enumerate(self._links):
                     if slot in self._busy:
                         continue
                     if link.dirty:
                         # Dirtied while idle (a stray or repeated answer arrived after its flow).
                         self._replace(slot, link)
-                    elif link.ready:
-                        self._busy.add(slot)
-                        return slot
-                remaining = wait_until - time.monotonic()
+                    elif link.ready and (quiet_at := link.quiet_at()) < best_quiet_at:
+                        best, best_quiet_at = slot, quiet_at
+                now = time.monotonic()
+                if best is not None and best_quiet_at <= now:
+                    self._busy.add(best)
+                    return best
+                remaining = wait_until - now
                 if remaining <= 0:
                     break
-                self._changed.wait(remaining)
+                # Woken by a link that gets free or ready, or when the quietest one is quiet.
+                self._changed.wait(min(remaining, max(0.0, best_quiet_at - now)))
             any_ready = any(link.ready and not link.dirty for link in self._links)
         if any_ready:
             raise PoolExhausted(

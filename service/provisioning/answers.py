@@ -13,7 +13,13 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from service.errors import ProvisioningRejected, TemplateNotFound, Throttled, UpstreamInvalid
+from service.errors import (
+    AnswerUnproven,
+    ProvisioningRejected,
+    TemplateNotFound,
+    Throttled,
+    UpstreamInvalid,
+)
 
 _CERTIFICATE_ID = re.compile(r"^[0-9a-f]{64}$")
 _NOT_FOUND_CODES = ("ResourceNotFoundException", "NotFoundException")
@@ -81,8 +87,11 @@ def checked_certificate(created: dict[str, Any], csr: str | None) -> tuple[str, 
         ) from None
     if not matches:
         # Never hand out a certificate that belongs to someone else's flow.
-        raise UpstreamInvalid(
-            "the certificate AWS IoT returned is not for this request's key; it was discarded", step="create"
+        raise AnswerUnproven(
+            "an answer on this connection could not be proven to be this request's (the certificate "
+            "is not for this request's key); nothing was handed out; retry",
+            step="create",
+            retry_after=1,
         )
     return certificate_pem, private_key
 

@@ -23,9 +23,10 @@ from service.mqtt.sigv4 import AwsCredentials, credentials_from_botocore, static
 from service.provisioning.answers import checked_certificate, registered_thing, rejection
 from service.provisioning.topics import (
     CERTIFICATE_ANSWER_TOPICS,
-    CREATE_FROM_CSR_TOPIC,
-    CREATE_TOPIC,
     answer_topics,
+    create_from_csr_topic,
+    create_topic,
+    template_answer_filters,
     template_topic,
 )
 
@@ -65,25 +66,27 @@ class Provisioner:
                 def step_deadline() -> float:
                     return min(deadline, time.monotonic() + self.settings.step_timeout_seconds)
 
-                create_topic, request = (
-                    (CREATE_FROM_CSR_TOPIC, {"certificateSigningRequest": csr})
+                # JSON or CBOR: the link alternates them between flows (docs/correlation.md).
+                fmt = link.flow_format or "json"
+                request_topic, request = (
+                    (create_from_csr_topic(fmt), {"certificateSigningRequest": csr})
                     if csr is not None
-                    else (CREATE_TOPIC, {})
+                    else (create_topic(fmt), {})
                 )
                 created = _accepted(
                     link.call(
-                        create_topic,
+                        request_topic,
                         request,
-                        answers=answer_topics(create_topic),
+                        answers=answer_topics(request_topic),
                         step="create",
                         deadline=step_deadline(),
                     ),
                     step="create",
                 )
                 certificate_pem, private_key = checked_certificate(created, csr)
-                register_topic = template_topic(template_name)
+                register_topic = template_topic(template_name, fmt)
                 link.ensure_subscribed(
-                    answer_topics(register_topic),
+                    template_answer_filters(template_name),
                     what=f"template '{template_name}'",
                     deadline=step_deadline(),
                 )

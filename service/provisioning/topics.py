@@ -1,17 +1,27 @@
 """The fleet-provisioning topics (AWS IoT's MQTT API, reference section 1), written out here once.
 
-The service only speaks the JSON variants: answers are parsed with `json`, and a template's
-answers come on `<request topic>/accepted` and `<request topic>/rejected`.
+Every operation has a JSON and a CBOR request topic with the same answer fields; a request's
+answers come on `<request topic>/accepted` and `<request topic>/rejected` in its format. The
+service uses both: consecutive flows on one connection alternate between them, so a late
+duplicate of the previous flow's answer can only arrive on a topic the current flow does not
+expect (docs/correlation.md). So each answer topic is subscribed in both formats.
 """
 
 from __future__ import annotations
 
-CREATE_TOPIC = "$aws/certificates/create/json"
-CREATE_FROM_CSR_TOPIC = "$aws/certificates/create-from-csr/json"
+from service.mqtt.payloads import FORMATS, Format
 
 
-def template_topic(template_name: str) -> str:
-    return f"$aws/provisioning-templates/{template_name}/provision/json"
+def create_topic(fmt: Format) -> str:
+    return f"$aws/certificates/create/{fmt}"
+
+
+def create_from_csr_topic(fmt: Format) -> str:
+    return f"$aws/certificates/create-from-csr/{fmt}"
+
+
+def template_topic(template_name: str, fmt: Format) -> str:
+    return f"$aws/provisioning-templates/{template_name}/provision/{fmt}"
 
 
 def answer_topics(request_topic: str) -> tuple[str, str]:
@@ -19,8 +29,16 @@ def answer_topics(request_topic: str) -> tuple[str, str]:
     return request_topic + "/accepted", request_topic + "/rejected"
 
 
-# Subscribed on every (re)connect, before a link serves anyone (reference section 2).
-CERTIFICATE_ANSWER_TOPICS: tuple[str, ...] = (
-    *answer_topics(CREATE_TOPIC),
-    *answer_topics(CREATE_FROM_CSR_TOPIC),
+def template_answer_filters(template_name: str) -> tuple[str, ...]:
+    """A template's answer topics in both formats: 4 of AWS's 50 subscriptions per connection."""
+    return tuple(f for fmt in FORMATS for f in answer_topics(template_topic(template_name, fmt)))
+
+
+# Subscribed on every (re)connect, before a link serves anyone (reference section 2): 8 filters,
+# one SUBSCRIBE (AWS allows 8 per SUBSCRIBE).
+CERTIFICATE_ANSWER_TOPICS: tuple[str, ...] = tuple(
+    topic
+    for fmt in FORMATS
+    for request in (create_topic(fmt), create_from_csr_topic(fmt))
+    for topic in answer_topics(request)
 )

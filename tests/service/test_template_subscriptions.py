@@ -22,7 +22,10 @@ def test_template_subscriptions_stay_within_fifty_and_evict_the_least_used(
         )
         assert response.status_code == 201, response.text
     connection = api.get("/readyz").json()["connections"][0]
-    # 4 certificate answer filters + 2 per template, within AWS's 50 per connection
-    assert connection["answerSubscriptions"] == 23
+    # Every answer topic in JSON and CBOR (flows alternate the two, docs/correlation.md): 8
+    # certificate answer filters + 4 per template, so 10 templates within AWS's 50 per connection
+    # (the emulator refuses a 51st subscription, which would have failed a request above).
+    assert connection["answerSubscriptions"] == 10
+    assert connection["subscriptions"] == 48
     client_id = connection["clientId"]
     assert client_id in emulator.connected_client_ids()  # the same link served every request
