@@ -32,13 +32,16 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     store_url = settings.store_url
     app.extensions["store"] = PerProcess(lambda: Store.open(store_url)) if store_url else None
 
-    from service.http import admin, health, problems, provision, request_log
+    from service.http import admin, caller, health, problems, provision, request_log
+    from service.ui import blueprint as ui_blueprint
 
     request_log.init_app(app)
     problems.init_app(app)
     app.register_blueprint(provision.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(admin.blueprint)
+    app.register_blueprint(caller.blueprint)
+    app.register_blueprint(ui_blueprint)
     return app
 
 

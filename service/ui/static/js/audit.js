@@ -1,0 +1,75 @@
+// The audit trail (admin): every provisioning attempt, newest first, filtered, paged with `next`.
+
+import { call, query } from "./api.js";
+import { badge, byId, clearProblem, formatTime, h, instant, showProblem, table } from "./dom.js";
+
+const PAGE = 50;
+let before = null;
+
+export function setUp() {
+  byId("audit-filter").addEventListener("submit", (event) => {
+    event.preventDefault();
+    show();
+  });
+  byId("audit-newest").addEventListener("click", () => show());
+  byId("audit-older").addEventListener("click", () => load(before));
+}
+
+export function show() {
+  return load(null);
+}
+
+function filters() {
+  const form = byId("audit-filter").elements;
+  const value = (name) => form[name].value.trim();
+  return {
+    since: instant(value("since")),
+    until: instant(value("until")),
+    keyId: value("keyId"),
+    template: value("template"),
+    thingName: value("thingName"),
+    outcome: value("outcome"),
+  };
+}
+
+async function load(from) {
+  const problem = byId("audit-error");
+  try {
+    const { data } = await call("GET", `/admin/registrations${query({ ...filters(), before: from, limit: PAGE })}`);
+    clearProblem(problem);
+    render(data.items);
+    before = data.next;
+    byId("audit-older").hidden = data.next === null;
+    byId("audit-newest").hidden = from === null;
+  } catch (error) {
+    showProblem(problem, error);
+  }
+}
+
+function render(items) {
+  byId("audit-table").replaceChildren(
+    table(
+      [
+        { title: "When", cell: (r) => formatTime(r.at) },
+        { title: "Outcome", cell: (r) => badge(r.outcome) },
+        { title: "Status", cell: (r) => String(r.httpStatus) },
+        { title: "Key", cell: (r) => (r.keyId ? h("code", {}, r.keyId) : "") },
+        { title: "Template", cell: (r) => r.template || "" },
+        { title: "Parameters", cell: (r) => parameters(r.parameters) },
+        { title: "Thing", cell: (r) => r.thingName || "" },
+        { title: "Problem", cell: (r) => [r.problem, r.step, r.awsErrorCode].filter(Boolean).join(" · ") },
+        { title: "Flow", cell: (r) => r.flow || "" },
+        { title: "ms", cell: (r) => String(Math.round(r.durationMs)) },
+      ],
+      items,
+      "No records match.",
+    ),
+  );
+}
+
+function parameters(values) {
+  if (!values) return "";
+  return Object.entries(values)
+    .map(([name, value]) => `${name}=${value}`)
+    .join(", ");
+}

@@ -1,0 +1,83 @@
+// Small DOM helpers. Text always goes in as text (never innerHTML): values come from the service
+// and from operators, and this page holds keys.
+
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (name === "className") element.className = value;
+    else element.setAttribute(name, value === true ? "" : String(value));
+  }
+  element.append(...children.flat().filter((child) => child !== null && child !== undefined));
+  return element;
+}
+
+export function byId(id) {
+  return document.getElementById(id);
+}
+
+export function formatTime(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+}
+
+// An <input type="datetime-local"> value (local time) as an ISO 8601 instant, or "" when empty.
+export function instant(localValue) {
+  return localValue ? new Date(localValue).toISOString() : "";
+}
+
+export function badge(text) {
+  return h("span", { className: `badge ${String(text).replace(/\s+/g, "-")}` }, String(text));
+}
+
+// columns: [{ title, cell: (row) => Node | string }]
+export function table(columns, rows, emptyText = "Nothing yet.") {
+  if (!rows.length) return h("p", { className: "empty" }, emptyText);
+  return h(
+    "table",
+    {},
+    h("thead", {}, h("tr", {}, columns.map((column) => h("th", {}, column.title)))),
+    h(
+      "tbody",
+      {},
+      rows.map((row) => h("tr", {}, columns.map((column) => h("td", {}, column.cell(row) ?? "")))),
+    ),
+  );
+}
+
+// An RFC 9457 problem, readably: what went wrong, the rule or step, and each bad field or line.
+export function showProblem(container, error) {
+  const problem = error.problem || { title: "Error", detail: String(error.message || error) };
+  const facts = [];
+  if (problem.rule) {
+    facts.push(`Rule: ${problem.rule}${problem.parameter ? ` (parameter ${problem.parameter})` : ""}`);
+  }
+  if (problem.step) facts.push(`Step: ${problem.step}`);
+  if (problem.errorCode) facts.push(`AWS: ${problem.errorCode}${problem.errorMessage ? ` - ${problem.errorMessage}` : ""}`);
+  if (problem.thingName) facts.push(`Thing: ${problem.thingName}`);
+  const errors = Object.entries(problem.errors || {}).flatMap(([field, messages]) =>
+    (Array.isArray(messages) ? messages : [messages]).map((message) => h("li", {}, `${field}: ${message}`)),
+  );
+  const parts = [
+    h("strong", {}, `${problem.title || "Error"}${error.status ? ` (${error.status})` : ""}`),
+    h("div", { className: "detail" }, problem.detail || ""),
+    facts.length ? h("div", {}, facts.join(" · ")) : null,
+    errors.length ? h("ul", { className: "errors" }, errors) : null,
+    problem.requestId ? h("div", { className: "meta" }, `Request ${problem.requestId}`) : null,
+  ];
+  container.replaceChildren(...parts.filter(Boolean));
+  container.hidden = false;
+}
+
+export function clearProblem(container) {
+  container.hidden = true;
+  container.replaceChildren();
+}
+
+export function download(link, blob, filename) {
+  if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+}

@@ -1,0 +1,82 @@
+// Enrollments (admin): the list per template, page by page, and a CSV import whose bad lines are
+// shown as the service names them ("line 3: ...").
+
+import { call, query } from "./api.js";
+import { badge, byId, clearProblem, formatTime, h, showProblem, table } from "./dom.js";
+
+const PAGE = 100;
+let shown = [];
+let next = null;
+
+export function setUp() {
+  byId("enrollment-filter").addEventListener("submit", (event) => {
+    event.preventDefault();
+    show();
+  });
+  byId("enrollments-more").addEventListener("click", () => load(next));
+  byId("enrollment-import").addEventListener("submit", (event) => {
+    event.preventDefault();
+    upload(event.target);
+  });
+}
+
+export function show() {
+  shown = [];
+  return load(0);
+}
+
+async function load(after) {
+  const problem = byId("enrollments-error");
+  const template = byId("enrollment-filter").elements.template.value.trim();
+  try {
+    const { data } = await call("GET", `/admin/enrollments${query({ template, after, limit: PAGE })}`);
+    clearProblem(problem);
+    shown = after ? shown.concat(data.items) : data.items;
+    next = data.next;
+    render();
+  } catch (error) {
+    showProblem(problem, error);
+  }
+}
+
+function render() {
+  byId("enrollments-table").replaceChildren(
+    table(
+      [
+        { title: "Template", cell: (e) => e.template },
+        { title: "Parameter", cell: (e) => e.parameter },
+        { title: "Value", cell: (e) => h("code", {}, e.value) },
+        { title: "Enabled", cell: (e) => badge(e.enabled ? "enabled" : "disabled") },
+        { title: "Reprovision", cell: (e) => e.reprovision },
+        { title: "Provisions", cell: (e) => String(e.provisions) },
+        { title: "Last thing", cell: (e) => e.lastThingName || "" },
+        { title: "Last provisioned", cell: (e) => formatTime(e.lastProvisionedAt) },
+      ],
+      shown,
+      "No enrollments.",
+    ),
+  );
+  byId("enrollments-more").hidden = next === null;
+}
+
+async function upload(form) {
+  const problem = byId("import-error");
+  const status = byId("import-status");
+  const file = byId("enrollment-file").files[0];
+  const template = form.elements.template.value.trim();
+  const parameter = form.elements.parameter.value.trim();
+  clearProblem(problem);
+  status.textContent = "Uploading…";
+  try {
+    const { data } = await call("POST", `/admin/enrollments/import${query({ template, parameter })}`, {
+      body: await file.text(),
+      contentType: "text/csv",
+    });
+    status.textContent = `Imported: ${data.added} added, ${data.updated} updated.`;
+    byId("enrollment-filter").elements.template.value = template;
+    await show();
+  } catch (error) {
+    status.textContent = "Nothing was imported.";
+    showProblem(problem, error);
+  }
+}
