@@ -345,7 +345,7 @@ def test_an_unreachable_database_is_one_line_exit_1_and_never_shows_the_url() ->
 def test_an_unusable_database_url_is_reported_without_its_text() -> None:
     done = run("nosuchdriver://operator:hunter2-secret@db/provisioner", "keys", "list")
     assert done.returncode == 1 and "Traceback" not in done.stderr and "hunter2" not in done.stderr
-    assert "check PROVISIONER_DATABASE_URL" in done.stderr
+    assert "PROVISIONER_DATABASE_URL is not a database URL" in done.stderr
 
 
 def test_settings_problems_and_a_store_turned_off_exit_2(url: str) -> None:
