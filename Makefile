@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint emulator bench clean
+.PHONY: run run-production test lint emulator bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)  ## the service on http://127.0.0.1:8000 against the local emulator
 	$(PY) -m service
+
+run-production: $(STAMP)  ## nginx in front of gunicorn on http://127.0.0.1:8000 (needs nginx)
+	$(PY) -m service.production
 
 emulator: $(STAMP)  ## the emulator alone, on its default ports
 	$(PY) -m emulator

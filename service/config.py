@@ -83,6 +83,15 @@ class Settings:
     max_parameter_key_length: int = 128
     max_parameter_value_length: int = 2048
     log_level: str = "INFO"
+    # gunicorn (service/gunicorn_conf.py). threads None: two per pooled connection, so requests
+    # past the pool wait for a connection (bounded) instead of queueing unseen in the socket.
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+    threads: int | None = None
+    graceful_timeout: int = 30
+    # gunicorn's control socket (gunicornc): None turns it off. Its default is one path per
+    # user, which a second instance on the host takes over and removes when it stops.
+    control_socket: Path | None = None
     # The store (keys, enrollments, audit, idempotency). None: an SQLite file in data_dir (in
     # local mode, beside the emulator's data); "off": no store, PROVISIONER_API_KEYS only.
     database_url: str | None = None
@@ -136,6 +145,9 @@ class Settings:
             ),
             "allow_server_generated_keys": env.boolean("PROVISIONER_ALLOW_SERVER_KEYS", True),
             "log_level": env.choice("PROVISIONER_LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            "bind": env.text("PROVISIONER_BIND") or "127.0.0.1:8000",
+            "threads": env.number("PROVISIONER_THREADS", int, None, 1, 1000),
+            "control_socket": env.path("PROVISIONER_CONTROL_SOCKET"),
             "database_url": env.text("PROVISIONER_DATABASE_URL"),
             "data_dir": env.path("PROVISIONER_DATA_DIR") or Path.cwd() / "data",
             "emulator_mode": env.choice("PROVISIONER_EMULATOR_MODE", AUTH_MODES, "sigv4"),
@@ -172,6 +184,11 @@ class Settings:
         directory = self.emulator_data_dir if self.local_mode else self.data_dir
         return f"sqlite:///{directory.resolve() / 'provisioner.db'}"
 
+    @property
+    def worker_threads(self) -> int:
+        """gunicorn threads per worker: PROVISIONER_THREADS, else two per pooled connection."""
+        return self.threads if self.threads is not None else 2 * self.pool_size
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -206,6 +223,8 @@ NUMBERS: dict[str, tuple[type, float, float]] = {
     "max_parameters": (int, 0, 1000),
     "max_parameter_key_length": (int, 1, 1024),
     "max_parameter_value_length": (int, 1, AWS_MAX_PAYLOAD_BYTES),
+    "workers": (int, 1, 256),
+    "graceful_timeout": (int, 0, 3600),
     "idempotency_ttl_hours": (float, 0.001, 24 * 30),
     "audit_retention_days": (float, 0.001, 3650),
 }
@@ -296,6 +315,10 @@ def _check(settings: Settings) -> list[str]:
         if not _in_range(getattr(s, name), kind, low, high)
     ]
     problems += bad_numbers or _check_timing(s)
+    if s.threads is not None and not _in_range(s.threads, int, 1, 1000):
+        problems.append(f"PROVISIONER_THREADS must be an integer between 1 and 1000, got {s.threads!r}")
+    if not s.bind.strip():
+        problems.append("PROVISIONER_BIND must be HOST:PORT or unix:PATH")
     if s.iot_port is not None and not 1 <= s.iot_port <= 65535:
         problems.append(f"PROVISIONER_IOT_PORT must be an integer between 1 and 65535, got {s.iot_port!r}")
     problems += _check_api_keys(s)

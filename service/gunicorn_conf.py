@@ -10,19 +10,33 @@ PROVISIONER_POOL_WAIT_SECONDS, then get 503 with Retry-After.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
-bind = os.environ.get("PROVISIONER_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("PROVISIONER_WORKERS", "2"))
+from service.config import Settings, SettingsError
+from service.http import framing
+
+try:
+    _settings = Settings.from_env()
+except SettingsError as error:
+    print(f"service: invalid settings:\n{error}", file=sys.stderr)
+    sys.exit(2)
+
+bind = _settings.bind
+workers = _settings.workers
 worker_class = "gthread"
-threads = int(
-    os.environ.get("PROVISIONER_THREADS", str(int(os.environ.get("PROVISIONER_POOL_SIZE", "4")) * 2))
-)
+threads = _settings.worker_threads
 # SIGTERM: stop accepting, let in-flight requests finish within this, then worker_exit.
-graceful_timeout = int(os.environ.get("PROVISIONER_GRACEFUL_TIMEOUT", "30"))
+graceful_timeout = _settings.graceful_timeout
 timeout = 60
 preload_app = False  # nothing that owns a thread or a socket may exist before the fork
 accesslog = None  # the service writes its own access log line (no secrets in it)
+# gunicorn's default control socket is one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn):
+# a second instance takes it over and removes it when it stops. Off unless this instance has
+# its own path.
+control_socket_disable = _settings.control_socket is None
+if _settings.control_socket is not None:
+    control_socket = str(_settings.control_socket)
 
 
 def on_starting(server: Any) -> None:
@@ -30,7 +44,7 @@ def on_starting(server: Any) -> None:
     the workers it forks inherit an environment pointing at it."""
     from service import local_mode as local
 
-    local.export_for_workers(os.environ, bind)
+    local.export_for_workers(os.environ, server.cfg.bind[0])
 
 
 def worker_exit(server: Any, worker: Any) -> None:
@@ -44,6 +58,8 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     """Connect this worker's pool now, so the first request does not pay for the connects."""
+    # A body gunicorn cannot frame is answered 400 and closes the connection (http.framing).
+    worker.wsgi = framing.for_gunicorn(worker.wsgi)
     app = getattr(worker, "wsgi", None)
     for name in ("provisioner", "store"):  # the store also migrates its schema here
         holder = getattr(app, "extensions", {}).get(name) if app is not None else None

@@ -82,7 +82,8 @@ def export_for_workers(environ: MutableMapping[str, str], bind: str) -> Settings
     environ.update(worker_environment(prepared))
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "PROVISIONER_AWS_PROFILE"):
         environ.pop(name, None)
-    key = prepared.api_keys[0]
+    # A configured key is the operator's secret: never printed. Only a key made here is shown.
+    key = prepared.api_keys[0] if settings.generate_api_key else "<your key>"
     print(
         f"\nlocal mode: service on http://{bind}, AWS IoT emulated at "
         f"{prepared.iot_endpoint}\n\nTry it:\n"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import request
+from flask import Response, after_this_request, request
+from werkzeug.exceptions import ClientDisconnected
 
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
@@ -18,14 +19,26 @@ def read_json_object(max_bytes: int) -> dict[str, Any]:
         raise too_large(max_bytes)
     # A chunked body has no Content-Length: werkzeug stops reading it at MAX_CONTENT_LENGTH,
     # which create_app sets one byte above the limit so that reading that byte means too large.
-    raw = request.get_data(cache=False)
+    try:
+        raw = request.get_data(cache=False)
+    except (OSError, ValueError, ClientDisconnected):
+        # A malformed chunked body (werkzeug's server raises OSError, gunicorn's is turned into
+        # one by http.framing) or a body cut short.
+        raise unframed(
+            "the body could not be read as sent (malformed chunked encoding, or cut short)"
+        ) from None
     if len(raw) > max_bytes:
         raise too_large(max_bytes)
+    if request.content_length is not None and len(raw) != request.content_length:
+        raise unframed(f"the body has {len(raw)} bytes, its Content-Length says {request.content_length}")
     try:
         body = json.loads(
             raw.decode("utf-8"), object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant
         )
     except json.JSONDecodeError as error:
+        # Also what a Content-Length shorter than the body looks like: the rest of the body would
+        # be read as the next request, so the connection is closed after the answer.
+        close_connection_after_response()
         raise InvalidInput(
             f"body is not valid JSON: {error.msg}: line {error.lineno} column {error.colno}"
         ) from None
@@ -38,6 +51,20 @@ def read_json_object(max_bytes: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInput(f"body must be a JSON object, got {json_type(body)}")
     return body
+
+
+def unframed(detail: str) -> InvalidInput:
+    """A 400 for a body that cannot be framed, after which the connection is closed: its next
+    byte cannot be trusted to start a request (http.framing)."""
+    close_connection_after_response()
+    return InvalidInput(f"Malformed request body: {detail}.")
+
+
+def close_connection_after_response() -> None:
+    @after_this_request
+    def close_connection(response: Response) -> Response:
+        response.headers["Connection"] = "close"
+        return response
 
 
 def too_large(max_bytes: int) -> PayloadTooLarge:

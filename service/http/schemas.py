@@ -8,11 +8,14 @@ field itself), each with a list of sentences.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, validate, validates
 
 from service.http.body import json_type
@@ -22,6 +25,18 @@ from service.http.body import json_type
 TEMPLATE_NAME_PATTERN = r"^[0-9A-Za-z_-]{1,36}\Z"
 CSR_MAX_CHARS = 16 * 1024
 CSR_BEGIN = "-----BEGIN CERTIFICATE REQUEST-----"
+# Any PEM private key: "PRIVATE KEY" (PKCS#8), "ENCRYPTED PRIVATE KEY", "EC PRIVATE KEY",
+# "RSA PRIVATE KEY", "OPENSSH PRIVATE KEY"... Looked for anywhere in the field, broken or not.
+_PRIVATE_KEY = re.compile(r"PRIVATE\s+KEY-----", re.IGNORECASE)
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?\r?\n-----END \1-----", re.DOTALL)
+PRIVATE_KEY_SENT = (
+    "a private key was sent; it was NOT forwarded to AWS IoT. Treat that key as exposed: make a "
+    "new key on the device and send only its certificate signing request"
+)
+# The device keys AWS IoT accepts in a CSR: RSA of at least 2048 bits, or ECC on NIST P-256, P-384
+# or P-521 (AWS IoT developer guide, "X.509 client certificates": supported key algorithms).
+MIN_RSA_BITS = 2048
+AWS_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
 @dataclass(frozen=True)
@@ -39,21 +54,62 @@ class RequestLimits:
         )
 
 
-def check_csr(value: str) -> None:
-    """Raise unless `value` is one PEM certificate signing request signed by its own key."""
+def parse_csr(value: str) -> x509.CertificateSigningRequest:
+    """The one PEM certificate signing request in `value`, signed by its own key and for a key
+    AWS IoT accepts; else ValidationError. Messages never quote the field."""
+    if _PRIVATE_KEY.search(value):
+        raise ValidationError(PRIVATE_KEY_SENT)
     if len(value) > CSR_MAX_CHARS:
         raise ValidationError(f"longer than {CSR_MAX_CHARS} characters")
     if CSR_BEGIN not in value:
         raise ValidationError(f"not a valid PEM certificate signing request (no {CSR_BEGIN})")
+    blocks = list(_PEM_BLOCK.finditer(value))
+    outside = _PEM_BLOCK.sub("", value)
+    if len(blocks) != 1 or blocks[0].group(1) != "CERTIFICATE REQUEST" or outside.strip():
+        raise ValidationError(
+            "must be exactly one PEM certificate signing request (-----BEGIN CERTIFICATE "
+            "REQUEST----- ... -----END CERTIFICATE REQUEST-----) and nothing else"
+        )
     try:
-        csr = x509.load_pem_x509_csr(value.encode("ascii"))
+        csr = x509.load_pem_x509_csr(blocks[0].group(0).encode("ascii"))
         signed = csr.is_signature_valid
+        public_key = csr.public_key()
     except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm):
         raise ValidationError("not a valid PEM certificate signing request") from None
     if not signed:
         raise ValidationError(
             "not a valid PEM certificate signing request (its signature does not match its public key)"
         )
+    _check_key_type(public_key)
+    return csr
+
+
+def _check_key_type(key: object) -> None:
+    accepted = f"AWS IoT accepts RSA of {MIN_RSA_BITS} bits or more, or ECC on P-256, P-384 or P-521"
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise ValidationError(f"the CSR's key is RSA {key.key_size} bits; {accepted}")
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in AWS_CURVES:
+            raise ValidationError(f"the CSR's key is ECC on {key.curve.name}; {accepted}")
+        return
+    names = {ed25519.Ed25519PublicKey: "Ed25519", ed448.Ed448PublicKey: "Ed448", dsa.DSAPublicKey: "DSA"}
+    name = next((n for kind, n in names.items() if isinstance(key, kind)), type(key).__name__)
+    raise ValidationError(f"the CSR's key is {name}; {accepted}")
+
+
+def check_csr(value: str) -> None:
+    """Raise ValidationError unless `value` is a CSR that may go to AWS (parse_csr)."""
+    parse_csr(value)
+
+
+class CsrField(fields.String):
+    """A CSR, loaded as its re-encoding: what goes to AWS is never the caller's string."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        return parse_csr(text).public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
 class ProvisionRequestSchema(Schema):
@@ -70,10 +126,9 @@ class ProvisionRequestSchema(Schema):
     )
     # Checked by hand below so that messages name the parameter instead of nesting errors.
     parameters = fields.Dict(load_default=dict, metadata={"description": "string to string"})
-    csr = fields.String(
+    csr = CsrField(
         load_default=None,
         allow_none=False,
-        validate=check_csr,
         metadata={"description": "PEM certificate signing request"},
     )
 

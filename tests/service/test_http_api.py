@@ -113,7 +113,7 @@ def test_healthz_answers_ok(api):
 
 def test_readyz_is_503_with_the_pool_detail_while_not_ready(api):
     # The real provisioner, its broker a closed port: no connection can become ready.
-    response = api.get("/readyz", key=None)
+    response = api.get("/readyz")  # with an admin key: the detail
     assert response.status_code == 503
     detail = response.json()
     assert detail["ready"] is False and detail["readyConnections"] == 0
@@ -122,11 +122,20 @@ def test_readyz_is_503_with_the_pool_detail_while_not_ready(api):
 
 
 def test_readyz_is_200_while_ready(live_api):
-    response = live_api.get("/readyz", key=None)
+    response = live_api.get("/readyz")
     assert response.status_code == 200
     detail = response.json()
     assert detail["ready"] is True and detail["readyConnections"] >= 1
     assert any(c["state"] == "ready" for c in detail["connections"])
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key-0123456789abcdef"], ids=["no key", "wrong key"])
+def test_readyz_without_an_admin_key_says_only_whether_ready(live_api, api, key):
+    # Client IDs name the host, pid and slot of every connection; errors may name internals.
+    assert live_api.get("/readyz", key=key).json() == {"ready": True}
+    response = api.get("/readyz", key=key)
+    assert response.status_code == 503 and response.json() == {"ready": False}
+    assert api.get("/readyz").json()["connections"]  # the admin key still gets the detail
 
 
 def test_openapi_yaml_is_served_as_the_contract(api):

@@ -171,3 +171,32 @@ def test_logs_hold_no_key_token_or_api_key(
     assert api.key not in logged and "wrong-key-0123456789abcdef" not in logged
     assert DEFAULT_SECRET_ACCESS_KEY not in logged
     assert "X-Amz-Signature" not in logged
+
+
+def test_local_mode_banner_never_prints_a_configured_api_key(tmp_path: Path) -> None:
+    port = free_port()
+    configured = "configured-key-0123456789abcdef"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PROVISIONER_", "AWS_"))}
+    env.update(
+        {
+            "PROVISIONER_BIND": f"127.0.0.1:{port}",
+            "PROVISIONER_WORKERS": "1",
+            "PROVISIONER_API_KEYS": configured,
+            "PROVISIONER_EMULATOR_DATA_DIR": str(tmp_path / "emu"),
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        env=env,
+        text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process)
+    finally:
+        stderr = stop(process)
+    assert "curl -s -X POST" in stderr
+    assert configured not in stderr
+    assert "Authorization: Bearer <your key>" in stderr
+    assert not (tmp_path / "emu" / "api-key").exists()

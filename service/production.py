@@ -1,0 +1,173 @@
+"""`python -m service.production`: the production shape on one machine, nginx in front of gunicorn.
+
+This is what `make run-production` calls. It renders `deploy/nginx.conf.template` into a run
+directory, starts gunicorn on a unix socket there and nginx listening on PROVISIONER_BIND (the
+public address), and stops both on Ctrl-C or SIGTERM (gunicorn drains its requests). With no
+PROVISIONER_IOT_ENDPOINT it runs in local mode against the emulator, as `make run` does.
+
+Why the proxy is required: gunicorn's gthread worker holds a thread for a connection from its
+first byte to the end of its body, so clients that trickle headers or a body hold every thread
+and the service stops answering. nginx reads every request whole (within its client timeouts)
+before gunicorn sees it. `bench/slow_clients.py` measures both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from service import local_mode as local
+from service.config import Settings, SettingsError
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf.template"
+# nginx buffers a body up to the limit in memory; the margin covers chunked framing overhead.
+BODY_BUFFER_MARGIN = 16 * 1024
+PROBLEM_BASE = "https://iot-provisioner.dev/problems/"
+
+
+def render_nginx_config(
+    *, listen: str, upstream: str, run_dir: Path, max_body_bytes: int, as_root: bool = False
+) -> str:
+    """nginx.conf for the service. `upstream` is nginx's form: `unix:/path` or `host:port`."""
+    problem = {
+        "type": PROBLEM_BASE + "payload-too-large",
+        "title": "Request body too large",
+        "status": 413,
+        "detail": f"The body is larger than {max_body_bytes} bytes.",
+        "requestId": "$request_id",
+    }
+    values = {
+        "RUN_DIR": str(run_dir),
+        "LISTEN": listen,
+        "UPSTREAM": upstream,
+        "MAX_BODY_BYTES": str(max_body_bytes),
+        "BODY_BUFFER_BYTES": str(max_body_bytes + BODY_BUFFER_MARGIN),
+        "TOO_LARGE_PROBLEM": json.dumps(problem),
+        # As root nginx's workers would run as nobody, who cannot reach a socket in a private
+        # run directory; under any other user they run as that user and this line is ignored.
+        "USER": "user root;" if as_root else "",
+    }
+    text = TEMPLATE.read_text()
+    for name, value in values.items():
+        text = text.replace(f"@@{name}@@", value)
+    return text
+
+
+def find_nginx() -> str:
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        raise FileNotFoundError("nginx is not installed (Debian: apt-get install nginx)")
+    return found
+
+
+def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode} before listening")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gunicorn did not listen on {path} within {timeout:g} s")
+        time.sleep(0.05)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.production", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--run-dir", type=Path, help="socket, nginx.conf, pid, logs (default: a new temp dir)"
+    )
+    parser.add_argument(
+        "--render",
+        metavar="UPSTREAM",
+        help="only print nginx.conf for gunicorn at UPSTREAM (host:port; deploy/nginx.compose.conf)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"service: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if args.render:
+        print(
+            render_nginx_config(
+                listen=settings.bind,
+                upstream=args.render,
+                run_dir=args.run_dir or Path("/tmp"),
+                max_body_bytes=settings.max_body_bytes,
+            ),
+            end="",
+        )
+        return 0
+    try:
+        nginx = find_nginx()
+    except FileNotFoundError as exc:
+        print(f"service: {exc}", file=sys.stderr)
+        return 2
+    run_dir = (args.run_dir or Path(tempfile.mkdtemp(prefix="provisioner-"))).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    socket_path = run_dir / "gunicorn.sock"
+    socket_path.unlink(missing_ok=True)
+    listen = settings.bind
+    env = dict(os.environ)
+    env["PROVISIONER_BIND"] = f"unix:{socket_path}"
+    local.export_for_workers(env, listen)  # local mode: start the emulator, as `make run` does
+    config = run_dir / "nginx.conf"
+    config.write_text(
+        render_nginx_config(
+            listen=listen,
+            upstream=f"unix:{socket_path}",
+            run_dir=run_dir,
+            max_body_bytes=settings.max_body_bytes,
+            as_root=os.geteuid() == 0,
+        )
+    )
+    # Their own sessions: Ctrl-C reaches only us, and we stop both gracefully (gunicorn takes
+    # SIGINT as a quick shutdown that does not drain).
+    gunicorn = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service:create_app()"],
+        env=env,
+        start_new_session=True,
+    )
+    processes = [gunicorn]
+
+    def stop(signum: int, frame: object) -> None:
+        for process in processes:
+            if process.poll() is None:  # nginx: SIGQUIT is its graceful stop; gunicorn: SIGTERM
+                process.send_signal(signal.SIGTERM if process is gunicorn else signal.SIGQUIT)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        wait_for_socket(socket_path, gunicorn)
+        nginx_process = subprocess.Popen(
+            [nginx, "-p", str(run_dir), "-c", str(config)], start_new_session=True
+        )
+        processes.insert(0, nginx_process)
+        print(
+            f"production shape: nginx on http://{listen} -> gunicorn on unix:{socket_path}\n"
+            f"  nginx config and logs in {run_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.2)
+    except RuntimeError as exc:
+        print(f"service: {exc}", file=sys.stderr)
+    finally:
+        stop(signal.SIGTERM, None)
+        codes = [process.wait() for process in processes]
+    return max(codes, key=abs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
