@@ -1,0 +1,3 @@
+from provisioner_client.cli import main
+
+main()

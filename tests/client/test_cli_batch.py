@@ -1,0 +1,197 @@
+"""`iot-factory batch`: many devices, resumable after a SIGKILL, one identity per row, failures listed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import stat
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from factory_service import CLI, CLI_TIMEOUT, Service
+
+from emulator import Emulator, Fault
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+ROWS = 60
+
+
+def write_csv(path: Path, serials: list[str]) -> Path:
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["serial", "location"])
+        writer.writerows([serial, "hall-7"] for serial in serials)
+    return path
+
+
+def complete_folders(out: Path) -> list[Path]:
+    return [folder for folder in out.glob("demo-*") if (folder / "config.json").exists()]
+
+
+def test_batch_killed_midway_resumes_with_exactly_one_identity_per_row(
+    service: Service, emulator: Emulator, cli_env: dict[str, str], run_cli: RunCli, tmp_path: Path
+) -> None:
+    serials = [f"B-{n:04d}" for n in range(ROWS)]
+    rows = write_csv(tmp_path / "serials.csv", serials)
+    out = tmp_path / "devices"
+    args = ["batch", "--csv", str(rows), "--template", "demo", "--out", str(out), "--concurrency", "4",
+            "--column", "SerialNumber=serial", "--column", "DeviceLocation=location",
+            "--ca-file", str(emulator.ca_path)]  # fmt: skip
+    emulator.set_fault("register_thing", Fault(latency=(0.05, 0.1)))  # slow enough to stop midway
+
+    first = subprocess.Popen([*CLI, *args], env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + CLI_TIMEOUT
+    while len(complete_folders(out)) < ROWS // 2 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    at_kill = len(complete_folders(out))
+    under_way = [d for d in (out / ".batch").iterdir() if not (d / "thing-name").exists()]
+    assert ROWS // 4 < at_kill < ROWS, f"not killed midway: {at_kill} of {ROWS} done"
+    assert under_way, "no device was under way at the kill"
+
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "provisioned" in rerun.stdout and "already done" in rerun.stdout
+
+    # The output: one complete folder per row, keys 0600, no key left in the state folders.
+    folders = complete_folders(out)
+    assert sorted(f.name for f in folders) == sorted(f"demo-{s}" for s in serials)
+    for folder in folders:
+        assert stat.S_IMODE((folder / "private.key").stat().st_mode) == 0o600
+    assert not list((out / ".batch").glob("*/private.key"))
+    assert not (out / "failures.csv").exists()
+
+    # The registry: one thing per serial, each with exactly one certificate, the one in its folder.
+    things = {t["thingName"]: t for t in emulator.registry.list_things()}
+    assert sorted(things) == sorted(f"demo-{s}" for s in serials)
+    issued = [c for c in emulator.registry.list_certificates() if c["owner"] == "fleet-provisioning"]
+    assert len(issued) == ROWS and all(c["status"] == "ACTIVE" for c in issued)
+    for folder in folders:
+        config = json.loads((folder / "config.json").read_text())
+        assert things[folder.name]["principals"] == [config["certificateId"]]
+
+    # The audit: one `provisioned` per serial; every other attempt is a replay (or a 409 "still
+    # running" met by the rerun while a killed run's request was finishing).
+    records = service.registrations(template="demo")
+    provisioned = Counter(r["parameters"]["SerialNumber"] for r in records if r["outcome"] == "provisioned")
+    assert provisioned == Counter(serials)
+    others = [r for r in records if r["outcome"] != "provisioned"]
+    assert all(r["outcome"] == "replayed" or r["problem"] == "idempotency-in-progress" for r in others), (
+        others
+    )
+    replayed = [r for r in others if r["outcome"] == "replayed"]
+    assert replayed, "the rerun recovered no device by replay"
+    print(f"\n{ROWS} rows, killed at {at_kill} done / {len(under_way)} under way; "
+          f"rerun: {len(replayed)} replayed, {len(others) - len(replayed)} in-progress 409s")  # fmt: skip
+
+
+def test_batch_lists_failed_rows_exits_1_and_a_rerun_does_only_what_is_missing(
+    service: Service, emulator: Emulator, run_cli: RunCli, tmp_path: Path
+) -> None:
+    key = service.create_key(
+        templates=["demo"], serverKeys=False, parameterRules={"SerialNumber": "^SN-[0-9]+$"}
+    )
+    service.enroll("SN-4", enabled=False)
+    rows = write_csv(tmp_path / "serials.csv", ["SN-1", "SN-2", "XX-3", "SN-4", "SN-5"])
+    out = tmp_path / "devices"
+    args = [
+        "batch",
+        "--csv",
+        str(rows),
+        "--template",
+        "demo",
+        "--out",
+        str(out),
+        "--column",
+        "SerialNumber=serial",
+    ]
+
+    done = run_cli(*args, IOT_FACTORY_API_KEY=key)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and key not in done.stdout + done.stderr
+    with open(out / "failures.csv", newline="") as file:
+        failures = list(csv.DictReader(file))
+    assert [(f["row"], json.loads(f["parameters"]), f["status"]) for f in failures] == [
+        ("4", {"SerialNumber": "XX-3"}, "403"),
+        ("5", {"SerialNumber": "SN-4"}, "403"),
+    ]
+    assert "rule" in failures[0]["reason"] and "disabled" in failures[1]["reason"]
+    assert sorted(t["thingName"] for t in emulator.registry.list_things()) == [
+        "demo-SN-1",
+        "demo-SN-2",
+        "demo-SN-5",
+    ]
+
+    service.enroll("SN-4", enabled=True)
+    again = run_cli(*args, IOT_FACTORY_API_KEY=key)
+    assert again.returncode == 1
+    with open(out / "failures.csv", newline="") as file:
+        second = list(csv.DictReader(file))
+        assert [f["row"] for f in second] == ["4"], second
+    assert len(emulator.registry.list_things()) == 4
+    attempts = Counter(r["parameters"]["SerialNumber"] for r in service.registrations(template="demo"))
+    assert attempts == {"SN-1": 1, "SN-2": 1, "XX-3": 2, "SN-4": 2, "SN-5": 1}  # done rows were not resent
+
+
+def test_batch_usage_errors_exit_2(run_cli: RunCli, tmp_path: Path) -> None:
+    rows = write_csv(tmp_path / "serials.csv", ["SN-1"])
+    done = run_cli("batch", "--csv", str(rows), "--template", "demo", "--column", "SerialNumber=nosuch")
+    assert done.returncode == 2 and "no column nosuch" in done.stderr
+
+
+def test_batch_ctrl_c_lets_the_devices_under_way_finish_and_exits_130(
+    emulator: Emulator, cli_env: dict[str, str], run_cli: RunCli, tmp_path: Path
+) -> None:
+    serials = [f"I-{n:02d}" for n in range(20)]
+    rows = write_csv(tmp_path / "serials.csv", serials)
+    out = tmp_path / "devices"
+    args = ["batch", "--csv", str(rows), "--template", "demo", "--out", str(out), "--concurrency", "2",
+            "--column", "SerialNumber=serial"]  # fmt: skip
+    emulator.set_fault("register_thing", Fault(latency=(0.3, 0.3)))
+
+    first = subprocess.Popen(
+        [*CLI, *args], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + CLI_TIMEOUT
+    while len(complete_folders(out)) < 3 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGINT)
+    stdout, stderr = first.communicate(timeout=30)
+    assert first.returncode == 130, stdout + stderr
+    assert "Interrupted" in stdout and "not attempted" in stdout and "Traceback" not in stderr
+    started = list((out / ".batch").iterdir())
+    assert 3 <= len(started) < len(serials)
+    assert all((state / "thing-name").exists() for state in started)  # none left half-way
+
+    emulator.faults.clear()
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert sorted(t["thingName"] for t in emulator.registry.list_things()) == [f"demo-{s}" for s in serials]
+
+
+def test_batch_with_a_refused_key_stops_at_once_and_exits_1(run_cli: RunCli, tmp_path: Path) -> None:
+    rows = write_csv(tmp_path / "serials.csv", [f"K-{n}" for n in range(10)])
+    args = [
+        "batch",
+        "--csv",
+        str(rows),
+        "--template",
+        "demo",
+        "--out",
+        str(tmp_path / "out"),
+        "--concurrency",
+        "2",
+    ]
+    done = run_cli(
+        *args, "--column", "SerialNumber=serial", IOT_FACTORY_API_KEY="iotp_wrong_0123456789abcdef"
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert (
+        "Stopped:" in done.stdout and "refused the API key" in done.stdout and "not attempted" in done.stdout
+    )
+    assert "0123456789abcdef" not in done.stdout + done.stderr
