@@ -13,6 +13,8 @@ bench/results/<date>-<host>.json and latest.json. See docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import platform
 import secrets
@@ -36,11 +38,21 @@ from bench.modes import (
     ServiceCaller,
 )
 from bench.processes import EmulatorProcess, ServiceProcess
-from bench.report import header, row, target_lines, targets, write_results
+from bench.report import header, row, store_lines, target_lines, targets, write_results
+from bench.stores import stores_for
 from bench.runner import Round, run_cell, run_round, summarise
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+STORES = ("off", "sqlite", "postgresql")
+# A scoped key like a factory line's: every rule of the gate is evaluated on every request.
+GATED_KEY = {
+    "name": "bench",
+    "templates": ["demo"],
+    "parameterRules": {"SerialNumber": "^[A-Za-z0-9.+-]{1,64}$"},
+    "maxProvisions": 1_000_000_000,
+    "ratePerMinute": 1_000_000,
+}
 # The emulator's published SigV4 test pair; botocore's default chain reads it from the env.
 AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
@@ -97,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the emulator's CreateKeysAndCertificate keys (AWS: rsa; see the docs "
         "for why ec is the default)",
     )
+    p.add_argument(
+        "--stores",
+        type=_list(str, STORES),
+        default="off",
+        help="the service's store: off (PROVISIONER_DATABASE_URL=off), sqlite, postgresql (a "
+        "throwaway local cluster); each is its own service, measured side by side as mode "
+        "service (off) or service+<store>, with an issued scoped key and an Idempotency-Key "
+        "on every request",
+    )
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     p.add_argument("--pool-size", type=int, default=16, help="MQTT connections per worker")
     p.add_argument("--threads", type=int, default=20, help="gunicorn threads per worker")
@@ -117,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def service_env(args: argparse.Namespace, ws_url: str, api_key: str) -> dict[str, str]:
+def service_env(args: argparse.Namespace, ws_url: str, api_key: str, database_url: str) -> dict[str, str]:
     return {
+        "PROVISIONER_DATABASE_URL": database_url,
         "PROVISIONER_IOT_ENDPOINT": ws_url,
         "PROVISIONER_AUTH_MODE": "sigv4",
         "PROVISIONER_AWS_REGION": "us-east-1",
@@ -133,10 +155,16 @@ def service_env(args: argparse.Namespace, ws_url: str, api_key: str) -> dict[str
 
 
 def make_callers(
-    mode: str, n: int, flow: str, endpoint: Endpoint, service: ServiceProcess, api_key: str
+    mode: str,
+    n: int,
+    flow: str,
+    endpoint: Endpoint,
+    services: dict[str, ServiceProcess],
+    keys: dict[str, str],
 ) -> list[Caller]:
-    if mode == "service":
-        return [ServiceCaller(service.port, api_key, flow) for _ in range(n)]
+    if mode.startswith("service"):
+        gated = mode != "service"
+        return [ServiceCaller(services[mode].port, keys[mode], flow, idempotent=gated) for _ in range(n)]
     if mode == "connect-per-request":
         return [ConnectPerRequestCaller(endpoint, flow) for _ in range(n)]
     return [DirectPoolCaller(endpoint, flow) for _ in range(n)]
@@ -147,6 +175,35 @@ def problem_lines(path: Path) -> list[str]:
     return [line for line in path.read_text(errors="replace").splitlines() if any(m in line for m in markers)]
 
 
+def expand_modes(modes: list[str], stores: list[str]) -> list[str]:
+    """`service` becomes one mode per store: `service` (off) and `service+sqlite`, ..."""
+    expanded: list[str] = []
+    for mode in modes:
+        if mode == "service":
+            expanded += ["service" if store == "off" else f"service+{store}" for store in stores]
+        else:
+            expanded.append(mode)
+    return expanded
+
+
+def issue_key(port: int, admin_key: str) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            "/admin/keys",
+            json.dumps(GATED_KEY).encode(),
+            {"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    if response.status != 201:
+        raise RuntimeError(f"cannot issue the benchmark key: {response.status} {body}")
+    return str(body["apiKey"])
+
+
 def run_condition(
     args: argparse.Namespace,
     rtt_ms: float,
@@ -154,6 +211,7 @@ def run_condition(
     run_tag: str,
     cells: list[dict[str, Any]],
     logs: dict[str, Any],
+    database_urls: dict[str, str],
 ) -> None:
     api_key = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -166,54 +224,64 @@ def run_condition(
                 key_algorithm=args.key_algorithm,
                 listeners=("ws",),
             )
-        service: ServiceProcess | None = None
+        services: dict[str, ServiceProcess] = {}
+        keys: dict[str, str] = {}
+        modes = expand_modes(args.modes, args.stores)
         try:
             endpoint = Endpoint(emulator.url("ws"))
-            with service_log.open("w") as log_file:
-                service = ServiceProcess(
-                    service_env(args, endpoint.url, api_key), log_file, workers=args.workers
-                )
-            service.wait_ready(args.pool_size)
-            for flow in args.flows:
-                if args.warmup > 0 and "service" in args.modes:
-                    # Untimed: lazy imports in the workers, each link's template subscription.
-                    run_cell(
-                        make_callers("service", max(args.levels), flow, endpoint, service, api_key),
-                        args.warmup,
-                        f"{run_tag}w{rtt_ms:g}{flow}",
-                        csrs,
-                        emulator,
-                        service,
+            for mode in modes:
+                if not mode.startswith("service"):
+                    continue
+                with service_log.open("a") as log_file:
+                    services[mode] = ServiceProcess(
+                        service_env(args, endpoint.url, api_key, database_urls[mode]),
+                        log_file,
+                        workers=args.workers,
                     )
+            for mode, service in services.items():
+                service.wait_ready(args.pool_size)
+                keys[mode] = api_key if mode == "service" else issue_key(service.port, api_key)
+            for flow in args.flows:
+                for mode in services:
+                    if args.warmup > 0:
+                        # Untimed: lazy imports in the workers, each link's template subscription.
+                        run_cell(
+                            make_callers(mode, max(args.levels), flow, endpoint, services, keys),
+                            args.warmup,
+                            f"{run_tag}w{rtt_ms:g}{flow}{mode[-3:]}",
+                            csrs,
+                            emulator,
+                            services[mode],
+                        )
                 for n in args.levels:
                     # Each cell is split into rounds and the modes take turns, so that a burst
                     # of other work on the machine lands on every mode alike.
-                    rounds: dict[str, list[Round]] = {mode: [] for mode in args.modes}
+                    rounds: dict[str, list[Round]] = {mode: [] for mode in modes}
                     for r in range(args.rounds):
-                        turn = r % len(args.modes)
-                        for mode in args.modes[turn:] + args.modes[:turn]:
+                        turn = r % len(modes)
+                        for mode in modes[turn:] + modes[:turn]:
                             rounds[mode].append(
                                 run_round(
-                                    make_callers(mode, n, flow, endpoint, service, api_key),
+                                    make_callers(mode, n, flow, endpoint, services, keys),
                                     args.seconds / args.rounds,
-                                    f"{run_tag}-{rtt_ms:g}-{flow}-{mode[0]}{n}r{r}",
+                                    f"{run_tag}-{rtt_ms:g}-{flow}-{mode[0]}{mode[-2:]}{n}r{r}",
                                     csrs,
                                     emulator,
-                                    service,
+                                    services.get(mode),
                                 )
                             )
-                    for mode in args.modes:
+                    for mode in modes:
                         cell = {
                             "rtt_ms": rtt_ms,
                             "flow": flow,
                             "mode": mode,
                             "callers": n,
-                            **summarise(rounds[mode], measure_service=mode == "service"),
+                            **summarise(rounds[mode], measure_service=mode.startswith("service")),
                         }
                         cells.append(cell)
                         print(row(cell), flush=True)
         finally:
-            if service is not None:
+            for service in services.values():
                 service.stop()
             emulator.stop()
         for name, path in (("emulator", emulator_log), ("service", service_log)):
@@ -250,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "flows": args.flows,
         "rtt_ms": args.rtt,
         "modes": args.modes,
+        "stores": args.stores,
         "emulator_key_algorithm": args.key_algorithm,
         "service": {
             "workers": args.workers,
@@ -293,8 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[dict[str, Any]] = []
     logs: dict[str, Any] = {}
     print(header(), flush=True)
-    for rtt_ms in args.rtt:
-        run_condition(args, rtt_ms, csrs, run_tag, cells, logs)
+    with stores_for(args.stores) as database_urls:
+        for rtt_ms in args.rtt:
+            run_condition(args, rtt_ms, csrs, run_tag, cells, logs, database_urls)
     checks = targets(cells, args.flows, args.rtt)
     others = [c["other_processes_pct"] for c in cells]
     if others and max(others) >= 10:
@@ -304,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             "on a quiet machine to compare runs"
         )
     print()
-    for line in target_lines(checks):
+    for line in target_lines(checks) + store_lines(cells):
         print(line)
     elapsed = time.monotonic() - started
     results = {

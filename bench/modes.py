@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+import uuid
 from typing import Protocol
 
 from bench.devices import (
@@ -46,8 +47,8 @@ class Caller(Protocol):
 class ServiceCaller:
     """One HTTP client with a kept-alive connection, as an application would hold one."""
 
-    def __init__(self, port: int, api_key: str, flow: str) -> None:
-        self.port, self.flow = port, flow
+    def __init__(self, port: int, api_key: str, flow: str, *, idempotent: bool = False) -> None:
+        self.port, self.flow, self.idempotent = port, flow, idempotent
         self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
 
@@ -60,7 +61,10 @@ class ServiceCaller:
             body["csr"] = csr.pem
         try:
             # http.client sends a bytes body in the same segment as the headers (no Nagle stall).
-            self.connection.request("POST", "/provision", json.dumps(body).encode(), self.headers)
+            headers = self.headers
+            if self.idempotent:  # as a factory tool sends: every request may be retried safely
+                headers = {**headers, "Idempotency-Key": uuid.uuid4().hex}
+            self.connection.request("POST", "/provision", json.dumps(body).encode(), headers)
             response = self.connection.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:

@@ -162,7 +162,9 @@ class ServiceProcess:
     def _full_pool(self, pool_size: int) -> bool:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
-            connection.request("GET", "/readyz")
+            # The pool's detail is for admins: the bootstrap key is one.
+            admin_key = self.env.get("PROVISIONER_API_KEYS", "").split(",")[0]
+            connection.request("GET", "/readyz", headers={"Authorization": f"Bearer {admin_key}"})
             response = connection.getresponse()
             body = json.loads(response.read() or b"{}")
         except (OSError, ValueError, http.client.HTTPException):

@@ -17,7 +17,7 @@ RSS_MB_PER_WORKER = 80.0
 COLUMNS = [  # (header, key, width)
     ("rtt", "rtt_ms", 4),
     ("flow", "flow", 4),
-    ("mode", "mode", 19),
+    ("mode", "mode", 22),
     ("n", "callers", 3),
     ("prov/s", "provisions_per_s", 7),
     ("p50 ms", "p50_ms", 7),
@@ -211,3 +211,26 @@ def write_results(results: dict[str, Any], directory: Path, date: str, hostname:
     path.write_text(text)
     (directory / "latest.json").write_text(text)
     return path
+
+
+def store_lines(cells: list[dict[str, Any]]) -> list[str]:
+    """The store's cost: each `service+<store>` cell against the store-less `service` cell of the
+    same condition (added service CPU per provision, throughput ratio)."""
+    lines = []
+    for cell in cells:
+        mode = str(cell["mode"])
+        if not mode.startswith("service+"):
+            continue
+        base = _find(cells, rtt_ms=cell["rtt_ms"], flow=cell["flow"], callers=cell["callers"], mode="service")
+        if base is None or not base.get("provisions_per_s"):
+            continue
+        added = (cell.get("service_cpu_ms_per_provision") or 0) - (
+            base.get("service_cpu_ms_per_provision") or 0
+        )
+        ratio = cell["provisions_per_s"] / base["provisions_per_s"]
+        lines.append(
+            f"store {mode[8:]:<10} rtt {cell['rtt_ms']:g} {cell['flow']} n={cell['callers']}: "
+            f"+{added:.2f} ms service CPU per provision (target <= 1), "
+            f"{ratio:.0%} of the store-less throughput (target >= 90%)"
+        )
+    return lines

@@ -24,25 +24,24 @@ from service.store import EnrollmentRecord, Store
 
 @dataclass
 class Admission:
-    """What one provision holds until it is settled."""
+    """What one provision holds until it is settled (in the store given, often a transaction)."""
 
-    store: Store | None
     caller: Caller
     enrollment: EnrollmentRecord | None = None
     claim: str | None = None
     quota_taken: bool = False
 
-    def succeeded(self, thing_name: str, certificate_id: str, at: datetime) -> None:
-        if self.store is not None and self.enrollment is not None and self.claim is not None:
-            self.store.enrollments.complete(self.enrollment.id, self.claim, thing_name, certificate_id, at)
+    def succeeded(self, store: Store | None, thing_name: str, certificate_id: str, at: datetime) -> None:
+        if store is not None and self.enrollment is not None and self.claim is not None:
+            store.enrollments.complete(self.enrollment.id, self.claim, thing_name, certificate_id, at)
 
-    def failed(self) -> None:
-        if self.store is None:
+    def failed(self, store: Store | None) -> None:
+        if store is None:
             return
         if self.enrollment is not None and self.claim is not None:
-            self.store.enrollments.release(self.enrollment.id, self.claim)
+            store.enrollments.release(self.enrollment.id, self.claim)
         if self.quota_taken:
-            self.store.keys.give_back_provision(self.caller.key_id)
+            store.keys.give_back_provision(self.caller.key_id)
 
 
 class Gate:
@@ -70,7 +69,7 @@ class Gate:
         self, caller: Caller, *, template: str, parameters: Mapping[str, str], server_key: bool, now: datetime
     ) -> Admission:
         _check_scope(caller, template, parameters, server_key)
-        admission = Admission(self._store, caller)
+        admission = Admission(caller)
         if self._store is None:
             return admission
         entry = self._store.enrollments.match(template, parameters)
@@ -88,7 +87,7 @@ class Gate:
                 _refuse_enrollment(self._store, entry)
         if caller.max_provisions is not None:
             if not self._store.keys.take_provision(caller.key_id):
-                admission.failed()
+                admission.failed(self._store)
                 raise Forbidden(
                     f"API key {caller.key_id} has used all {caller.max_provisions} of its provisions",
                     rule="quota-exhausted",

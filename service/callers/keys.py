@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -21,6 +23,11 @@ from service.store import KeyRecord, Store
 PREFIX = "iotp"
 _TOKEN = re.compile(rf"^{PREFIX}_(k[0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})$")
 UNKNOWN = "The API key is not valid."  # one message for unknown, revoked and expired keys
+# Key records are kept this long per process: a lookup per request costs more than the rest of
+# the gate. Revoking (or a changed scope) reaches every worker within this time; the CLI and the
+# admin API say so.
+CACHE_SECONDS = 2.0
+_CACHE_LIMIT = 10_000
 
 
 def issue(store: Store, spec: KeySpec, now: datetime) -> tuple[KeyRecord, str]:
@@ -58,7 +65,7 @@ def authenticate(
         raise Unauthorized("Send the API key as 'Authorization: Bearer <key>'.")
     issued = _TOKEN.fullmatch(token)
     if issued and store is not None:
-        record = store.keys.get(issued.group(1))
+        record = _records.get(store, issued.group(1))
         if record is None or not hmac.compare_digest(record.secret_sha256, _sha256(issued.group(2))):
             raise Unauthorized(UNKNOWN)
         if record.revoked_at is not None or (record.expires_at is not None and record.expires_at <= now):
@@ -68,6 +75,39 @@ def authenticate(
     if index is None:
         raise Unauthorized(UNKNOWN)
     return Caller(key_id=f"bootstrap-{index + 1}", role="admin", bootstrap=True)
+
+
+class _RecordCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (database, key id) -> (when read, record or None for unknown)
+        self._records: dict[tuple[int, str], tuple[float, KeyRecord | None]] = {}
+
+    def get(self, store: Store, key_id: str) -> KeyRecord | None:
+        now = time.monotonic()
+        entry = (id(store.engine), key_id)
+        found = self._records.get(entry)
+        if found is not None and now - found[0] < CACHE_SECONDS:
+            return found[1]
+        record = store.keys.get(key_id)
+        with self._lock:
+            if len(self._records) >= _CACHE_LIMIT:
+                self._records.clear()
+            self._records[entry] = (now, record)
+        return record
+
+    def forget(self, key_id: str) -> None:
+        with self._lock:
+            for entry in [e for e in self._records if e[1] == key_id]:
+                del self._records[entry]
+
+
+_records = _RecordCache()
+
+
+def forget(key_id: str) -> None:
+    """Drop a key from this process's cache (after revoking it here)."""
+    _records.forget(key_id)
 
 
 def caller_of(record: KeyRecord) -> Caller:

@@ -115,6 +115,7 @@ def revoke_key(key_id: str) -> Response:
     if store.keys.get(key_id) is None:
         raise _no_such_key(key_id)
     store.keys.revoke(key_id, now)
+    keys.forget(key_id)  # this worker at once; the others within keys.CACHE_SECONDS
     record = store.keys.get(key_id)
     assert record is not None
     return json_response(key_view(record, now), 200)

@@ -1,8 +1,10 @@
 """POST /provision: run fleet provisioning for the caller, behind the gate, with an audit record.
 
-Order of checks: the key (401), its rate (429), the body (400/413/415/422), the Idempotency-Key
-(replay, 409, 422), the key's scope and the enrollments (403/409), then AWS IoT. Every attempt,
-whatever its end, leaves one registration record.
+Order of checks: the key (401), the body (400/413/415/422), then in ONE store transaction the
+key's rate (429), the Idempotency-Key (replay, 409, 422), the key's scope and the enrollments
+(403/409) and the quota; then AWS IoT; then one more transaction settles the reservations and
+writes the audit record. A transaction costs more than its statements (docs/gate.md), so a
+provision makes two. Every attempt, whatever its end, leaves one registration record.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, request
 from marshmallow import ValidationError
 
+from service.audit import Audit
+from service.callers.gate import Admission, Gate
 from service.callers.idempotency import Idempotency
 from service.callers.model import Caller
 from service.config import Settings
@@ -27,7 +33,7 @@ from service.http.problems import rules_broken
 from service.http.request_log import request_id
 from service.http.responses import json_response
 from service.http.schemas import ProvisionRequestSchema, ProvisionResponseSchema, RequestLimits
-from service.store import Registration
+from service.store import Registration, Store
 
 blueprint = Blueprint("provision", __name__)
 log = logging.getLogger("service.http")
@@ -55,6 +61,7 @@ class _Attempt:
     thing_name: str | None = None
     certificate_id: str | None = None
     replayed: bool = False
+    recorded: bool = False  # the audit record went with the settling transaction
 
 
 @blueprint.post("/provision")
@@ -69,17 +76,55 @@ def provision() -> Response:
         status, error = raised.status, raised
         raise
     finally:
-        _record(attempt, status, error)
+        if not attempt.recorded:
+            _settle(lambda: _record(context.store(), attempt, status, error))
 
 
 def _provision(attempt: _Attempt) -> Response:
     settings = context.settings()
+    store = context.store()
     caller = auth.caller()
-    gate = context.gate()
-    gate.check_rate(caller, attempt.at)
+    data, body = _read_request(settings, attempt)
+    key = _idempotency_key(attempt, store)
+    with _transaction(store) as tx:
+        gate = Gate(tx, claim_seconds=settings.request_timeout_seconds + 30)
+        gate.check_rate(caller, attempt.at)
+        if key is not None and tx is not None:
+            replay = _idempotency(tx, settings).begin(caller, key, body, attempt.at)
+            if replay is not None:
+                attempt.replayed = True
+                attempt.thing_name = replay.body.get("thingName")
+                attempt.certificate_id = replay.body.get("certificateId")
+                response = json_response(replay.body, replay.status)
+                response.headers[REPLAY_HEADER] = "true"
+                return response
+        admission = gate.admit(
+            caller,
+            template=data["template_name"],
+            parameters=data["parameters"],
+            server_key=data["csr"] is None,
+            now=attempt.at,
+        )
+    try:
+        result = context.provisioner().provision(
+            template_name=data["template_name"],
+            parameters=data["parameters"],
+            csr=data["csr"],
+            request_id=request_id(),
+        )
+    except BaseException:
+        _settle(lambda: _failed(store, settings, caller, key, admission))
+        raise
+    attempt.thing_name, attempt.certificate_id = result.thing_name, result.certificate_id
+    payload: dict[str, Any] = _RESPONSE_SCHEMA.dump(result)
+    _settle(lambda: _succeeded(store, settings, caller, key, admission, payload, attempt))
+    return json_response(payload, 201)
+
+
+def _read_request(settings: Settings, attempt: _Attempt) -> tuple[dict[str, Any], dict[str, Any]]:
     body = read_json_object(settings.max_body_bytes)
     try:
-        data = _request_schema(settings).load(body)
+        data: dict[str, Any] = _request_schema(settings).load(body)
     except ValidationError as invalid:
         raise rules_broken(invalid.messages_dict) from None
     attempt.template, attempt.parameters = data["template_name"], data["parameters"]
@@ -92,67 +137,63 @@ def _provision(attempt: _Attempt) -> Response:
                 ]
             }
         )
-    idempotency, key = _idempotency_key(attempt)
-    if idempotency is not None and key is not None:
-        replay = idempotency.begin(caller, key, body, attempt.at)
-        if replay is not None:
-            attempt.replayed = True
-            attempt.thing_name = replay.body.get("thingName")
-            attempt.certificate_id = replay.body.get("certificateId")
-            response = json_response(replay.body, replay.status)
-            response.headers[REPLAY_HEADER] = "true"
-            return response
-    try:
-        result = _admitted_provision(caller, data)
-    except BaseException:
-        if idempotency is not None and key is not None:
-            _settle(lambda: idempotency.failed(caller, key))
-        raise
-    attempt.thing_name, attempt.certificate_id = result.thing_name, result.certificate_id
-    payload: dict[str, Any] = _RESPONSE_SCHEMA.dump(result)
-    if idempotency is not None and key is not None:
-        _settle(lambda: idempotency.succeeded(caller, key, 201, payload))
-    return json_response(payload, 201)
+    return data, body
 
 
-def _admitted_provision(caller: Caller, data: dict[str, Any]) -> Any:
-    now = datetime.now(UTC)
-    admission = context.gate().admit(
-        caller,
-        template=data["template_name"],
-        parameters=data["parameters"],
-        server_key=data["csr"] is None,
-        now=now,
-    )
-    try:
-        result = context.provisioner().provision(
-            template_name=data["template_name"],
-            parameters=data["parameters"],
-            csr=data["csr"],
-            request_id=request_id(),
-        )
-    except BaseException:
-        _settle(admission.failed)
-        raise
-    _settle(lambda: admission.succeeded(result.thing_name, result.certificate_id, datetime.now(UTC)))
-    return result
+@contextmanager
+def _transaction(store: Store | None) -> Iterator[Store | None]:
+    if store is None:
+        yield None
+        return
+    with store.transaction() as tx:
+        yield tx
 
 
-def _idempotency_key(attempt: _Attempt) -> tuple[Idempotency | None, str | None]:
+def _idempotency(store: Store, settings: Settings) -> Idempotency:
+    lock = timedelta(seconds=settings.request_timeout_seconds + 30)
+    return Idempotency(store, ttl=timedelta(hours=settings.idempotency_ttl_hours), lock=lock)
+
+
+def _succeeded(
+    store: Store | None,
+    settings: Settings,
+    caller: Caller,
+    key: str | None,
+    admission: Admission,
+    payload: dict[str, Any],
+    attempt: _Attempt,
+) -> None:
+    with _transaction(store) as tx:
+        admission.succeeded(tx, attempt.thing_name or "", attempt.certificate_id or "", datetime.now(UTC))
+        if key is not None and tx is not None:
+            _idempotency(tx, settings).succeeded(caller, key, 201, payload)
+        _record(tx, attempt, 201, None)
+        attempt.recorded = True
+
+
+def _failed(
+    store: Store | None, settings: Settings, caller: Caller, key: str | None, admission: Admission
+) -> None:
+    with _transaction(store) as tx:
+        admission.failed(tx)
+        if key is not None and tx is not None:
+            _idempotency(tx, settings).failed(caller, key)
+
+
+def _idempotency_key(attempt: _Attempt, store: Store | None) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        return None, None
+        return None
     attempt.idempotency_key = Idempotency.check_key(key)
-    idempotency = context.idempotency()
-    if idempotency is None:
+    if store is None:
         raise InvalidInput(
             "Idempotency-Key needs the service's store, and this service runs without one "
             "(PROVISIONER_DATABASE_URL=off)"
         )
-    return idempotency, key
+    return key
 
 
-def _settle(step: Any) -> None:
+def _settle(step: Callable[[], None]) -> None:
     # Book-keeping after AWS IoT answered: a store failure here must not take the identity away
     # from its caller (it is issued either way); it is logged for the operator.
     try:
@@ -169,12 +210,13 @@ def _problem_name(error: ServiceError | None) -> str | None:
     return f"{error.slug}/{rule}" if isinstance(rule, str) else error.slug
 
 
-def _record(attempt: _Attempt, status: int, error: ServiceError | None) -> None:
+def _record(store: Store | None, attempt: _Attempt, status: int, error: ServiceError | None) -> None:
     extra = error.extra if error is not None else {}
     outcome = "replayed" if attempt.replayed else ("provisioned" if status == 201 else None)
     if outcome is None:
         outcome = "refused" if status < 500 else "failed"
-    context.audit().record(
+    retention = timedelta(days=context.settings().audit_retention_days)
+    Audit(store, retention=retention).record(
         Registration(
             at=attempt.at,
             request_id=request_id(),

@@ -6,7 +6,10 @@ queries are named by verb and grouped by table.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine
 
 from service.store.engine import describe, make_engine, migrate
 from service.store.enrollments import EnrollmentEntry, EnrollmentQueries, EnrollmentRecord
@@ -26,12 +29,26 @@ __all__ = [
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    """The query groups, each call its own transaction; or, from `transaction()`, all bound to one."""
+
+    def __init__(self, engine: Engine, connection: Connection | None = None) -> None:
         self.engine = engine
-        self.keys = KeyQueries(engine)
-        self.enrollments = EnrollmentQueries(engine)
-        self.registrations = RegistrationQueries(engine)
-        self.idempotency = IdempotencyQueries(engine)
+        self._connection = connection
+        bind = connection if connection is not None else engine
+        self.keys = KeyQueries(bind)
+        self.enrollments = EnrollmentQueries(bind)
+        self.registrations = RegistrationQueries(bind)
+        self.idempotency = IdempotencyQueries(bind)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """One transaction for several queries: a commit (and, on SQLite, the write lock) costs
+        more than a statement, so a request's checks share one. An exception rolls it all back."""
+        if self._connection is not None:
+            yield self
+            return
+        with self.engine.begin() as connection:
+            yield Store(self.engine, connection)
 
     @classmethod
     def open(cls, url: str, *, upgrade: bool = True) -> Store:

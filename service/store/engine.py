@@ -62,7 +62,9 @@ def _engine(url: str) -> Engine:
         # workers' read-then-write transactions cannot deadlock (both waiting to upgrade).
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # No pre-ping (a round trip per transaction): a dropped connection fails one transaction
+    # with StoreUnavailable and SQLAlchemy discards the pool's stale connections.
+    return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:

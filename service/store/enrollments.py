@@ -5,10 +5,56 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.sql import Select
 
+from service.store.base import Queries
 from service.store.tables import enrollments
+
+_CLAIM = (
+    update(enrollments)
+    .where(
+        enrollments.c.id == bindparam("b_entry_id"),
+        enrollments.c.enabled.is_(True),
+        or_(enrollments.c.claim.is_(None), enrollments.c.claim_expires_at < bindparam("b_now")),
+        or_(enrollments.c.reprovision == "allow", enrollments.c.provisions == 0),
+    )
+    .values(claim=bindparam("b_claim"), claim_expires_at=bindparam("b_until"))
+)
+_COMPLETE = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("b_entry_id"), enrollments.c.claim == bindparam("b_claim"))
+    .values(
+        provisions=enrollments.c.provisions + 1,
+        last_thing_name=bindparam("b_thing_name"),
+        last_certificate_id=bindparam("b_certificate_id"),
+        last_provisioned_at=bindparam("b_at"),
+        claim=None,
+        claim_expires_at=None,
+    )
+)
+_RELEASE = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("b_entry_id"), enrollments.c.claim == bindparam("b_claim"))
+    .values(claim=None, claim_expires_at=None)
+)
+
+
+@cache
+def _match(count: int) -> Select:  # type: ignore[type-arg]
+    """The entry of a template matching any of `count` (parameter, value) pairs."""
+    pairs = [
+        and_(enrollments.c.parameter == bindparam(f"p{i}"), enrollments.c.value == bindparam(f"v{i}"))
+        for i in range(count)
+    ]
+    return (
+        select(enrollments)
+        .where(enrollments.c.template == bindparam("template"), or_(*pairs))
+        .order_by(enrollments.c.id)
+        .limit(1)
+    )
 
 
 @dataclass(frozen=True)
@@ -39,14 +85,11 @@ class EnrollmentEntry:
     reprovision: str = "once"
 
 
-class EnrollmentQueries:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
+class EnrollmentQueries(Queries):
     def upsert_all(self, entries: Iterable[EnrollmentEntry], at: datetime) -> tuple[int, int]:
         """Add new entries and update existing ones, all in one transaction: (added, updated)."""
         added = updated = 0
-        with self._engine.begin() as db:
+        with self._db() as db:
             for entry in entries:
                 key = _key(entry.template, entry.parameter, entry.value)
                 done = db.execute(
@@ -72,16 +115,16 @@ class EnrollmentQueries:
         return added, updated
 
     def change(self, template: str, parameter: str, value: str, **values: object) -> EnrollmentRecord | None:
-        with self._engine.begin() as db:
+        with self._db() as db:
             db.execute(update(enrollments).where(_key(template, parameter, value)).values(**values))
         return self.get(template, parameter, value)
 
     def delete(self, template: str, parameter: str, value: str) -> bool:
-        with self._engine.begin() as db:
+        with self._db() as db:
             return db.execute(delete(enrollments).where(_key(template, parameter, value))).rowcount == 1
 
     def get(self, template: str, parameter: str, value: str) -> EnrollmentRecord | None:
-        with self._engine.connect() as db:
+        with self._db() as db:
             row = db.execute(select(enrollments).where(_key(template, parameter, value))).mappings().first()
         return EnrollmentRecord(**row) if row else None
 
@@ -89,22 +132,18 @@ class EnrollmentQueries:
         """The entry of `template` whose parameter has its value in `parameters`, if any."""
         if not parameters:
             return None
-        pairs = [and_(enrollments.c.parameter == k, enrollments.c.value == v) for k, v in parameters.items()]
-        query = (
-            select(enrollments)
-            .where(enrollments.c.template == template, or_(*pairs))
-            .order_by(enrollments.c.id)
-            .limit(1)
-        )
-        with self._engine.connect() as db:
-            row = db.execute(query).mappings().first()
+        values: dict[str, str] = {"template": template}
+        for i, (name, value) in enumerate(parameters.items()):
+            values[f"p{i}"], values[f"v{i}"] = name, value
+        with self._db() as db:
+            row = db.execute(_match(len(parameters)), values).mappings().first()
         return EnrollmentRecord(**row) if row else None
 
     def page(self, template: str | None, after_id: int, limit: int) -> list[EnrollmentRecord]:
         query = select(enrollments).where(enrollments.c.id > after_id)
         if template:
             query = query.where(enrollments.c.template == template)
-        with self._engine.connect() as db:
+        with self._db() as db:
             rows = db.execute(query.order_by(enrollments.c.id).limit(limit)).mappings().all()
         return [EnrollmentRecord(**row) for row in rows]
 
@@ -112,46 +151,25 @@ class EnrollmentQueries:
         query = select(func.count()).select_from(enrollments)
         if template:
             query = query.where(enrollments.c.template == template)
-        with self._engine.connect() as db:
+        with self._db() as db:
             return int(db.execute(query).scalar_one())
 
     def claim(self, entry_id: int, claim: str, until: datetime, now: datetime) -> bool:
         """Hold an enabled entry for one provision; False if disabled, spent ('once') or held."""
-        with self._engine.begin() as db:
+        with self._db() as db:
             done = db.execute(
-                update(enrollments)
-                .where(
-                    enrollments.c.id == entry_id,
-                    enrollments.c.enabled.is_(True),
-                    or_(enrollments.c.claim.is_(None), enrollments.c.claim_expires_at < now),
-                    or_(enrollments.c.reprovision == "allow", enrollments.c.provisions == 0),
-                )
-                .values(claim=claim, claim_expires_at=until)
+                _CLAIM, {"b_entry_id": entry_id, "b_claim": claim, "b_until": until, "b_now": now}
             )
         return done.rowcount == 1
 
     def complete(self, entry_id: int, claim: str, thing_name: str, certificate_id: str, at: datetime) -> None:
-        with self._engine.begin() as db:
-            db.execute(
-                update(enrollments)
-                .where(enrollments.c.id == entry_id, enrollments.c.claim == claim)
-                .values(
-                    provisions=enrollments.c.provisions + 1,
-                    last_thing_name=thing_name,
-                    last_certificate_id=certificate_id,
-                    last_provisioned_at=at,
-                    claim=None,
-                    claim_expires_at=None,
-                )
-            )
+        values = {"b_entry_id": entry_id, "b_claim": claim, "b_thing_name": thing_name}
+        with self._db() as db:
+            db.execute(_COMPLETE, {**values, "b_certificate_id": certificate_id, "b_at": at})
 
     def release(self, entry_id: int, claim: str) -> None:
-        with self._engine.begin() as db:
-            db.execute(
-                update(enrollments)
-                .where(enrollments.c.id == entry_id, enrollments.c.claim == claim)
-                .values(claim=None, claim_expires_at=None)
-            )
+        with self._db() as db:
+            db.execute(_RELEASE, {"b_entry_id": entry_id, "b_claim": claim})
 
 
 def _key(template: str, parameter: str, value: str):  # type: ignore[no-untyped-def]

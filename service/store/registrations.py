@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import delete, insert, select
 
+from service.store.base import Queries
 from service.store.tables import registrations
+
+_INSERT = insert(registrations)
 
 
 @dataclass(frozen=True)
@@ -42,14 +45,11 @@ class RegistrationFilter:
     outcome: str | None = None
 
 
-class RegistrationQueries:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
+class RegistrationQueries(Queries):
     def insert(self, record: Registration) -> None:
         values: dict[str, Any] = {k: v for k, v in record.__dict__.items() if k != "id"}
-        with self._engine.begin() as db:
-            db.execute(insert(registrations).values(**values))
+        with self._db() as db:
+            db.execute(_INSERT, values)
 
     def page(self, where: RegistrationFilter, before_id: int | None, limit: int) -> list[Registration]:
         """Newest first; `before_id` continues from the last page."""
@@ -67,10 +67,10 @@ class RegistrationQueries:
         for value, condition in conditions:
             if value is not None:
                 query = query.where(condition(value))
-        with self._engine.connect() as db:
+        with self._db() as db:
             rows = db.execute(query.order_by(c.id.desc()).limit(limit)).mappings().all()
         return [Registration(**row) for row in rows]
 
     def prune(self, older_than: datetime) -> int:
-        with self._engine.begin() as db:
+        with self._db() as db:
             return db.execute(delete(registrations).where(registrations.c.at < older_than)).rowcount

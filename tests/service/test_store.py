@@ -108,7 +108,7 @@ def test_a_once_enrollment_is_claimed_by_one_request_only(stores: Any) -> None:
     admitted = [r for r in results if not isinstance(r, Exception)]
     assert len(admitted) == 1, results
     assert all(isinstance(r, AlreadyProvisioned) for r in results if isinstance(r, Exception))
-    admitted[0].succeeded("demo-SN-1", "ab" * 32, NOW)
+    admitted[0].succeeded(store, "demo-SN-1", "ab" * 32, NOW)
     with pytest.raises(AlreadyProvisioned) as again:
         admit(0)
     assert again.value.extra["thingName"] == "demo-SN-1"
@@ -133,9 +133,9 @@ def test_a_failed_provision_gives_back_its_quota_and_its_enrollment(stores: Any)
     gate = Gate(store, claim_seconds=30)
     caller = keys.caller_of(record)
     args = {"template": "demo", "parameters": {"SerialNumber": "SN-3"}, "server_key": False, "now": NOW}
-    gate.admit(caller, **args).failed()
+    gate.admit(caller, **args).failed(store)
     admission = gate.admit(caller, **args)
-    admission.succeeded("demo-SN-3", "cd" * 32, NOW)
+    admission.succeeded(store, "demo-SN-3", "cd" * 32, NOW)
     with pytest.raises(Forbidden):
         gate.admit(caller, template="demo", parameters={"SerialNumber": "SN-4"}, server_key=False, now=NOW)
 
