@@ -39,8 +39,8 @@ from bench.modes import (
 )
 from bench.processes import EmulatorProcess, ServiceProcess
 from bench.report import header, row, store_lines, target_lines, targets, write_results
-from bench.stores import stores_for
 from bench.runner import Round, run_cell, run_round, summarise
+from bench.stores import stores_for
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
