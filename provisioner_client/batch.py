@@ -28,7 +28,7 @@ from typing import Literal
 
 from provisioner_client import keys
 from provisioner_client.client import Client
-from provisioner_client.errors import AuthenticationError, ProvisionerError
+from provisioner_client.errors import AuthenticationError, ProvisionerError, TransportError
 from provisioner_client.files import SECRET, make_directory, write_atomic
 from provisioner_client.messages import explain
 from provisioner_client.outputs import device_folder, is_complete, write_device
@@ -57,7 +57,7 @@ class Outcome:
     thing_name: str | None = None
     status: int | None = None
     reason: str = ""
-    fatal: bool = False  # no other row can succeed either (the API key is refused)
+    fatal: bool = False  # no other row can succeed either: stop the batch
 
 
 @dataclass
@@ -209,7 +209,7 @@ class Batch:
         try:
             return self._provision(row)
         except ProvisionerError as error:
-            fatal = isinstance(error, AuthenticationError)
+            fatal = isinstance(error, AuthenticationError | TransportError)  # no row can succeed now
             return Outcome(row, "failed", status=error.status, reason=explain(error), fatal=fatal)
         except (OSError, ValueError) as error:  # the disk, or a damaged state file
             return Outcome(row, "failed", reason=f"{type(error).__name__}: {error}")

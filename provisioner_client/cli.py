@@ -33,7 +33,7 @@ from rich.progress import (
 from rich.text import Text
 
 from provisioner_client import keys
-from provisioner_client.batch import Batch, CsvProblem, Outcome, Report, read_rows
+from provisioner_client.batch import Batch, CsvProblem, Outcome, Report, Row, read_rows
 from provisioner_client.client import Client
 from provisioner_client.errors import ProvisionerError
 from provisioner_client.messages import explain
@@ -161,7 +161,14 @@ def device(
     if not keys.certificate_matches_key(result.certificate_pem, key):
         err.print("[red]The service returned a certificate for another key; nothing was written.[/]")
         raise click.exceptions.Exit(1)
-    folder = write_device(out_dir, result, keys.key_pem(key), ca_pem=ca_pem, endpoint=iot_endpoint)
+    try:
+        folder = write_device(out_dir, result, keys.key_pem(key), ca_pem=ca_pem, endpoint=iot_endpoint)
+    except OSError as error:
+        err.print(
+            f"[red]✗[/] {escape(result.thing_name)} was provisioned but its files cannot be written "
+            f"({escape(str(error))}): revoke certificate {result.certificate_id} and try again."
+        )
+        raise click.exceptions.Exit(1) from None
     _warn_without_ca(ca_pem)
     out.print(
         f"[green]✓[/] {escape(result.thing_name)} provisioned "
@@ -237,7 +244,10 @@ def batch(
     _warn_without_ca(ca_pem)
     with _client(url, api_key, timeout=timeout, max_retries=max_retries, deadline=600) as client:
         work = Batch(client, template, out_dir, use_rsa=use_rsa, ca_pem=ca_pem, endpoint=iot_endpoint)
-        known, todo = work.prepare(rows)
+        try:
+            known, todo = work.prepare(rows)
+        except OSError as error:
+            raise click.ClickException(f"cannot use {out_dir}: {error}") from None
         report = Report(total=len(rows), outcomes=list(known))
         try:
             _run_with_progress(work, todo, report, concurrency)
@@ -274,7 +284,7 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:.1f}/s" if speed else "-/s")
 
 
-def _run_with_progress(work: Batch, todo: list[Any], report: Report, concurrency: int) -> None:
+def _run_with_progress(work: Batch, todo: list[Row], report: Report, concurrency: int) -> None:
     progress = Progress(
         TextColumn("provisioning"),
         BarColumn(),

@@ -195,3 +195,25 @@ def test_batch_with_a_refused_key_stops_at_once_and_exits_1(run_cli: RunCli, tmp
         "Stopped:" in done.stdout and "refused the API key" in done.stdout and "not attempted" in done.stdout
     )
     assert "0123456789abcdef" not in done.stdout + done.stderr
+
+
+def test_batch_against_no_service_stops_after_the_retries_and_exits_1(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    rows = write_csv(tmp_path / "serials.csv", [f"U-{n}" for n in range(20)])
+    args = [
+        "batch",
+        "--csv",
+        str(rows),
+        "--template",
+        "demo",
+        "--out",
+        str(tmp_path / "out"),
+        "--concurrency",
+        "2",
+    ]
+    done = run_cli(
+        *args, "--max-retries", "1", "--column", "SerialNumber=serial", IOT_FACTORY_URL="http://127.0.0.1:1"
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "cannot reach the provisioning service" in done.stdout and "not attempted" in done.stdout
