@@ -37,32 +37,72 @@ def _port(value: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m emulator",
-                                     description="Local AWS IoT Core fleet-provisioning emulator.")
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator", description="Local AWS IoT Core fleet-provisioning emulator."
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    for name, default, what in (("mqtt", "1883", "plain MQTT over TCP"),
-                                ("mqtts", "8883", "MQTT over TLS with client certificates"),
-                                ("ws", "8080", "MQTT over WebSocket with SigV4"),
-                                ("wss", "8443", "MQTT over WebSocket+TLS with SigV4")):
-        parser.add_argument(f"--{name}-port", type=_port, default=_port(default),
-                            help=f"{what} (default {default}; 0 = any free port, off = disabled)")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help="CA, claim certificate and registry (default ./.emulator-data)")
-    parser.add_argument("--templates-dir", type=Path, default=None,
-                        help="directory of <name>.json provisioning templates (default: demo)")
-    parser.add_argument("--credentials", action="append", default=[], metavar="KEY_ID:SECRET",
-                        help="SigV4 credentials to accept (repeatable; default "
-                             f"{DEFAULT_ACCESS_KEY_ID}:<AWS's documentation example secret>)")
-    parser.add_argument("--require-active-certificates", action="store_true",
-                        help="TLS clients may connect only with ACTIVE certificates (as AWS)")
-    parser.add_argument("--key-algorithm", choices=["rsa", "ec"], default="rsa",
-                        help="CreateKeysAndCertificate keys: rsa (AWS's RSA 2048) or ec (fast)")
-    parser.add_argument("--send-delay", type=float, default=0.0, metavar="SECONDS",
-                        help="delay every packet sent, to simulate a network round trip")
-    parser.add_argument("--strict-parameters", action="store_true",
-                        help="refuse the capitalised 'Parameters' key in RegisterThing")
-    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                        help="inject a fault, e.g. register_thing:latency=0.5 (see docs)")
+    for name, default, what in (
+        ("mqtt", "1883", "plain MQTT over TCP"),
+        ("mqtts", "8883", "MQTT over TLS with client certificates"),
+        ("ws", "8080", "MQTT over WebSocket with SigV4"),
+        ("wss", "8443", "MQTT over WebSocket+TLS with SigV4"),
+    ):
+        parser.add_argument(
+            f"--{name}-port",
+            type=_port,
+            default=_port(default),
+            help=f"{what} (default {default}; 0 = any free port, off = disabled)",
+        )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="CA, claim certificate and registry (default ./.emulator-data)",
+    )
+    parser.add_argument(
+        "--templates-dir",
+        type=Path,
+        default=None,
+        help="directory of <name>.json provisioning templates (default: demo)",
+    )
+    parser.add_argument(
+        "--credentials",
+        action="append",
+        default=[],
+        metavar="KEY_ID:SECRET",
+        help="SigV4 credentials to accept (repeatable; default "
+        f"{DEFAULT_ACCESS_KEY_ID}:<AWS's documentation example secret>)",
+    )
+    parser.add_argument(
+        "--require-active-certificates",
+        action="store_true",
+        help="TLS clients may connect only with ACTIVE certificates (as AWS)",
+    )
+    parser.add_argument(
+        "--key-algorithm",
+        choices=["rsa", "ec"],
+        default="rsa",
+        help="CreateKeysAndCertificate keys: rsa (AWS's RSA 2048) or ec (fast)",
+    )
+    parser.add_argument(
+        "--send-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay every packet sent, to simulate a network round trip",
+    )
+    parser.add_argument(
+        "--strict-parameters",
+        action="store_true",
+        help="refuse the capitalised 'Parameters' key in RegisterThing",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault, e.g. register_thing:latency=0.5 (see docs)",
+    )
     parser.add_argument("--max-payload-bytes", type=int, default=Limits.max_payload_bytes)
     parser.add_argument("--log-level", default="INFO")
     return parser
@@ -78,13 +118,20 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
                 raise ConfigError("--credentials takes KEY_ID:SECRET")
             credentials[key_id] = secret
     return EmulatorConfig(
-        host=args.host, mqtt_port=args.mqtt_port, mqtts_port=args.mqtts_port,
-        ws_port=args.ws_port, wss_port=args.wss_port, data_dir=args.data_dir,
-        templates_dir=args.templates_dir, credentials=credentials,
+        host=args.host,
+        mqtt_port=args.mqtt_port,
+        mqtts_port=args.mqtts_port,
+        ws_port=args.ws_port,
+        wss_port=args.wss_port,
+        data_dir=args.data_dir,
+        templates_dir=args.templates_dir,
+        credentials=credentials,
         require_active_certificates=args.require_active_certificates,
-        key_algorithm=args.key_algorithm, send_delay=args.send_delay,
+        key_algorithm=args.key_algorithm,
+        send_delay=args.send_delay,
         strict_parameters=args.strict_parameters,
-        limits=dataclasses.replace(Limits(), max_payload_bytes=args.max_payload_bytes))
+        limits=dataclasses.replace(Limits(), max_payload_bytes=args.max_payload_bytes),
+    )
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -115,9 +162,12 @@ def _list(argv: list[str]) -> int:
         print(f"no registry at {database}", file=sys.stderr)
         return 1
     registry = Registry(database)
-    rows = {"things": registry.list_things, "certificates": registry.list_certificates,
-            "policies": registry.list_policies,
-            "templates-used": registry.list_template_uses}[args.what]()
+    rows = {
+        "things": registry.list_things,
+        "certificates": registry.list_certificates,
+        "policies": registry.list_policies,
+        "templates-used": registry.list_template_uses,
+    }[args.what]()
     registry.close()
     print(json.dumps(rows, indent=2, default=str))
     return 0
@@ -132,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return check_template(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         asyncio.run(_run(args))
     except EmulatorError as exc:

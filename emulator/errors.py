@@ -52,8 +52,9 @@ class ProvisioningError(EmulatorError):
     status_code = 400
     error_code = "InvalidRequest"
 
-    def __init__(self, message: str, *, status_code: int | None = None,
-                 error_code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, error_code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if status_code is not None:
@@ -62,8 +63,7 @@ class ProvisioningError(EmulatorError):
             self.error_code = error_code
 
     def payload(self) -> dict[str, object]:
-        return {"statusCode": self.status_code, "errorCode": self.error_code,
-                "errorMessage": self.message}
+        return {"statusCode": self.status_code, "errorCode": self.error_code, "errorMessage": self.message}
 
 
 class InvalidRequest(ProvisioningError):

@@ -109,8 +109,7 @@ def _attributes(ev: Evaluator, props: dict, path: str) -> dict[str, str]:
     attributes = ev.string_map(props.get("AttributePayload", {}), a_path)
     for name, value in attributes.items():
         naming.ATTRIBUTE_NAME.check(name, "AttributePayload.Attributes", a_path)
-        naming.ATTRIBUTE_VALUE.check(value, f"AttributePayload.Attributes.{name}",
-                                     f"{a_path}.{name}")
+        naming.ATTRIBUTE_VALUE.check(value, f"AttributePayload.Attributes.{name}", f"{a_path}.{name}")
     return attributes
 
 
@@ -118,8 +117,9 @@ def _thing(ev: Evaluator, resource: dict, props: dict, path: str) -> ThingSpec:
     p = f"{path}.Properties"
     if "ThingName" not in props:
         raise fail(f"{p}.ThingName", "is required")
-    name = naming.THING_NAME.check(ev.string(props["ThingName"], f"{p}.ThingName"),
-                                   "ThingName", f"{p}.ThingName")
+    name = naming.THING_NAME.check(
+        ev.string(props["ThingName"], f"{p}.ThingName"), "ThingName", f"{p}.ThingName"
+    )
     g_path = f"{p}.ThingGroups"
     groups = ev.strings(props.get("ThingGroups", []), g_path)
     for i, group in enumerate(groups):
@@ -147,8 +147,10 @@ def _certificate_status(ev: Evaluator, props: dict, path: str) -> str:
     s_path = f"{path}.Properties.Status"
     status = ev.string(props.get("Status", "ACTIVE"), s_path)
     if status.upper() not in CERTIFICATE_STATUSES:
-        raise fail(s_path, f"must be one of {', '.join(CERTIFICATE_STATUSES)} (in any letter "
-                           f"case), got {status[:140]!r}")
+        raise fail(
+            s_path,
+            f"must be one of {', '.join(CERTIFICATE_STATUSES)} (in any letter case), got {status[:140]!r}",
+        )
     return status.upper()
 
 

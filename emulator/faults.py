@@ -44,19 +44,19 @@ Repeat = bool | float | tuple[float, float]
 
 @dataclass(frozen=True)
 class Fault:
-    latency: tuple[float, float] | None = None   # seconds before processing (min, max)
-    late: float | None = None                    # seconds between processing and answering
-    reject: tuple[int, str, str] | None = None   # statusCode, errorCode, errorMessage
+    latency: tuple[float, float] | None = None  # seconds before processing (min, max)
+    late: float | None = None  # seconds between processing and answering
+    reject: tuple[int, str, str] | None = None  # statusCode, errorCode, errorMessage
     never_answer: bool = False
-    answer_twice: Repeat = False                 # the answer again, after this delay
-    process_twice: Repeat = False                # a second copy of the request, this much later
+    answer_twice: Repeat = False  # the answer again, after this delay
+    process_twice: Repeat = False  # a second copy of the request, this much later
     drop_connection: bool = False
     throttle: tuple[float, float] | None = None  # rate per second, burst
-    count: int | None = None                     # only the next N requests, then disarmed
+    count: int | None = None  # only the next N requests, then disarmed
 
     def __post_init__(self) -> None:
         for name in ("answer_twice", "process_twice"):
-            _delay(getattr(self, name), name)   # refuse a bad value when the fault is made
+            _delay(getattr(self, name), name)  # refuse a bad value when the fault is made
 
     def latency_seconds(self) -> float:
         if not self.latency:
@@ -80,12 +80,14 @@ def _delay(setting: Repeat, name: str) -> float | None:
         return 0.0
     if isinstance(setting, int | float) and setting >= 0:
         return float(setting)
-    if (isinstance(setting, tuple) and len(setting) == 2
-            and all(isinstance(x, int | float) and x >= 0 for x in setting)
-            and setting[0] <= setting[1]):
+    if (
+        isinstance(setting, tuple)
+        and len(setting) == 2
+        and all(isinstance(x, int | float) and x >= 0 for x in setting)
+        and setting[0] <= setting[1]
+    ):
         return random.uniform(*setting)
-    raise ConfigError(f"{name}: expected True, a delay in seconds or a (min, max) range, "
-                      f"got {setting!r}")
+    raise ConfigError(f"{name}: expected True, a delay in seconds or a (min, max) range, got {setting!r}")
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,7 @@ class Faults:
 
     def set(self, operation: str, fault: Fault) -> None:
         if operation != "*" and operation not in OPERATIONS:
-            raise ConfigError(f"unknown operation {operation!r}; use one of "
-                              f"{', '.join(OPERATIONS)} or *")
+            raise ConfigError(f"unknown operation {operation!r}; use one of {', '.join(OPERATIONS)} or *")
         with self._lock:
             self._faults[operation] = fault
             self._buckets.pop(operation, None)
@@ -172,8 +173,11 @@ def parse_spec(spec: str) -> tuple[str, Fault]:
             elif name == "reject":
                 status, _, rest = value.partition("/")
                 code, _, message = rest.partition("/")
-                fields["reject"] = (int(status), code or "InjectedFault",
-                                    message or "rejected by an injected fault")
+                fields["reject"] = (
+                    int(status),
+                    code or "InjectedFault",
+                    message or "rejected by an injected fault",
+                )
             elif name in ("answer_twice", "process_twice"):
                 fields[name] = _range(value) if value else True
             elif name in ("never_answer", "drop_connection"):

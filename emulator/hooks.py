@@ -42,9 +42,7 @@ def _failed(reason: str) -> AccessDenied:
     return AccessDenied(f"pre-provisioning hook failed: {reason}")
 
 
-def call_pre_provisioning_hook(
-    url: str, event: dict, timeout: float = DEFAULT_TIMEOUT
-) -> HookDecision:
+def call_pre_provisioning_hook(url: str, event: dict, timeout: float = DEFAULT_TIMEOUT) -> HookDecision:
     """POST ``event`` as JSON to ``url``; return the decision or raise AccessDenied."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -38,7 +38,7 @@ SUBPROTOCOLS = ["mqtt", "mqttv3.1"]
 
 @dataclass
 class Listener:
-    scheme: str          # mqtt, mqtts, ws, wss
+    scheme: str  # mqtt, mqtts, ws, wss
     server: asyncio.Server | Server
     port: int
 
@@ -51,10 +51,11 @@ class Listener:
         self.server.close()
 
 
-def server_tls_context(authority: CertificateAuthority, *, client_certificates: bool,
-                       alpn: list[str]) -> ssl.SSLContext:
+def server_tls_context(
+    authority: CertificateAuthority, *, client_certificates: bool, alpn: list[str]
+) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2    # AWS IoT requires TLS 1.2+
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # AWS IoT requires TLS 1.2+
     context.load_cert_chain(authority.server_cert_path, authority.server_key_path)
     if client_certificates:
         context.verify_mode = ssl.CERT_REQUIRED
@@ -64,8 +65,13 @@ def server_tls_context(authority: CertificateAuthority, *, client_certificates: 
 
 
 class ListenerFactory:
-    def __init__(self, config: EmulatorConfig, broker: Broker, authority: CertificateAuthority,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        broker: Broker,
+        authority: CertificateAuthority,
+        clock: Callable[[], float],
+    ) -> None:
         self.config = config
         self.broker = broker
         self.authority = authority
@@ -78,20 +84,21 @@ class ListenerFactory:
         if config.mqtt_port is not None:
             listeners.append(await self._stream("mqtt", config.mqtt_port, None))
         if config.mqtts_port is not None:
-            context = server_tls_context(self.authority, client_certificates=True,
-                                         alpn=["x-amzn-mqtt-ca", "mqtt"])
+            context = server_tls_context(
+                self.authority, client_certificates=True, alpn=["x-amzn-mqtt-ca", "mqtt"]
+            )
             listeners.append(await self._stream("mqtts", config.mqtts_port, context))
         if config.ws_port is not None:
             listeners.append(await self._websocket("ws", config.ws_port, None))
         if config.wss_port is not None:
-            context = server_tls_context(self.authority, client_certificates=False,
-                                         alpn=["http/1.1"])
+            context = server_tls_context(self.authority, client_certificates=False, alpn=["http/1.1"])
             listeners.append(await self._websocket("wss", config.wss_port, context))
         return listeners
 
     async def _run(self, transport: Transport) -> None:
-        connection = Connection(self.broker, transport, limits=self.config.limits,
-                                send_delay=self.config.send_delay)
+        connection = Connection(
+            self.broker, transport, limits=self.config.limits, send_delay=self.config.send_delay
+        )
         self.connections.add(connection)
         try:
             await connection.serve()
@@ -104,28 +111,32 @@ class ListenerFactory:
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self._run(StreamTransport(reader, writer, kind))
 
-        server = await asyncio.start_server(on_client, self.config.host, port, ssl=context,
-                                            ssl_handshake_timeout=10 if context else None)
+        server = await asyncio.start_server(
+            on_client, self.config.host, port, ssl=context, ssl_handshake_timeout=10 if context else None
+        )
         return Listener(scheme, server, server.sockets[0].getsockname()[1])
 
-    async def _websocket(self, scheme: str, port: int,
-                         context: ssl.SSLContext | None) -> Listener:
+    async def _websocket(self, scheme: str, port: int, context: ssl.SSLContext | None) -> Listener:
         async def handler(websocket: ServerConnection) -> None:
             await self._run(WebSocketTransport(websocket, scheme))
 
         server = await serve(
-            handler, self.config.host, port, ssl=context, subprotocols=SUBPROTOCOLS,  # type: ignore[arg-type]
-            process_request=self._check_upgrade, compression=None,
+            handler,
+            self.config.host,
+            port,
+            ssl=context,
+            subprotocols=SUBPROTOCOLS,  # type: ignore[arg-type]
+            process_request=self._check_upgrade,
+            compression=None,
             max_size=self.config.limits.max_payload_bytes + 64 * 1024,
-            ping_interval=None,   # MQTT has its own keep-alive
+            ping_interval=None,  # MQTT has its own keep-alive
             logger=_websockets_log,
         )
         return Listener(scheme, server, server.sockets[0].getsockname()[1])
 
-    async def _check_upgrade(self, connection: ServerConnection,
-                             request: Request) -> Response | None:
+    async def _check_upgrade(self, connection: ServerConnection, request: Request) -> Response | None:
         if self.config.send_delay:
-            await asyncio.sleep(self.config.send_delay)   # the upgrade is a round trip too
+            await asyncio.sleep(self.config.send_delay)  # the upgrade is a round trip too
         peer = connection.remote_address
         path = request.path.split("?", 1)[0]
         if path != "/mqtt":
@@ -133,9 +144,12 @@ class ListenerFactory:
             return connection.respond(HTTPStatus.NOT_FOUND, "path must be /mqtt\n")
         try:
             identity = verify_presigned_request(
-                request.path, request.headers, self.config.credentials,
+                request.path,
+                request.headers,
+                self.config.credentials,
                 now=datetime.fromtimestamp(self.clock(), UTC),
-                max_age_without_expires=timedelta(seconds=self.config.sigv4_max_age))
+                max_age_without_expires=timedelta(seconds=self.config.sigv4_max_age),
+            )
         except AuthError as exc:
             log.warning("WebSocket upgrade from %s refused (403): %s", peer, exc)
             return connection.respond(HTTPStatus.FORBIDDEN, f"SigV4 check failed: {exc}\n")

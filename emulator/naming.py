@@ -37,16 +37,14 @@ class Rule:
 
 
 # CreateThing: thingName, [a-zA-Z0-9:_-]+, 1-128 characters.
-THING_NAME = Rule(re.compile(r"[a-zA-Z0-9:_-]+"), 1, 128,
-                  "1-128 characters of [a-zA-Z0-9:_-]")
+THING_NAME = Rule(re.compile(r"[a-zA-Z0-9:_-]+"), 1, 128, "1-128 characters of [a-zA-Z0-9:_-]")
 # CreateThingGroup, CreateThingType and CreateBillingGroup use the same rule as thing names.
 THING_GROUP_NAME = THING_TYPE_NAME = BILLING_GROUP_NAME = THING_NAME
 # AttributePayload: names [a-zA-Z0-9_.,@/:#-]+ up to 128, values [a-zA-Z0-9_.,@/:#=\[\]-]* up to
 # 800 (an empty value is allowed by the pattern).
-ATTRIBUTE_NAME = Rule(re.compile(r"[a-zA-Z0-9_.,@/:#-]+"), 1, 128,
-                      "1-128 characters of [a-zA-Z0-9_.,@/:#-]")
-ATTRIBUTE_VALUE = Rule(re.compile(r"[a-zA-Z0-9_.,@/:#=\[\]-]*"), 0, 800,
-                       "at most 800 characters of [a-zA-Z0-9_.,@/:#=[]-]")
+ATTRIBUTE_NAME = Rule(re.compile(r"[a-zA-Z0-9_.,@/:#-]+"), 1, 128, "1-128 characters of [a-zA-Z0-9_.,@/:#-]")
+ATTRIBUTE_VALUE = Rule(
+    re.compile(r"[a-zA-Z0-9_.,@/:#=\[\]-]*"), 0, 800, "at most 800 characters of [a-zA-Z0-9_.,@/:#=[]-]"
+)
 # CreatePolicy: policyName, [\w+=,.@-]+, 1-128 characters (\w in ASCII, as AWS means it).
-POLICY_NAME = Rule(re.compile(r"[\w+=,.@-]+", re.ASCII), 1, 128,
-                   "1-128 characters of [a-zA-Z0-9_+=,.@-]")
+POLICY_NAME = Rule(re.compile(r"[\w+=,.@-]+", re.ASCII), 1, 128, "1-128 characters of [a-zA-Z0-9_+=,.@-]")

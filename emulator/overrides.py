@@ -26,11 +26,12 @@ def override_thing(existing: ThingSpec, new: ThingSpec, default: str) -> ThingSp
         if value not in OVERRIDE_VALUES:
             raise InvalidRequest(
                 f"OverrideSettings {key} {value!r} is not one of {', '.join(OVERRIDE_VALUES)}",
-                status_code=400, error_code="InvalidParameterException")
+                status_code=400,
+                error_code="InvalidParameterException",
+            )
     if "FAIL" in settings.values():
         # AWS: FAIL rejects the request when the resource exists (doc).
-        raise ResourceConflict(
-            f"thing '{existing.thing_name}' already exists and OverrideSettings is FAIL")
+        raise ResourceConflict(f"thing '{existing.thing_name}' already exists and OverrideSettings is FAIL")
     attributes = dict(existing.attributes)
     if settings["AttributePayload"] == "REPLACE":
         attributes = dict(new.attributes)
@@ -44,11 +45,9 @@ def override_thing(existing: ThingSpec, new: ThingSpec, default: str) -> ThingSp
     return ThingSpec(
         thing_name=existing.thing_name,
         attributes=attributes,
-        thing_type_name=_single(settings["ThingTypeName"], existing.thing_type_name,
-                                new.thing_type_name),
+        thing_type_name=_single(settings["ThingTypeName"], existing.thing_type_name, new.thing_type_name),
         thing_groups=groups,
-        billing_group=_single(settings["BillingGroup"], existing.billing_group,
-                              new.billing_group),
+        billing_group=_single(settings["BillingGroup"], existing.billing_group, new.billing_group),
     )
 
 

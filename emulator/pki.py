@@ -95,9 +95,7 @@ def load_csr(text: str) -> x509.CertificateSigningRequest:
         csr = x509.load_pem_x509_csr(data)
         public_key = csr.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise InvalidRequest(
-            "certificateSigningRequest is not a PEM certificate signing request"
-        ) from exc
+        raise InvalidRequest("certificateSigningRequest is not a PEM certificate signing request") from exc
     if isinstance(public_key, rsa.RSAPublicKey):
         if public_key.key_size < MIN_RSA_BITS:
             raise InvalidRequest(
@@ -106,13 +104,10 @@ def load_csr(text: str) -> x509.CertificateSigningRequest:
     elif isinstance(public_key, ec.EllipticCurvePublicKey):
         if public_key.curve.name not in SUPPORTED_CURVES:
             raise InvalidRequest(
-                f"CSR key is EC on curve {public_key.curve.name}, which is not supported; "
-                f"{ACCEPTED_KEYS}"
+                f"CSR key is EC on curve {public_key.curve.name}, which is not supported; {ACCEPTED_KEYS}"
             )
     else:
-        raise InvalidRequest(
-            f"CSR key is {_key_type(public_key)}, which is not supported; {ACCEPTED_KEYS}"
-        )
+        raise InvalidRequest(f"CSR key is {_key_type(public_key)}, which is not supported; {ACCEPTED_KEYS}")
     try:
         valid = csr.is_signature_valid
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -124,8 +119,11 @@ def load_csr(text: str) -> x509.CertificateSigningRequest:
 
 def _key_type(public_key: object) -> str:
     # cryptography's concrete classes have private names (_Ed25519PublicKey...): name the family.
-    for family, label in ((ed25519.Ed25519PublicKey, "Ed25519"), (ed448.Ed448PublicKey, "Ed448"),
-                          (dsa.DSAPublicKey, "DSA")):
+    for family, label in (
+        (ed25519.Ed25519PublicKey, "Ed25519"),
+        (ed448.Ed448PublicKey, "Ed448"),
+        (dsa.DSAPublicKey, "DSA"),
+    ):
         if isinstance(public_key, family):
             return label
     return type(public_key).__name__.lstrip("_")
@@ -287,8 +285,7 @@ def _make_ca() -> _Pair:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
     )
     return _Pair(cert, key)
@@ -297,9 +294,15 @@ def _make_ca() -> _Pair:
 def _key_usage(*, cert_sign: bool = False, rsa_key: bool = False) -> x509.KeyUsage:
     # keyEncipherment only makes sense for RSA (TLS RSA key transport); EC keys only sign.
     return x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=rsa_key,
-        data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign, crl_sign=cert_sign,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=rsa_key,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -310,25 +313,39 @@ def _client_extensions() -> list[x509.ExtensionType]:
 def _server_extensions() -> list[x509.ExtensionType]:
     return [
         x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-        x509.SubjectAlternativeName([
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("::1")),
-        ]),
+        x509.SubjectAlternativeName(
+            [
+                x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("::1")),
+            ]
+        ),
     ]
 
 
 def _issue_pair(ca: _Pair, common_name: str, extensions: list[x509.ExtensionType]) -> _Pair:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    cert = _sign(ca, key.public_key(), common_name, not_before=now - BACKDATE,
-                 not_after=ca.cert.not_valid_after_utc, extensions=extensions)
+    cert = _sign(
+        ca,
+        key.public_key(),
+        common_name,
+        not_before=now - BACKDATE,
+        not_after=ca.cert.not_valid_after_utc,
+        extensions=extensions,
+    )
     return _Pair(cert, key)
 
 
-def _sign(ca: _Pair, public_key: CertificatePublicKeyTypes, common_name: str, *,
-          not_before: dt.datetime, not_after: dt.datetime,
-          extensions: list[x509.ExtensionType]) -> x509.Certificate:
+def _sign(
+    ca: _Pair,
+    public_key: CertificatePublicKeyTypes,
+    common_name: str,
+    *,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    extensions: list[x509.ExtensionType],
+) -> x509.Certificate:
     ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
         x509.CertificateBuilder()
@@ -339,11 +356,9 @@ def _sign(ca: _Pair, public_key: CertificatePublicKeyTypes, common_name: str, *,
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(rsa_key=isinstance(public_key, rsa.RSAPublicKey)),
-                       critical=True)
+        .add_extension(_key_usage(rsa_key=isinstance(public_key, rsa.RSAPublicKey)), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
     )
     for extension in extensions:
         builder = builder.add_extension(extension, critical=False)
@@ -377,7 +392,8 @@ def _load_pair(data_dir: Path, stem: str, issuer: _Pair | None = None) -> _Pair 
 
 def _save_pair(data_dir: Path, stem: str, pair: _Pair) -> None:
     key_pem = pair.key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     _write(data_dir / f"{stem}.key", key_pem, mode=0o600)

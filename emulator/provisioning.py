@@ -48,9 +48,15 @@ _OPERATION_LABELS = {
 class FleetProvisioning:
     """The reserved-topic handler the broker calls for every `$`-topic publish."""
 
-    def __init__(self, config: EmulatorConfig, authority: pki.CertificateAuthority,
-                 registry: Registry, templates: TemplateStore, key_pool: pki.KeyPool,
-                 faults: Faults) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        authority: pki.CertificateAuthority,
+        registry: Registry,
+        templates: TemplateStore,
+        key_pool: pki.KeyPool,
+        faults: Faults,
+    ) -> None:
         self.config = config
         self.authority = authority
         self.registry = registry
@@ -63,8 +69,7 @@ class FleetProvisioning:
         template_name = None
         if topic in ("$aws/certificates/create/json", "$aws/certificates/create/cbor"):
             operation = "create_keys_and_certificate"
-        elif topic in ("$aws/certificates/create-from-csr/json",
-                       "$aws/certificates/create-from-csr/cbor"):
+        elif topic in ("$aws/certificates/create-from-csr/json", "$aws/certificates/create-from-csr/cbor"):
             operation = "create_certificate_from_csr"
         elif match := _TEMPLATE_TOPIC.match(topic):
             operation, template_name = "register_thing", match.group(1)
@@ -72,17 +77,21 @@ class FleetProvisioning:
             return False
         if connection.requests_in_flight >= self.config.limits.max_requests_in_flight:
             status, code = self.config.error_codes.throttled
-            busy = Throttled(f"more than {self.config.limits.max_requests_in_flight} requests in "
-                             "flight on this connection", status_code=status, error_code=code)
-            connection.deliver(topic + "/rejected",
-                               _encode(busy.payload(), topic.rsplit("/", 1)[1]))
+            busy = Throttled(
+                f"more than {self.config.limits.max_requests_in_flight} requests in "
+                "flight on this connection",
+                status_code=status,
+                error_code=code,
+            )
+            connection.deliver(topic + "/rejected", _encode(busy.payload(), topic.rsplit("/", 1)[1]))
             log.warning("%s: %s rejected: %s", connection.name, operation, busy.message)
             return True
         connection.spawn(self._serve(connection, operation, topic, template_name, publish.payload))
         return True
 
-    async def _serve(self, connection: Connection, operation: str, topic: str,
-                     template_name: str | None, payload: bytes) -> None:
+    async def _serve(
+        self, connection: Connection, operation: str, topic: str, template_name: str | None, payload: bytes
+    ) -> None:
         plan = self.faults.plan(operation)
         fault = plan.fault
         copy_delay = fault.second_copy_delay() if fault else None
@@ -91,20 +100,36 @@ class FleetProvisioning:
             # request of its own: Create* issues a second certificate, a second RegisterThing
             # meets a token the first one may already have spent. Both copies are answered.
             copy = Plan(dataclasses.replace(fault, process_twice=False), plan.throttled)
-            connection.spawn(self._serve_copy(copy_delay, connection, operation, topic,
-                                              template_name, payload, copy))
+            connection.spawn(
+                self._serve_copy(copy_delay, connection, operation, topic, template_name, payload, copy)
+            )
         await self._process(connection, operation, topic, template_name, payload, plan)
 
-    async def _serve_copy(self, delay: float, connection: Connection, operation: str,
-                          topic: str, template_name: str | None, payload: bytes,
-                          plan: Plan) -> None:
+    async def _serve_copy(
+        self,
+        delay: float,
+        connection: Connection,
+        operation: str,
+        topic: str,
+        template_name: str | None,
+        payload: bytes,
+        plan: Plan,
+    ) -> None:
         await asyncio.sleep(delay)
-        await self._process(connection, operation, topic, template_name, payload, plan,
-                            " (second copy, injected fault)")
+        await self._process(
+            connection, operation, topic, template_name, payload, plan, " (second copy, injected fault)"
+        )
 
-    async def _process(self, connection: Connection, operation: str, topic: str,
-                       template_name: str | None, payload: bytes, plan: Plan,
-                       note: str = "") -> None:
+    async def _process(
+        self,
+        connection: Connection,
+        operation: str,
+        topic: str,
+        template_name: str | None,
+        payload: bytes,
+        plan: Plan,
+        note: str = "",
+    ) -> None:
         started = time.perf_counter()
         label = _OPERATION_LABELS[operation] + (f" {template_name}" if template_name else "")
         label += note
@@ -132,12 +157,14 @@ class FleetProvisioning:
         except Exception:
             # A bug of ours: the client still gets an answer instead of waiting out its timeout.
             log.exception("%s: %s failed unexpectedly", connection.name, label)
-            body = {"statusCode": 500, "errorCode": "InternalFailure",
-                    "errorMessage": "the emulator failed to process the request"}
+            body = {
+                "statusCode": 500,
+                "errorCode": "InternalFailure",
+                "errorMessage": "the emulator failed to process the request",
+            }
             answer_topic, outcome = topic + "/rejected", "InternalFailure"
         if fault and fault.never_answer:
-            log.info("%s: %s -> %s, answer withheld (injected fault)", connection.name, label,
-                     outcome)
+            log.info("%s: %s -> %s, answer withheld (injected fault)", connection.name, label, outcome)
             return
         if fault and fault.late:
             await asyncio.sleep(fault.late)
@@ -147,9 +174,14 @@ class FleetProvisioning:
         if delivered:
             log.info("%s: %s -> %s (%.1f ms)", connection.name, label, outcome, elapsed)
         else:
-            log.warning("%s: %s -> %s, but not delivered: the client is not subscribed to %s "
-                        "(subscribe and wait for SUBACK before publishing)",
-                        connection.name, label, outcome, answer_topic)
+            log.warning(
+                "%s: %s -> %s, but not delivered: the client is not subscribed to %s "
+                "(subscribe and wait for SUBACK before publishing)",
+                connection.name,
+                label,
+                outcome,
+                answer_topic,
+            )
         repeat_delay = fault.second_answer_delay() if fault else None
         if repeat_delay is not None:
             # QoS 1 is at-least-once: the same answer can arrive again, later, even after the
@@ -188,13 +220,18 @@ class FleetProvisioning:
         certificate_id = pki.certificate_id(certificate)
         token = self.registry.new_ownership_token()
         certificate_pem = pki.pem(certificate)
-        self.registry.add_certificate(certificate_id, certificate_pem,
-                                      status="PENDING_ACTIVATION", ownership_token=token)
-        return {"certificateId": certificate_id, "certificatePem": certificate_pem,
-                "certificateOwnershipToken": token}
+        self.registry.add_certificate(
+            certificate_id, certificate_pem, status="PENDING_ACTIVATION", ownership_token=token
+        )
+        return {
+            "certificateId": certificate_id,
+            "certificatePem": certificate_pem,
+            "certificateOwnershipToken": token,
+        }
 
-    async def register_thing(self, connection: Connection, template_name: str,
-                             request: dict[str, Any]) -> dict[str, Any]:
+    async def register_thing(
+        self, connection: Connection, template_name: str, request: dict[str, Any]
+    ) -> dict[str, Any]:
         if not _TEMPLATE_NAME.match(template_name):
             raise self._not_found(template_name)
         token = request.get("certificateOwnershipToken")
@@ -214,22 +251,24 @@ class FleetProvisioning:
                 "claimCertificateId": connection.certificate_id,
                 "certificateId": certificate_id,
                 "certificatePem": certificate.get("certificatePem", ""),
-                "templateArn": f"arn:aws:iot:emulator:000000000000:provisioningtemplate/"
-                               f"{template_name}",
+                "templateArn": f"arn:aws:iot:emulator:000000000000:provisioningtemplate/{template_name}",
                 "clientId": connection.client_id,
                 "parameters": parameters,
             }
             decision = await asyncio.to_thread(
-                call_pre_provisioning_hook, template.pre_provisioning_hook_url, event,
-                min(template.pre_provisioning_hook_timeout, self.config.hook_timeout))
+                call_pre_provisioning_hook,
+                template.pre_provisioning_hook_url,
+                event,
+                min(template.pre_provisioning_hook_timeout, self.config.hook_timeout),
+            )
             parameters = {**parameters, **decision.parameter_overrides}
         evaluation = evaluate(template, parameters, certificate_id)
         # The token is spent in the same transaction as the registration, so a failure (an
         # OverrideSettings FAIL, a missing policy) leaves it usable.
-        thing_name = self.registry.register_thing(certificate_id, evaluation, template_name,
-                                                  ownership_token=token)
-        return {"deviceConfiguration": dict(evaluation.device_configuration),
-                "thingName": thing_name}
+        thing_name = self.registry.register_thing(
+            certificate_id, evaluation, template_name, ownership_token=token
+        )
+        return {"deviceConfiguration": dict(evaluation.device_configuration), "thingName": thing_name}
 
     def _parameters(self, request: dict[str, Any]) -> dict[str, str]:
         key = "parameters"
@@ -245,8 +284,7 @@ class FleetProvisioning:
             raise self._invalid(f"{key} must be an object of string to string")
         for name, value in parameters.items():
             if not isinstance(value, str):
-                raise self._invalid(f"{key}.{name} must be a string, got "
-                                    f"{type(value).__name__}")
+                raise self._invalid(f"{key}.{name} must be a string, got {type(value).__name__}")
         return parameters
 
     def _invalid(self, message: str) -> InvalidRequest:
@@ -255,23 +293,28 @@ class FleetProvisioning:
 
     def _not_found(self, template_name: str) -> TemplateNotFound:
         status, code = self.config.error_codes.template_not_found
-        return TemplateNotFound(f"template '{template_name}' does not exist",
-                                status_code=status, error_code=code)
+        return TemplateNotFound(
+            f"template '{template_name}' does not exist", status_code=status, error_code=code
+        )
 
 
 def _decode(payload: bytes, fmt: str, config: EmulatorConfig) -> dict[str, Any]:
     status, code = config.error_codes.invalid_request
     if not payload.strip():
-        return {}    # CreateKeysAndCertificate's documented "empty" request
+        return {}  # CreateKeysAndCertificate's documented "empty" request
     try:
         request = json.loads(payload) if fmt == "json" else cbor2.loads(payload)
     except (ValueError, cbor2.CBORDecodeError, RecursionError) as exc:
         kind = "JSON" if fmt == "json" else "CBOR"
-        raise InvalidRequest(f"payload is not valid {kind}: {str(exc)[:120]}",
-                             status_code=status, error_code=code) from None
+        raise InvalidRequest(
+            f"payload is not valid {kind}: {str(exc)[:120]}", status_code=status, error_code=code
+        ) from None
     if not isinstance(request, dict):
-        raise InvalidRequest(f"payload must be a {fmt.upper()} object, got "
-                             f"{type(request).__name__}", status_code=status, error_code=code)
+        raise InvalidRequest(
+            f"payload must be a {fmt.upper()} object, got {type(request).__name__}",
+            status_code=status,
+            error_code=code,
+        )
     return request
 
 

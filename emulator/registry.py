@@ -59,8 +59,13 @@ class Registry:
     so it is a setting rather than a guess buried here.
     """
 
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time,
-                 token_lifetime: float = 3600, default_override: str = "DO_NOTHING") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        clock: Callable[[], float] = time.time,
+        token_lifetime: float = 3600,
+        default_override: str = "DO_NOTHING",
+    ) -> None:
         if default_override not in OVERRIDE_VALUES:
             raise ConfigError(f"default_override must be one of {', '.join(OVERRIDE_VALUES)}")
         self.path = str(path)
@@ -133,17 +138,24 @@ class Registry:
         # AWS tokens are long opaque strings; 48 random bytes give 64 URL-safe characters.
         return secrets.token_urlsafe(48)
 
-    def add_certificate(self, certificate_id: str, certificate_pem: str, *,
-                        status: str = "PENDING_ACTIVATION", ownership_token: str | None = None,
-                        owner: str = "fleet-provisioning") -> None:
+    def add_certificate(
+        self,
+        certificate_id: str,
+        certificate_pem: str,
+        *,
+        status: str = "PENDING_ACTIVATION",
+        ownership_token: str | None = None,
+        owner: str = "fleet-provisioning",
+    ) -> None:
         """Store a certificate. Adding the same certificate again without a token (the claim
         certificate on every start) is a no-op; any other duplicate is a ResourceConflict."""
         self._check_status(status)
         self.expire_pending()
         token_sha256 = None if ownership_token is None else _token_hash(ownership_token)
         with self._transaction() as db:
-            row = db.execute("SELECT certificate_pem FROM certificates WHERE certificate_id = ?",
-                             (certificate_id,)).fetchone()
+            row = db.execute(
+                "SELECT certificate_pem FROM certificates WHERE certificate_id = ?", (certificate_id,)
+            ).fetchone()
             if row is not None:
                 if row["certificate_pem"] == certificate_pem and ownership_token is None:
                     return
@@ -170,17 +182,22 @@ class Registry:
 
     def _valid_token(self, db: sqlite3.Connection, token: str, now: float) -> str:
         row = db.execute(
-            "SELECT certificate_id, token_redeemed_at, created_at FROM certificates"
-            " WHERE token_sha256 = ?", (_token_hash(token),)).fetchone()
-        if (row is None or row["token_redeemed_at"] is not None
-                or now - row["created_at"] > self.token_lifetime):
+            "SELECT certificate_id, token_redeemed_at, created_at FROM certificates WHERE token_sha256 = ?",
+            (_token_hash(token),),
+        ).fetchone()
+        if (
+            row is None
+            or row["token_redeemed_at"] is not None
+            or now - row["created_at"] > self.token_lifetime
+        ):
             raise InvalidToken(TOKEN_MESSAGE)
         return str(row["certificate_id"])
 
     def _redeem(self, db: sqlite3.Connection, token: str, now: float) -> str:
         certificate_id = self._valid_token(db, token, now)
-        db.execute("UPDATE certificates SET token_redeemed_at = ? WHERE certificate_id = ?",
-                   (now, certificate_id))
+        db.execute(
+            "UPDATE certificates SET token_redeemed_at = ? WHERE certificate_id = ?", (now, certificate_id)
+        )
         return certificate_id
 
     def expire_pending(self, now: float | None = None) -> int:
@@ -194,28 +211,34 @@ class Registry:
         with self._transaction() as db:
             cursor = db.execute(
                 "DELETE FROM certificates WHERE status = 'PENDING_ACTIVATION'"
-                " AND token_sha256 IS NOT NULL AND created_at < ?", (cutoff,))
+                " AND token_sha256 IS NOT NULL AND created_at < ?",
+                (cutoff,),
+            )
             return cursor.rowcount
 
     def certificate_status(self, certificate_id: str) -> str | None:
-        rows = self._rows("SELECT status FROM certificates WHERE certificate_id = ?",
-                          certificate_id)
+        rows = self._rows("SELECT status FROM certificates WHERE certificate_id = ?", certificate_id)
         return str(rows[0]["status"]) if rows else None
 
     def set_certificate_status(self, certificate_id: str, status: str) -> None:
         self._check_status(status)
         with self._transaction() as db:
-            cursor = db.execute("UPDATE certificates SET status = ? WHERE certificate_id = ?",
-                                (status, certificate_id))
+            cursor = db.execute(
+                "UPDATE certificates SET status = ? WHERE certificate_id = ?", (status, certificate_id)
+            )
             if cursor.rowcount == 0:
-                raise InvalidRequest(f"certificate {certificate_id} does not exist",
-                                     status_code=404, error_code="ResourceNotFoundException")
+                raise InvalidRequest(
+                    f"certificate {certificate_id} does not exist",
+                    status_code=404,
+                    error_code="ResourceNotFoundException",
+                )
 
     @staticmethod
     def _check_status(status: str) -> None:
         if status not in CERTIFICATE_STATUSES:
             raise _parameter_error(
-                f"certificate status {status!r} is not one of {', '.join(CERTIFICATE_STATUSES)}")
+                f"certificate status {status!r} is not one of {', '.join(CERTIFICATE_STATUSES)}"
+            )
 
     # --- policies -----------------------------------------------------------------------------
 
@@ -225,16 +248,13 @@ class Registry:
         with self._transaction() as db:
             self._put_policy(db, name, document, replace=replace)
 
-    def _put_policy(self, db: sqlite3.Connection, name: str, document: str, *,
-                    replace: bool = False) -> None:
+    def _put_policy(self, db: sqlite3.Connection, name: str, document: str, *, replace: bool = False) -> None:
         canonical = _canonical_document(document, name)
-        row = db.execute("SELECT policy_document FROM policies WHERE policy_name = ?",
-                         (name,)).fetchone()
+        row = db.execute("SELECT policy_document FROM policies WHERE policy_name = ?", (name,)).fetchone()
         if row is None:
             db.execute("INSERT INTO policies VALUES (?, ?, ?)", (name, document, self._clock()))
         elif replace:
-            db.execute("UPDATE policies SET policy_document = ? WHERE policy_name = ?",
-                       (document, name))
+            db.execute("UPDATE policies SET policy_document = ? WHERE policy_name = ?", (document, name))
         elif _canonical_document(row["policy_document"], name) != canonical:
             raise ResourceConflict(f"policy '{name}' already exists with a different document")
 
@@ -251,21 +271,28 @@ class Registry:
         if spec.policy_document is None:
             # AWS: PolicyName without PolicyDocument refers to a policy that must already exist.
             if not spec.policy_name:
-                raise _parameter_error(f"policy resource '{spec.logical_id}' has neither "
-                                       "PolicyName nor PolicyDocument")
-            if not db.execute("SELECT 1 FROM policies WHERE policy_name = ?",
-                              (spec.policy_name,)).fetchone():
+                raise _parameter_error(
+                    f"policy resource '{spec.logical_id}' has neither PolicyName nor PolicyDocument"
+                )
+            if not db.execute("SELECT 1 FROM policies WHERE policy_name = ?", (spec.policy_name,)).fetchone():
                 raise _parameter_error(f"policy '{spec.policy_name}' does not exist")
             return spec.policy_name
         name = spec.policy_name or self.inline_policy_name(
-            template_name, spec.logical_id, spec.policy_document)
+            template_name, spec.logical_id, spec.policy_document
+        )
         self._put_policy(db, name, spec.policy_document)
         return name
 
     # --- RegisterThing ------------------------------------------------------------------------
 
-    def register_thing(self, certificate_id: str, evaluation: Evaluation, template_name: str,
-                       *, ownership_token: str | None = None) -> str:
+    def register_thing(
+        self,
+        certificate_id: str,
+        evaluation: Evaluation,
+        template_name: str,
+        *,
+        ownership_token: str | None = None,
+    ) -> str:
         """Apply an evaluated template in one transaction; return the thing name ("" if none).
 
         Nothing is changed if any step fails (existing thing with FAIL, missing policy...).
@@ -276,49 +303,64 @@ class Registry:
         status = evaluation.certificate_status or "ACTIVE"
         self._check_status(status)
         with self._transaction() as db:
-            if (ownership_token is not None
-                    and self._redeem(db, ownership_token, now) != certificate_id):
+            if ownership_token is not None and self._redeem(db, ownership_token, now) != certificate_id:
                 raise InvalidToken(TOKEN_MESSAGE)
-            if not db.execute("SELECT 1 FROM certificates WHERE certificate_id = ?",
-                              (certificate_id,)).fetchone():
+            if not db.execute(
+                "SELECT 1 FROM certificates WHERE certificate_id = ?", (certificate_id,)
+            ).fetchone():
                 # Deleted by expiry between the token's redemption and now.
                 raise InvalidToken(TOKEN_MESSAGE)
             thing_name = ""
             if evaluation.thing is not None:
                 thing_name = evaluation.thing.thing_name
                 self._put_thing(db, evaluation.thing, now)
-                db.execute("INSERT OR IGNORE INTO thing_principals VALUES (?, ?)",
-                           (thing_name, certificate_id))
+                db.execute(
+                    "INSERT OR IGNORE INTO thing_principals VALUES (?, ?)", (thing_name, certificate_id)
+                )
             for spec in evaluation.policies:
-                db.execute("INSERT OR IGNORE INTO certificate_policies VALUES (?, ?)",
-                           (certificate_id, self._resolve_policy(db, spec, template_name)))
-            db.execute("UPDATE certificates SET status = ? WHERE certificate_id = ?",
-                       (status, certificate_id))
-            db.execute("INSERT INTO template_uses (template_name, certificate_id, thing_name,"
-                       " used_at) VALUES (?, ?, ?, ?)",
-                       (template_name, certificate_id, thing_name, now))
+                db.execute(
+                    "INSERT OR IGNORE INTO certificate_policies VALUES (?, ?)",
+                    (certificate_id, self._resolve_policy(db, spec, template_name)),
+                )
+            db.execute(
+                "UPDATE certificates SET status = ? WHERE certificate_id = ?", (status, certificate_id)
+            )
+            db.execute(
+                "INSERT INTO template_uses (template_name, certificate_id, thing_name,"
+                " used_at) VALUES (?, ?, ?, ?)",
+                (template_name, certificate_id, thing_name, now),
+            )
         return thing_name
 
     def _put_thing(self, db: sqlite3.Connection, spec: ThingSpec, now: float) -> None:
         name = spec.thing_name
         row = db.execute("SELECT * FROM things WHERE thing_name = ?", (name,)).fetchone()
         if row is None:
-            db.execute("INSERT INTO things VALUES (?, ?, ?, ?, ?, ?)",
-                       (name, json.dumps(spec.attributes), spec.thing_type_name,
-                        spec.billing_group, now, now))
+            db.execute(
+                "INSERT INTO things VALUES (?, ?, ?, ?, ?, ?)",
+                (name, json.dumps(spec.attributes), spec.thing_type_name, spec.billing_group, now, now),
+            )
         else:
-            groups = db.execute("SELECT group_name FROM thing_groups WHERE thing_name = ?"
-                                " ORDER BY rowid", (name,)).fetchall()
-            existing = ThingSpec(name, json.loads(row["attributes"]), row["thing_type_name"],
-                                 tuple(g["group_name"] for g in groups), row["billing_group"])
+            groups = db.execute(
+                "SELECT group_name FROM thing_groups WHERE thing_name = ? ORDER BY rowid", (name,)
+            ).fetchall()
+            existing = ThingSpec(
+                name,
+                json.loads(row["attributes"]),
+                row["thing_type_name"],
+                tuple(g["group_name"] for g in groups),
+                row["billing_group"],
+            )
             spec = override_thing(existing, spec, self.default_override)
-            db.execute("UPDATE things SET attributes = ?, thing_type_name = ?,"
-                       " billing_group = ?, updated_at = ? WHERE thing_name = ?",
-                       (json.dumps(spec.attributes), spec.thing_type_name, spec.billing_group,
-                        now, name))
+            db.execute(
+                "UPDATE things SET attributes = ?, thing_type_name = ?,"
+                " billing_group = ?, updated_at = ? WHERE thing_name = ?",
+                (json.dumps(spec.attributes), spec.thing_type_name, spec.billing_group, now, name),
+            )
             db.execute("DELETE FROM thing_groups WHERE thing_name = ?", (name,))
-        db.executemany("INSERT OR IGNORE INTO thing_groups VALUES (?, ?)",
-                       [(name, group) for group in spec.thing_groups])
+        db.executemany(
+            "INSERT OR IGNORE INTO thing_groups VALUES (?, ?)", [(name, group) for group in spec.thing_groups]
+        )
 
     # --- read-only views ----------------------------------------------------------------------
 
@@ -328,10 +370,13 @@ class Registry:
             if not rows:
                 return None
             row = rows[0]
-            groups = self._rows("SELECT group_name FROM thing_groups WHERE thing_name = ?"
-                                " ORDER BY group_name", name)
-            principals = self._rows("SELECT certificate_id FROM thing_principals"
-                                    " WHERE thing_name = ? ORDER BY certificate_id", name)
+            groups = self._rows(
+                "SELECT group_name FROM thing_groups WHERE thing_name = ? ORDER BY group_name", name
+            )
+            principals = self._rows(
+                "SELECT certificate_id FROM thing_principals WHERE thing_name = ? ORDER BY certificate_id",
+                name,
+            )
         return {
             "thingName": row["thing_name"],
             "attributes": json.loads(row["attributes"]),
@@ -343,21 +388,22 @@ class Registry:
 
     def list_things(self) -> list[dict[str, Any]]:
         with self._lock:
-            names = [r["thing_name"] for r in
-                     self._rows("SELECT thing_name FROM things ORDER BY thing_name")]
+            names = [r["thing_name"] for r in self._rows("SELECT thing_name FROM things ORDER BY thing_name")]
             return [thing for name in names if (thing := self.describe_thing(name))]
 
     def describe_certificate(self, certificate_id: str) -> dict[str, Any] | None:
         with self._lock:
-            rows = self._rows("SELECT * FROM certificates WHERE certificate_id = ?",
-                              certificate_id)
+            rows = self._rows("SELECT * FROM certificates WHERE certificate_id = ?", certificate_id)
             if not rows:
                 return None
-            things = self._rows("SELECT thing_name FROM thing_principals"
-                                " WHERE certificate_id = ? ORDER BY thing_name", certificate_id)
-            policies = self._rows("SELECT policy_name FROM certificate_policies"
-                                  " WHERE certificate_id = ? ORDER BY policy_name",
-                                  certificate_id)
+            things = self._rows(
+                "SELECT thing_name FROM thing_principals WHERE certificate_id = ? ORDER BY thing_name",
+                certificate_id,
+            )
+            policies = self._rows(
+                "SELECT policy_name FROM certificate_policies WHERE certificate_id = ? ORDER BY policy_name",
+                certificate_id,
+            )
         return {
             **_certificate_summary(rows[0]),
             "certificatePem": rows[0]["certificate_pem"],
@@ -371,15 +417,32 @@ class Registry:
 
     def list_policies(self) -> list[dict[str, Any]]:
         rows = self._rows("SELECT * FROM policies ORDER BY policy_name")
-        return [{"policyName": r["policy_name"], "policyDocument": r["policy_document"],
-                 "createdAt": r["created_at"]} for r in rows]
+        return [
+            {
+                "policyName": r["policy_name"],
+                "policyDocument": r["policy_document"],
+                "createdAt": r["created_at"],
+            }
+            for r in rows
+        ]
 
     def list_template_uses(self) -> list[dict[str, Any]]:
         rows = self._rows("SELECT * FROM template_uses ORDER BY id")
-        return [{"templateName": r["template_name"], "certificateId": r["certificate_id"],
-                 "thingName": r["thing_name"], "usedAt": r["used_at"]} for r in rows]
+        return [
+            {
+                "templateName": r["template_name"],
+                "certificateId": r["certificate_id"],
+                "thingName": r["thing_name"],
+                "usedAt": r["used_at"],
+            }
+            for r in rows
+        ]
 
 
 def _certificate_summary(row: sqlite3.Row) -> dict[str, Any]:
-    return {"certificateId": row["certificate_id"], "status": row["status"],
-            "owner": row["owner"], "createdAt": row["created_at"]}
+    return {
+        "certificateId": row["certificate_id"],
+        "status": row["status"],
+        "owner": row["owner"],
+        "createdAt": row["created_at"],
+    }

@@ -63,16 +63,24 @@ MIGRATIONS = (_VERSION_1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Every table, children before parents (the order reset() empties them in).
-TABLES = ("template_uses", "thing_principals", "certificate_policies", "thing_groups",
-          "policies", "things", "certificates")
+TABLES = (
+    "template_uses",
+    "thing_principals",
+    "certificate_policies",
+    "thing_groups",
+    "policies",
+    "things",
+    "certificates",
+)
 
 
 def migrate(db: sqlite3.Connection, path: str) -> None:
     """Bring the open database to SCHEMA_VERSION; call inside a write transaction."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise ConfigError(f"registry {path} has schema version {version}; "
-                          f"this emulator knows up to {SCHEMA_VERSION}")
+        raise ConfigError(
+            f"registry {path} has schema version {version}; this emulator knows up to {SCHEMA_VERSION}"
+        )
     for script in MIGRATIONS[version:]:
         # Not executescript(): it would commit the surrounding transaction.
         for statement in script.split(";"):

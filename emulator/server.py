@@ -37,10 +37,12 @@ class Emulator:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self.faults = Faults()
         self.authority = CertificateAuthority.load_or_create(self.config.data_dir)
-        self.registry = Registry(self.config.data_dir / "registry.sqlite3",
-                                 clock=self.config.clock,
-                                 token_lifetime=self.config.token_lifetime,
-                                 default_override=self.config.default_override)
+        self.registry = Registry(
+            self.config.data_dir / "registry.sqlite3",
+            clock=self.config.clock,
+            token_lifetime=self.config.token_lifetime,
+            default_override=self.config.default_override,
+        )
         self.templates = TemplateStore(self.config.templates_dir)
         self._register_claim_certificate()
         self.listeners: list[Listener] = []
@@ -111,8 +113,9 @@ class Emulator:
     def _register_claim_certificate(self) -> None:
         claim_id = self.authority.claim_certificate_id
         if self.registry.certificate_status(claim_id) is None:
-            self.registry.add_certificate(claim_id, Path(self.authority.claim_cert_path).read_text(),
-                                          status="ACTIVE", owner="claim")
+            self.registry.add_certificate(
+                claim_id, Path(self.authority.claim_cert_path).read_text(), status="ACTIVE", owner="claim"
+            )
 
     # -- running -----------------------------------------------------------------------------
 
@@ -122,8 +125,9 @@ class Emulator:
         self._stopping = asyncio.Event()
         key_pool = KeyPool(size=self.config.key_pool_size, algorithm=self.config.key_algorithm)
         key_pool.start()
-        handler = FleetProvisioning(self.config, self.authority, self.registry, self.templates,
-                                    key_pool, self.faults)
+        handler = FleetProvisioning(
+            self.config, self.authority, self.registry, self.templates, key_pool, self.faults
+        )
         broker = Broker(handler, authorizer=self._authorize)
         self._factory = ListenerFactory(self.config, broker, self.authority, self.config.clock)
         sweeper = asyncio.create_task(self._sweep_expired())
@@ -155,8 +159,7 @@ class Emulator:
         """Run in a background thread; return once ready (raise if it failed to start)."""
         if self._thread is not None:
             raise EmulatorError("emulator already started")
-        self._thread = threading.Thread(target=self._thread_main, name="iot-emulator",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._thread_main, name="iot-emulator", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
             raise EmulatorError(f"emulator not ready within {timeout} s")
@@ -167,7 +170,7 @@ class Emulator:
     def _thread_main(self) -> None:
         try:
             asyncio.run(self.serve())
-        except BaseException as exc:   # reported to start()'s caller, then the thread ends
+        except BaseException as exc:  # reported to start()'s caller, then the thread ends
             self._failure = exc
             log.exception("emulator failed")
             self._ready.set()
@@ -178,7 +181,7 @@ class Emulator:
             try:
                 self._loop.call_soon_threadsafe(self._stopping.set)
             except RuntimeError:
-                pass   # the loop already ended
+                pass  # the loop already ended
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

@@ -21,8 +21,7 @@ from .registry import Registry
 from .templates import DISABLED, TEMPLATE_NAME, parse_template
 
 PLACEHOLDER_CERTIFICATE_ID = "0" * 64
-PLACEHOLDER_NOTE = ("a placeholder: RegisterThing uses the id of the certificate being "
-                    "provisioned")
+PLACEHOLDER_NOTE = "a placeholder: RegisterThing uses the id of the certificate being provisioned"
 HOOK_NOTE = "not called offline; its parameterOverrides are not applied"
 
 
@@ -37,10 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m emulator check-template",
         description="Evaluate a provisioning template offline and show what RegisterThing "
-                    "would create, or the rejection it would answer.")
+        "would create, or the rejection it would answer.",
+    )
     parser.add_argument("file", type=Path, help="a template file (<name>.json, as served)")
-    parser.add_argument("--param", type=_parameter, action="append", default=[],
-                        metavar="NAME=VALUE", help="a RegisterThing parameter (repeatable)")
+    parser.add_argument(
+        "--param",
+        type=_parameter,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a RegisterThing parameter (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -53,9 +59,8 @@ def check(path: Path, parameters: dict[str, str]) -> tuple[Template, Evaluation]
         raise ConfigError(f"cannot read {path}: {exc}") from None
     template = parse_template(path.stem, text, str(path))
     if not template.enabled:
-        status, code = DISABLED   # the emulator's default answer for a disabled template
-        raise TemplateError(f"template {template.name!r} is disabled", status_code=status,
-                            error_code=code)
+        status, code = DISABLED  # the emulator's default answer for a disabled template
+        raise TemplateError(f"template {template.name!r} is disabled", status_code=status, error_code=code)
     return template, evaluate(template, parameters, PLACEHOLDER_CERTIFICATE_ID)
 
 
@@ -65,11 +70,15 @@ def report(template: Template, evaluation: Evaluation, path: Path) -> dict[str, 
     for spec in evaluation.policies:
         name = spec.policy_name
         if spec.policy_document is not None and name is None:
-            name = Registry.inline_policy_name(template.name, spec.logical_id,
-                                               spec.policy_document)
-        policies.append({"logicalId": spec.logical_id, "policyName": name,
-                         "policyDocument": spec.policy_document,
-                         "mustExist": spec.policy_document is None})
+            name = Registry.inline_policy_name(template.name, spec.logical_id, spec.policy_document)
+        policies.append(
+            {
+                "logicalId": spec.logical_id,
+                "policyName": name,
+                "policyDocument": spec.policy_document,
+                "mustExist": spec.policy_document is None,
+            }
+        )
     hook = None
     if template.pre_provisioning_hook_url:
         hook = {"url": template.pre_provisioning_hook_url, "called": False, "note": HOOK_NOTE}
@@ -79,7 +88,9 @@ def report(template: Template, evaluation: Evaluation, path: Path) -> dict[str, 
         "servedAsTemplate": bool(TEMPLATE_NAME.fullmatch(path.stem)),
         "certificateId": PLACEHOLDER_CERTIFICATE_ID,
         "certificateIdNote": PLACEHOLDER_NOTE,
-        "thing": None if thing is None else {
+        "thing": None
+        if thing is None
+        else {
             "thingName": thing.thing_name,
             "attributes": thing.attributes,
             "thingTypeName": thing.thing_type_name,
@@ -95,24 +106,30 @@ def report(template: Template, evaluation: Evaluation, path: Path) -> dict[str, 
 
 
 def render_text(result: dict[str, Any]) -> str:
-    lines = [f"Template {result['template']!r} ({result['file']}): RegisterThing would succeed.",
-             f"Certificate id: {result['certificateId']} ({result['certificateIdNote']})"]
+    lines = [
+        f"Template {result['template']!r} ({result['file']}): RegisterThing would succeed.",
+        f"Certificate id: {result['certificateId']} ({result['certificateIdNote']})",
+    ]
     if not result["servedAsTemplate"]:
-        lines.append("Note: the emulator serves only files named <name>.json, name of "
-                     "[0-9A-Za-z_-]{1,36}; rename this file to use it.")
+        lines.append(
+            "Note: the emulator serves only files named <name>.json, name of "
+            "[0-9A-Za-z_-]{1,36}; rename this file to use it."
+        )
     thing = result["thing"]
     if thing is None:
         lines.append("Thing: none (the answer's thingName is empty)")
     else:
         pairs = ", ".join(f"{k}={v}" for k, v in thing["attributes"].items())
         settings = ", ".join(f"{k}={v}" for k, v in thing["overrideSettings"].items())
-        lines += [f"Thing: {thing['thingName']}",
-                  f"  attributes: {pairs or '(none)'}",
-                  f"  thing type: {thing['thingTypeName'] or '(none)'}",
-                  f"  thing groups: {', '.join(thing['thingGroups']) or '(none)'}",
-                  f"  billing group: {thing['billingGroup'] or '(none)'}",
-                  f"  override settings (if the thing exists): {settings or '(none)'}; "
-                  "other keys use the emulator's default_override (DO_NOTHING unless set)"]
+        lines += [
+            f"Thing: {thing['thingName']}",
+            f"  attributes: {pairs or '(none)'}",
+            f"  thing type: {thing['thingTypeName'] or '(none)'}",
+            f"  thing groups: {', '.join(thing['thingGroups']) or '(none)'}",
+            f"  billing group: {thing['billingGroup'] or '(none)'}",
+            f"  override settings (if the thing exists): {settings or '(none)'}; "
+            "other keys use the emulator's default_override (DO_NOTHING unless set)",
+        ]
     lines.append(f"Certificate status: {result['certificateStatus']}")
     lines.append("Policies:" if result["policies"] else "Policies: none")
     for policy in result["policies"]:
@@ -141,8 +158,7 @@ def main(argv: list[str]) -> int:
         if args.json:
             print(json.dumps({"rejected": exc.payload()}, indent=2))
         else:
-            print(f"RegisterThing would be rejected: {exc.status_code} {exc.error_code}\n"
-                  f"{exc.message}")
+            print(f"RegisterThing would be rejected: {exc.status_code} {exc.error_code}\n{exc.message}")
         return 1
     result = report(template, evaluation, args.file)
     print(json.dumps(result, indent=2) if args.json else render_text(result))

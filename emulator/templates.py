@@ -37,8 +37,17 @@ from .evaluation import (
 )
 from .intrinsics import CERTIFICATE_ID_REF, MAX_DEPTH, brief, expect
 
-__all__ = ["CERTIFICATE_ID_REF", "MAX_DEPTH", "Evaluation", "PolicySpec", "Template",
-           "TemplateStore", "ThingSpec", "evaluate", "parse_template"]
+__all__ = [
+    "CERTIFICATE_ID_REF",
+    "MAX_DEPTH",
+    "Evaluation",
+    "PolicySpec",
+    "Template",
+    "TemplateStore",
+    "ThingSpec",
+    "evaluate",
+    "parse_template",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +87,7 @@ class TemplateStore:
         template = parse_template(name, *self._read(name))
         if not template.enabled:
             status, code = self._disabled
-            raise TemplateError(
-                f"template {name!r} is disabled", status_code=status, error_code=code
-            )
+            raise TemplateError(f"template {name!r} is disabled", status_code=status, error_code=code)
         return template
 
     def _read(self, name: str) -> tuple[str, str]:

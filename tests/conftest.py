@@ -17,8 +17,9 @@ from emulator import Emulator
 @pytest.fixture(scope="session")
 def shared_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     # EC keys for CreateKeysAndCertificate keep the suite fast; RSA is covered on its own.
-    emulator = Emulator(data_dir=tmp_path_factory.mktemp("emulator"), key_algorithm="ec",
-                        key_pool_size=2).start()
+    emulator = Emulator(
+        data_dir=tmp_path_factory.mktemp("emulator"), key_algorithm="ec", key_pool_size=2
+    ).start()
     yield emulator
     emulator.stop()
 

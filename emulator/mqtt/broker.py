@@ -19,12 +19,13 @@ class ReservedTopicHandler(Protocol):
         ...
 
 
-Authorizer = Callable[[Connection], str | None]   # returns a refusal reason, or None
+Authorizer = Callable[[Connection], str | None]  # returns a refusal reason, or None
 
 
 class Broker:
-    def __init__(self, reserved_handler: ReservedTopicHandler | None = None,
-                 authorizer: Authorizer | None = None) -> None:
+    def __init__(
+        self, reserved_handler: ReservedTopicHandler | None = None, authorizer: Authorizer | None = None
+    ) -> None:
         self.reserved_handler = reserved_handler
         self.authorizer = authorizer
         self.connections: dict[str, Connection] = {}
@@ -39,9 +40,10 @@ class Broker:
         if older is not None and older is not connection:
             # AWS IoT: a second connection with the same client ID disconnects the first.
             # An MQTT 5 client is told why: DISCONNECT 0x8E Session taken over.
-            await older.close(f"client id {connection.client_id!r} connected again "
-                              f"from {connection.transport.peer}",
-                              reason_code=packets5.SESSION_TAKEN_OVER)
+            await older.close(
+                f"client id {connection.client_id!r} connected again from {connection.transport.peer}",
+                reason_code=packets5.SESSION_TAKEN_OVER,
+            )
 
     def unregister(self, connection: Connection) -> None:
         if connection.client_id and self.connections.get(connection.client_id) is connection:
@@ -50,12 +52,14 @@ class Broker:
     async def route(self, sender: Connection, publish: Publish) -> None:
         if publish.topic.startswith("$"):
             if self.reserved_handler is None or not self.reserved_handler.handle(sender, publish):
-                log.warning("%s published to reserved topic %r: dropped (not an emulated API)",
-                            sender.name, publish.topic[:120])
+                log.warning(
+                    "%s published to reserved topic %r: dropped (not an emulated API)",
+                    sender.name,
+                    publish.topic[:120],
+                )
             return
         for connection in list(self.connections.values()):
-            connection.deliver(publish.topic, publish.payload, publish.qos, publish.properties,
-                               sender=sender)
+            connection.deliver(publish.topic, publish.payload, publish.qos, publish.properties, sender=sender)
 
     async def close_all(self, reason: str) -> None:
         for connection in list(self.connections.values()):

@@ -31,12 +31,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("emulator.mqtt")
 _connection_numbers = itertools.count(1)
-REFUSALS_LOGGED = 3     # refused filters named in the one log line per SUBSCRIBE
+REFUSALS_LOGGED = 3  # refused filters named in the one log line per SUBSCRIBE
 
 
 class Connection:
-    def __init__(self, broker: Broker, transport: Transport, *, limits: Limits,
-                 send_delay: float = 0.0) -> None:
+    def __init__(
+        self, broker: Broker, transport: Transport, *, limits: Limits, send_delay: float = 0.0
+    ) -> None:
         self.broker = broker
         self.transport = transport
         self.limits = limits
@@ -47,9 +48,10 @@ class Connection:
         self.subscriptions = Subscriptions(limits)
         self.will: Publish | None = None
         self.closed = asyncio.Event()
-        self.session5: Session5 | None = None    # MQTT 5 negotiated state
-        self.outbox = Outbox(transport, send_delay=send_delay,
-                             max_queued_bytes=limits.max_queued_bytes, on_overflow=self.abort)
+        self.session5: Session5 | None = None  # MQTT 5 negotiated state
+        self.outbox = Outbox(
+            transport, send_delay=send_delay, max_queued_bytes=limits.max_queued_bytes, on_overflow=self.abort
+        )
         self._buffer = bytearray()
         self._keep_alive_timeout: float | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -95,8 +97,11 @@ class Connection:
             log.warning("%s disconnected: %s", self.name, exc)
             self._say_goodbye(exc.reason_code or packets5.PROTOCOL_ERROR, str(exc))
         except TimeoutError:
-            log.info("%s disconnected: keep-alive expired (no packet within %.0f s)",
-                     self.name, self._keep_alive_timeout or self.limits.connect_timeout)
+            log.info(
+                "%s disconnected: keep-alive expired (no packet within %.0f s)",
+                self.name,
+                self._keep_alive_timeout or self.limits.connect_timeout,
+            )
             self._say_goodbye(packets5.KEEP_ALIVE_TIMEOUT, "keep-alive timeout")
         except (ConnectionError, OSError) as exc:
             log.info("%s connection lost: %s", self.name, exc.__class__.__name__)
@@ -140,7 +145,7 @@ class Connection:
         just closes, as a dropped network connection would.
         """
         log.info("%s closed by server: %s", self.name, reason)
-        self._clean_exit = True   # no will for server-side closes we chose
+        self._clean_exit = True  # no will for server-side closes we chose
         if reason_code is not None and self.mqtt5 and self._connacked and not self._aborted:
             self.send(packets5.disconnect(reason_code, reason))
             self.outbox.finish()
@@ -202,9 +207,11 @@ class Connection:
                         if end > self._max_packet_bytes():
                             raise ProtocolError(
                                 f"packet of {end} bytes exceeds the limit of "
-                                f"{self._max_packet_bytes()} bytes", packets5.PACKET_TOO_LARGE)
+                                f"{self._max_packet_bytes()} bytes",
+                                packets5.PACKET_TOO_LARGE,
+                            )
                         if len(self._buffer) >= end:
-                            first, body = self._buffer[0], bytes(self._buffer[1 + used:end])
+                            first, body = self._buffer[0], bytes(self._buffer[1 + used : end])
                             del self._buffer[:end]
                             return self._decode(first, body)
                 chunk = await self.transport.read()
@@ -244,25 +251,36 @@ class Connection:
         if connect.protocol_name != "MQTT" or connect.protocol_level not in (4, 5):
             # AWS IoT speaks MQTT 3.1.1 and 5; anything else gets the 3.1.1 refusal.
             self.send(packets.connack(False, packets.UNACCEPTABLE_PROTOCOL))
-            raise ProtocolError(f"unsupported protocol {connect.protocol_name!r} level "
-                                f"{connect.protocol_level} (MQTT 3.1.1 and 5 only)")
+            raise ProtocolError(
+                f"unsupported protocol {connect.protocol_name!r} level "
+                f"{connect.protocol_level} (MQTT 3.1.1 and 5 only)"
+            )
         self.protocol_level = connect.protocol_level
         session5 = Session5.negotiate(connect) if self.mqtt5 else None
         if session5 is not None and session5.refusal is not None:
             self._refuse(packets.NOT_AUTHORIZED, *session5.refusal)
         client_id = connect.client_id
         if len(client_id.encode("utf-8")) > self.limits.max_client_id_bytes:
-            self._refuse(packets.IDENTIFIER_REJECTED, packets5.CLIENT_IDENTIFIER_NOT_VALID,
-                         f"client id longer than {self.limits.max_client_id_bytes} bytes")
+            self._refuse(
+                packets.IDENTIFIER_REJECTED,
+                packets5.CLIENT_IDENTIFIER_NOT_VALID,
+                f"client id longer than {self.limits.max_client_id_bytes} bytes",
+            )
         assigned = None
         if not client_id:
             if not connect.clean_session:
-                self._refuse(packets.IDENTIFIER_REJECTED, packets5.CLIENT_IDENTIFIER_NOT_VALID,
-                             "empty client id without clean session")
+                self._refuse(
+                    packets.IDENTIFIER_REJECTED,
+                    packets5.CLIENT_IDENTIFIER_NOT_VALID,
+                    "empty client id without clean session",
+                )
             client_id = assigned = "auto-" + secrets.token_hex(8)
         if connect.will_qos == 2:
-            self._refuse(packets.NOT_AUTHORIZED, packets5.QOS_NOT_SUPPORTED,
-                         "will QoS 2 is not supported (AWS IoT supports QoS 0 and 1)")
+            self._refuse(
+                packets.NOT_AUTHORIZED,
+                packets5.QOS_NOT_SUPPORTED,
+                "will QoS 2 is not supported (AWS IoT supports QoS 0 and 1)",
+            )
         self.client_id = client_id
         refusal = self.broker.authorize(self)
         if refusal:
@@ -278,28 +296,36 @@ class Connection:
         self._keep_alive_timeout = keep_alive * 1.5
         if connect.will_topic is not None:
             try:
-                topics.check_topic_name(connect.will_topic, max_bytes=self.limits.max_topic_bytes,
-                                        max_slashes=self.limits.max_topic_slashes)
+                topics.check_topic_name(
+                    connect.will_topic,
+                    max_bytes=self.limits.max_topic_bytes,
+                    max_slashes=self.limits.max_topic_slashes,
+                )
             except ProtocolError as exc:
                 if self.mqtt5:
                     self.send(packets5.connack(False, packets5.TOPIC_NAME_INVALID))
                 raise exc
-            self.will = Publish(connect.will_topic, connect.will_payload or b"",
-                                qos=connect.will_qos,
-                                properties=connect.will_properties.forwarded())
+            self.will = Publish(
+                connect.will_topic,
+                connect.will_payload or b"",
+                qos=connect.will_qos,
+                properties=connect.will_properties.forwarded(),
+            )
         await self.broker.register(self)
         # Sessions are always clean here: a persistent-session request is served as a new
         # session and says so with session present = 0.
         if session5 is not None:
             self.session5 = session5
             self.outbox.receive_maximum = session5.receive_maximum
-            self.send(packets5.connack(False, packets5.SUCCESS,
-                                       session5.connack_properties(keep_alive, assigned)))
+            self.send(
+                packets5.connack(False, packets5.SUCCESS, session5.connack_properties(keep_alive, assigned))
+            )
         else:
             self.send(packets.connack(False, packets.ACCEPTED))
         self._connacked = True
-        log.info("%s connected (MQTT %s, keep-alive %ss)", self.name,
-                 "5" if self.mqtt5 else "3.1.1", keep_alive)
+        log.info(
+            "%s connected (MQTT %s, keep-alive %ss)", self.name, "5" if self.mqtt5 else "3.1.1", keep_alive
+        )
         return True
 
     def _refuse(self, code311: int, code5: int, reason: str) -> NoReturn:
@@ -311,30 +337,39 @@ class Connection:
 
     async def on_publish(self, publish: Publish) -> None:
         if publish.qos == 2:
-            raise ProtocolError("PUBLISH with QoS 2 (AWS IoT supports QoS 0 and 1)",
-                                packets5.QOS_NOT_SUPPORTED)
+            raise ProtocolError(
+                "PUBLISH with QoS 2 (AWS IoT supports QoS 0 and 1)", packets5.QOS_NOT_SUPPORTED
+            )
         if self.session5 is not None:
             self.session5.resolve_topic(publish)
-        topics.check_topic_name(publish.topic, max_bytes=self.limits.max_topic_bytes,
-                                max_slashes=self.limits.max_topic_slashes)
+        topics.check_topic_name(
+            publish.topic, max_bytes=self.limits.max_topic_bytes, max_slashes=self.limits.max_topic_slashes
+        )
         if len(publish.payload) > self.limits.max_payload_bytes:
-            raise ProtocolError(f"payload of {len(publish.payload)} bytes exceeds the limit "
-                                f"of {self.limits.max_payload_bytes}", packets5.PACKET_TOO_LARGE)
+            raise ProtocolError(
+                f"payload of {len(publish.payload)} bytes exceeds the limit "
+                f"of {self.limits.max_payload_bytes}",
+                packets5.PACKET_TOO_LARGE,
+            )
         if publish.qos == 1 and publish.packet_id is not None:
             # PUBACK first: AWS does not order PUBACK and responses (reference section 2), and a
             # response must never wait for our acknowledgement. Always 0x00, also when nobody
             # subscribed: AWS IoT does not send 0x10 No matching subscribers.
-            self.send(packets5.puback(publish.packet_id) if self.mqtt5
-                      else packets.puback(publish.packet_id))
+            self.send(packets5.puback(publish.packet_id) if self.mqtt5 else packets.puback(publish.packet_id))
         await self.broker.route(self, publish)
 
     def on_subscribe(self, subscribe: Subscribe) -> None:
         codes, refused = self.subscriptions.subscribe(subscribe, mqtt5=self.mqtt5)
         if refused:
             # One line per packet: a SUBSCRIBE of thousands of filters must not flood the log.
-            log.warning("%s: %d of %d subscriptions refused: %s%s", self.name, len(refused),
-                        len(subscribe.filters), "; ".join(refused[:REFUSALS_LOGGED]),
-                        "; ..." if len(refused) > REFUSALS_LOGGED else "")
+            log.warning(
+                "%s: %d of %d subscriptions refused: %s%s",
+                self.name,
+                len(refused),
+                len(subscribe.filters),
+                "; ".join(refused[:REFUSALS_LOGGED]),
+                "; ..." if len(refused) > REFUSALS_LOGGED else "",
+            )
         if self.mqtt5:
             self.send(packets5.suback(subscribe.packet_id, codes))
         else:
@@ -342,25 +377,38 @@ class Connection:
             self.send(packets.suback(subscribe.packet_id, codes))
 
     def on_unsubscribe(self, unsubscribe: Unsubscribe) -> None:
-        codes = [packets5.SUCCESS if self.subscriptions.unsubscribe(topic_filter)
-                 else packets5.NO_SUBSCRIPTION_EXISTED for topic_filter in unsubscribe.filters]
-        self.send(packets5.unsuback(unsubscribe.packet_id, codes) if self.mqtt5
-                  else packets.unsuback(unsubscribe.packet_id))
+        codes = [
+            packets5.SUCCESS
+            if self.subscriptions.unsubscribe(topic_filter)
+            else packets5.NO_SUBSCRIPTION_EXISTED
+            for topic_filter in unsubscribe.filters
+        ]
+        self.send(
+            packets5.unsuback(unsubscribe.packet_id, codes)
+            if self.mqtt5
+            else packets.unsuback(unsubscribe.packet_id)
+        )
 
     def on_packet_id(self, packet: PacketId) -> None:
         if packet.kind != packets.PUBACK:
-            raise ProtocolError(f"{packets.PACKET_NAMES[packet.kind]}: QoS 2 is not supported",
-                                packets5.PROTOCOL_ERROR)
+            raise ProtocolError(
+                f"{packets.PACKET_NAMES[packet.kind]}: QoS 2 is not supported", packets5.PROTOCOL_ERROR
+            )
         if not self.outbox.acknowledge(packet.packet_id):
             # A late or duplicate PUBACK: nothing to do, and no reason to drop the client.
-            log.debug("%s: PUBACK for unknown packet id %d ignored", self.name,
-                      packet.packet_id)
+            log.debug("%s: PUBACK for unknown packet id %d ignored", self.name, packet.packet_id)
 
     # -- sending -----------------------------------------------------------------------------
 
-    def deliver(self, topic: str, payload: bytes, qos: int = 1,
-                publish_properties: Properties | None = None, *,
-                sender: Connection | None = None) -> bool:
+    def deliver(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        publish_properties: Properties | None = None,
+        *,
+        sender: Connection | None = None,
+    ) -> bool:
         """Send a message if this connection subscribed to it; report whether it was sent.
 
         The QoS is the lower of `qos` and the granted QoS; MQTT 5 clients get the properties
@@ -372,9 +420,9 @@ class Connection:
         qos = min(qos, granted)
         if self.session5 is None:
             if qos:
-                self.outbox.send_qos1(lambda packet_id: packets.publish(topic, payload, 1,
-                                                                        packet_id),
-                                      len(payload) + len(topic))
+                self.outbox.send_qos1(
+                    lambda packet_id: packets.publish(topic, payload, 1, packet_id), len(payload) + len(topic)
+                )
             else:
                 self.send(packets.publish(topic, payload))
             return True
@@ -385,8 +433,12 @@ class Connection:
         size = len(encode(1))
         if size > self.session5.client_maximum_packet_size:
             # MQTT 5.0 section 3.1.2.11.4: a packet larger than the client allows is discarded.
-            log.info("%s: %d-byte message on %r not sent: above the client's maximum packet "
-                     "size", self.name, size, topic[:80])
+            log.info(
+                "%s: %d-byte message on %r not sent: above the client's maximum packet size",
+                self.name,
+                size,
+                topic[:80],
+            )
             return False
         if qos:
             self.outbox.send_qos1(encode, size)
@@ -396,4 +448,3 @@ class Connection:
 
     def send(self, data: bytes) -> None:
         self.outbox.send(data)
-

@@ -15,17 +15,23 @@ from collections.abc import Callable
 
 from emulator.mqtt.transport import Transport
 
-Encoder = Callable[[int], bytes]    # packet id -> the encoded PUBLISH
+Encoder = Callable[[int], bytes]  # packet id -> the encoded PUBLISH
 
 
 class Outbox:
-    def __init__(self, transport: Transport, *, send_delay: float, max_queued_bytes: int,
-                 on_overflow: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        send_delay: float,
+        max_queued_bytes: int,
+        on_overflow: Callable[[str], None],
+    ) -> None:
         self.transport = transport
         self.send_delay = send_delay
         self.max_queued_bytes = max_queued_bytes
         self.on_overflow = on_overflow
-        self.receive_maximum = 65535     # MQTT 5 default; 3.1.1 is bounded by packet ids only
+        self.receive_maximum = 65535  # MQTT 5 default; 3.1.1 is bounded by packet ids only
         self._queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
         self._queued_bytes = 0
         self._in_flight: set[int] = set()

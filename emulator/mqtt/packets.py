@@ -20,12 +20,24 @@ from emulator.mqtt.properties import Properties
 
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 10, 11, 12, 13, 14
-AUTH = 15   # MQTT 5 only
+AUTH = 15  # MQTT 5 only
 
 PACKET_NAMES = {
-    1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL",
-    7: "PUBCOMP", 8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE", 11: "UNSUBACK",
-    12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT", 15: "AUTH",
+    1: "CONNECT",
+    2: "CONNACK",
+    3: "PUBLISH",
+    4: "PUBACK",
+    5: "PUBREC",
+    6: "PUBREL",
+    7: "PUBCOMP",
+    8: "SUBSCRIBE",
+    9: "SUBACK",
+    10: "UNSUBSCRIBE",
+    11: "UNSUBACK",
+    12: "PINGREQ",
+    13: "PINGRESP",
+    14: "DISCONNECT",
+    15: "AUTH",
 }
 
 # CONNACK return codes (MQTT 3.1.1 table 3.1)
@@ -70,8 +82,8 @@ class Publish:
 @dataclass
 class Subscribe:
     packet_id: int
-    filters: list[tuple[str, int]] = field(default_factory=list)   # (filter, requested QoS)
-    no_local: set[str] = field(default_factory=set)                 # MQTT 5 No Local option
+    filters: list[tuple[str, int]] = field(default_factory=list)  # (filter, requested QoS)
+    no_local: set[str] = field(default_factory=set)  # MQTT 5 No Local option
     properties: Properties = field(default_factory=Properties)
 
 
@@ -88,7 +100,7 @@ class PacketId:
 
     kind: int
     packet_id: int
-    reason_code: int = 0       # MQTT 5
+    reason_code: int = 0  # MQTT 5
 
 
 @dataclass
@@ -131,7 +143,7 @@ class Reader:
         length = self.u16()
         if self.remaining() < length:
             raise ProtocolError(f"{self.name}: string length {length} exceeds packet")
-        value = self.data[self.pos:self.pos + length]
+        value = self.data[self.pos : self.pos + length]
         self.pos += length
         return value
 
@@ -147,7 +159,7 @@ class Reader:
         return value
 
     def rest(self) -> bytes:
-        value = self.data[self.pos:]
+        value = self.data[self.pos :]
         self.pos = len(self.data)
         return value
 
@@ -210,16 +222,16 @@ def _decode_connect(reader: Reader) -> Connect:
         # Another protocol version lays out the rest differently: stop here so the server can
         # answer CONNACK 0x01 (unacceptable protocol version).
         reader.rest()
-        return Connect(client_id="", clean_session=True, keep_alive=0,
-                       protocol_name=protocol_name, protocol_level=level)
+        return Connect(
+            client_id="", clean_session=True, keep_alive=0, protocol_name=protocol_name, protocol_level=level
+        )
     flags = reader.u8()
     if flags & 0x01:
         raise ProtocolError("CONNECT: reserved flag set")
     keep_alive = reader.u16()
     # MQTT 5 adds a property block after keep-alive and one before the will topic; the rest of
     # the layout is 3.1.1's.
-    connect_properties = (properties.decode(reader, properties.CONNECT_ALLOWED) if level == 5
-                          else Properties())
+    connect_properties = properties.decode(reader, properties.CONNECT_ALLOWED) if level == 5 else Properties()
     client_id = reader.text()
     will_topic = will_payload = None
     will_properties = Properties()
@@ -237,11 +249,21 @@ def _decode_connect(reader: Reader) -> Connect:
     password = reader.binary() if flags & 0x40 else None
     if password is not None and username is None and level == 4:
         raise ProtocolError("CONNECT: password without user name")
-    return Connect(client_id=client_id, clean_session=bool(flags & 0x02), keep_alive=keep_alive,
-                   protocol_name=protocol_name, protocol_level=level, username=username,
-                   password=password, will_topic=will_topic, will_payload=will_payload,
-                   will_qos=will_qos, will_retain=bool(flags & 0x20),
-                   properties=connect_properties, will_properties=will_properties)
+    return Connect(
+        client_id=client_id,
+        clean_session=bool(flags & 0x02),
+        keep_alive=keep_alive,
+        protocol_name=protocol_name,
+        protocol_level=level,
+        username=username,
+        password=password,
+        will_topic=will_topic,
+        will_payload=will_payload,
+        will_qos=will_qos,
+        will_retain=bool(flags & 0x20),
+        properties=connect_properties,
+        will_properties=will_properties,
+    )
 
 
 def _decode_publish(flags: int, reader: Reader) -> Publish:
@@ -252,8 +274,14 @@ def _decode_publish(flags: int, reader: Reader) -> Publish:
     packet_id = reader.u16() if qos else None
     if packet_id == 0:
         raise ProtocolError("PUBLISH: packet identifier 0")
-    return Publish(topic=topic, payload=reader.rest(), qos=qos, packet_id=packet_id,
-                   dup=bool(flags & 0x08), retain=bool(flags & 0x01))
+    return Publish(
+        topic=topic,
+        payload=reader.rest(),
+        qos=qos,
+        packet_id=packet_id,
+        dup=bool(flags & 0x08),
+        retain=bool(flags & 0x01),
+    )
 
 
 def _decode_subscribe(reader: Reader) -> Subscribe:
@@ -291,8 +319,9 @@ def connack(session_present: bool, return_code: int) -> bytes:
     return frame(CONNACK << 4, bytes([1 if session_present else 0, return_code]))
 
 
-def publish(topic: str, payload: bytes, qos: int = 0, packet_id: int | None = None,
-            retain: bool = False) -> bytes:
+def publish(
+    topic: str, payload: bytes, qos: int = 0, packet_id: int | None = None, retain: bool = False
+) -> bytes:
     body = encode_text(topic) + (struct.pack("!H", packet_id) if qos and packet_id else b"") + payload
     return frame((PUBLISH << 4) | (qos << 1) | int(retain), body)
 

@@ -81,8 +81,9 @@ def decode(first_byte: int, body: bytes) -> Packet:
     if kind == SUBSCRIBE:
         packet = _decode_subscribe(reader)
     elif kind == UNSUBSCRIBE:
-        packet = Unsubscribe(packet_id=reader.u16(),
-                             properties=properties.decode(reader, properties.NONE_ALLOWED))
+        packet = Unsubscribe(
+            packet_id=reader.u16(), properties=properties.decode(reader, properties.NONE_ALLOWED)
+        )
         while reader.remaining():
             packet.filters.append(reader.text())
         if not packet.filters:
@@ -113,22 +114,30 @@ def _decode_publish(flags: int, reader: Reader) -> Publish:
     qos = (flags >> 1) & 0x03
     if qos == 3:
         raise ProtocolError("PUBLISH: QoS 3 is malformed")
-    topic = reader.text()     # may be empty when a Topic Alias stands for it
+    topic = reader.text()  # may be empty when a Topic Alias stands for it
     packet_id = reader.u16() if qos else None
     if packet_id == 0:
         raise ProtocolError("PUBLISH: packet identifier 0")
     publish_properties = properties.decode(reader, properties.PUBLISH_ALLOWED)
     if publish_properties.subscription_identifiers:
-        raise ProtocolError("PUBLISH from a client carries a subscription identifier",
-                            reason_code=PROTOCOL_ERROR)
-    return Publish(topic=topic, payload=reader.rest(), qos=qos, packet_id=packet_id,
-                   dup=bool(flags & 0x08), retain=bool(flags & 0x01),
-                   properties=publish_properties)
+        raise ProtocolError(
+            "PUBLISH from a client carries a subscription identifier", reason_code=PROTOCOL_ERROR
+        )
+    return Publish(
+        topic=topic,
+        payload=reader.rest(),
+        qos=qos,
+        packet_id=packet_id,
+        dup=bool(flags & 0x08),
+        retain=bool(flags & 0x01),
+        properties=publish_properties,
+    )
 
 
 def _decode_subscribe(reader: Reader) -> Subscribe:
-    packet = Subscribe(packet_id=reader.u16(),
-                       properties=properties.decode(reader, properties.SUBSCRIBE_ALLOWED))
+    packet = Subscribe(
+        packet_id=reader.u16(), properties=properties.decode(reader, properties.SUBSCRIBE_ALLOWED)
+    )
     while reader.remaining():
         topic_filter = reader.text()
         options = reader.u8()
@@ -145,17 +154,21 @@ def _decode_subscribe(reader: Reader) -> Subscribe:
 
 # -- what the server sends ---------------------------------------------------------------------
 
-def connack(session_present: bool, reason_code: int,
-            connack_properties: Properties | None = None) -> bytes:
+
+def connack(session_present: bool, reason_code: int, connack_properties: Properties | None = None) -> bytes:
     body = bytes([1 if session_present else 0, reason_code])
     return frame(CONNACK << 4, body + properties.encode(connack_properties))
 
 
-def publish(topic: str, payload: bytes, qos: int, packet_id: int | None,
-            publish_properties: Properties | None) -> bytes:
-    body = (packets.encode_text(topic) + (struct.pack("!H", packet_id) if qos and packet_id
-                                           else b"")
-            + properties.encode(publish_properties) + payload)
+def publish(
+    topic: str, payload: bytes, qos: int, packet_id: int | None, publish_properties: Properties | None
+) -> bytes:
+    body = (
+        packets.encode_text(topic)
+        + (struct.pack("!H", packet_id) if qos and packet_id else b"")
+        + properties.encode(publish_properties)
+        + payload
+    )
     return frame((PUBLISH << 4) | (qos << 1), body)
 
 
@@ -166,13 +179,11 @@ def puback(packet_id: int, reason_code: int = SUCCESS) -> bytes:
 
 
 def suback(packet_id: int, reason_codes: list[int]) -> bytes:
-    return frame(SUBACK << 4, struct.pack("!H", packet_id) + properties.encode(None)
-                 + bytes(reason_codes))
+    return frame(SUBACK << 4, struct.pack("!H", packet_id) + properties.encode(None) + bytes(reason_codes))
 
 
 def unsuback(packet_id: int, reason_codes: list[int]) -> bytes:
-    return frame(UNSUBACK << 4, struct.pack("!H", packet_id) + properties.encode(None)
-                 + bytes(reason_codes))
+    return frame(UNSUBACK << 4, struct.pack("!H", packet_id) + properties.encode(None) + bytes(reason_codes))
 
 
 def disconnect(reason_code: int, reason: str | None = None) -> bytes:

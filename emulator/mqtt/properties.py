@@ -46,39 +46,78 @@ SHARED_SUBSCRIPTION_AVAILABLE = 0x2A
 
 # Identifier -> wire type: byte, u16, u32, varint, text, binary (User Property is a text pair).
 _TYPES = {
-    PAYLOAD_FORMAT_INDICATOR: "byte", MESSAGE_EXPIRY_INTERVAL: "u32", CONTENT_TYPE: "text",
-    RESPONSE_TOPIC: "text", CORRELATION_DATA: "binary", SUBSCRIPTION_IDENTIFIER: "varint",
-    SESSION_EXPIRY_INTERVAL: "u32", ASSIGNED_CLIENT_IDENTIFIER: "text", SERVER_KEEP_ALIVE: "u16",
-    AUTHENTICATION_METHOD: "text", AUTHENTICATION_DATA: "binary",
-    REQUEST_PROBLEM_INFORMATION: "byte", WILL_DELAY_INTERVAL: "u32",
-    REQUEST_RESPONSE_INFORMATION: "byte", RESPONSE_INFORMATION: "text", SERVER_REFERENCE: "text",
-    REASON_STRING: "text", RECEIVE_MAXIMUM: "u16", TOPIC_ALIAS_MAXIMUM: "u16", TOPIC_ALIAS: "u16",
-    MAXIMUM_QOS: "byte", RETAIN_AVAILABLE: "byte", MAXIMUM_PACKET_SIZE: "u32",
-    WILDCARD_SUBSCRIPTION_AVAILABLE: "byte", SUBSCRIPTION_IDENTIFIER_AVAILABLE: "byte",
+    PAYLOAD_FORMAT_INDICATOR: "byte",
+    MESSAGE_EXPIRY_INTERVAL: "u32",
+    CONTENT_TYPE: "text",
+    RESPONSE_TOPIC: "text",
+    CORRELATION_DATA: "binary",
+    SUBSCRIPTION_IDENTIFIER: "varint",
+    SESSION_EXPIRY_INTERVAL: "u32",
+    ASSIGNED_CLIENT_IDENTIFIER: "text",
+    SERVER_KEEP_ALIVE: "u16",
+    AUTHENTICATION_METHOD: "text",
+    AUTHENTICATION_DATA: "binary",
+    REQUEST_PROBLEM_INFORMATION: "byte",
+    WILL_DELAY_INTERVAL: "u32",
+    REQUEST_RESPONSE_INFORMATION: "byte",
+    RESPONSE_INFORMATION: "text",
+    SERVER_REFERENCE: "text",
+    REASON_STRING: "text",
+    RECEIVE_MAXIMUM: "u16",
+    TOPIC_ALIAS_MAXIMUM: "u16",
+    TOPIC_ALIAS: "u16",
+    MAXIMUM_QOS: "byte",
+    RETAIN_AVAILABLE: "byte",
+    MAXIMUM_PACKET_SIZE: "u32",
+    WILDCARD_SUBSCRIPTION_AVAILABLE: "byte",
+    SUBSCRIPTION_IDENTIFIER_AVAILABLE: "byte",
     SHARED_SUBSCRIPTION_AVAILABLE: "byte",
 }
 
 # What a client may send in each packet (MQTT 5.0 table 2-4); User Property is allowed in all.
-CONNECT_ALLOWED = frozenset({
-    SESSION_EXPIRY_INTERVAL, AUTHENTICATION_METHOD, AUTHENTICATION_DATA,
-    REQUEST_PROBLEM_INFORMATION, REQUEST_RESPONSE_INFORMATION, RECEIVE_MAXIMUM,
-    TOPIC_ALIAS_MAXIMUM, MAXIMUM_PACKET_SIZE})
-WILL_ALLOWED = frozenset({
-    PAYLOAD_FORMAT_INDICATOR, MESSAGE_EXPIRY_INTERVAL, CONTENT_TYPE, RESPONSE_TOPIC,
-    CORRELATION_DATA, WILL_DELAY_INTERVAL})
-PUBLISH_ALLOWED = frozenset({
-    PAYLOAD_FORMAT_INDICATOR, MESSAGE_EXPIRY_INTERVAL, CONTENT_TYPE, RESPONSE_TOPIC,
-    CORRELATION_DATA, TOPIC_ALIAS, SUBSCRIPTION_IDENTIFIER})
+CONNECT_ALLOWED = frozenset(
+    {
+        SESSION_EXPIRY_INTERVAL,
+        AUTHENTICATION_METHOD,
+        AUTHENTICATION_DATA,
+        REQUEST_PROBLEM_INFORMATION,
+        REQUEST_RESPONSE_INFORMATION,
+        RECEIVE_MAXIMUM,
+        TOPIC_ALIAS_MAXIMUM,
+        MAXIMUM_PACKET_SIZE,
+    }
+)
+WILL_ALLOWED = frozenset(
+    {
+        PAYLOAD_FORMAT_INDICATOR,
+        MESSAGE_EXPIRY_INTERVAL,
+        CONTENT_TYPE,
+        RESPONSE_TOPIC,
+        CORRELATION_DATA,
+        WILL_DELAY_INTERVAL,
+    }
+)
+PUBLISH_ALLOWED = frozenset(
+    {
+        PAYLOAD_FORMAT_INDICATOR,
+        MESSAGE_EXPIRY_INTERVAL,
+        CONTENT_TYPE,
+        RESPONSE_TOPIC,
+        CORRELATION_DATA,
+        TOPIC_ALIAS,
+        SUBSCRIPTION_IDENTIFIER,
+    }
+)
 SUBSCRIBE_ALLOWED = frozenset({SUBSCRIPTION_IDENTIFIER})
-ACK_ALLOWED = frozenset({REASON_STRING})                       # PUBACK, UNSUBSCRIBE: none
+ACK_ALLOWED = frozenset({REASON_STRING})  # PUBACK, UNSUBSCRIBE: none
 DISCONNECT_ALLOWED = frozenset({SESSION_EXPIRY_INTERVAL, REASON_STRING, SERVER_REFERENCE})
 NONE_ALLOWED: frozenset[int] = frozenset()
 
 # Forwarded from a publisher to subscribers unchanged (MQTT 5.0 section 3.3.2.3): everything but
 # the Topic Alias (per connection) and Subscription Identifier (per subscription).
-FORWARDED = frozenset({
-    PAYLOAD_FORMAT_INDICATOR, MESSAGE_EXPIRY_INTERVAL, CONTENT_TYPE, RESPONSE_TOPIC,
-    CORRELATION_DATA})
+FORWARDED = frozenset(
+    {PAYLOAD_FORMAT_INDICATOR, MESSAGE_EXPIRY_INTERVAL, CONTENT_TYPE, RESPONSE_TOPIC, CORRELATION_DATA}
+)
 
 Value = int | str | bytes
 
@@ -98,8 +137,7 @@ class Properties:
         return value
 
     def forwarded(self) -> Properties:
-        return Properties({k: v for k, v in self.values.items() if k in FORWARDED},
-                          list(self.user))
+        return Properties({k: v for k, v in self.values.items() if k in FORWARDED}, list(self.user))
 
     def __bool__(self) -> bool:
         return bool(self.values or self.user or self.subscription_identifiers)
@@ -117,18 +155,18 @@ def decode(reader: Reader, allowed: frozenset[int]) -> Properties:
         if kind is None and identifier != USER_PROPERTY:
             raise ProtocolError(f"{reader.name}: unknown property {identifier:#04x}")
         if identifier != USER_PROPERTY and identifier not in allowed:
-            raise ProtocolError(f"{reader.name}: property {identifier:#04x} not allowed here",
-                                reason_code=0x82)
+            raise ProtocolError(
+                f"{reader.name}: property {identifier:#04x} not allowed here", reason_code=0x82
+            )
         if identifier == USER_PROPERTY:
             properties.user.append((reader.text(), reader.text()))
             continue
         value = _read_value(reader, kind or "")
         if identifier == SUBSCRIPTION_IDENTIFIER:
-            properties.subscription_identifiers.append(int(value))   # type: ignore[arg-type]
+            properties.subscription_identifiers.append(int(value))  # type: ignore[arg-type]
             continue
         if identifier in properties.values:
-            raise ProtocolError(f"{reader.name}: property {identifier:#04x} appears twice",
-                                reason_code=0x82)
+            raise ProtocolError(f"{reader.name}: property {identifier:#04x} appears twice", reason_code=0x82)
         properties.values[identifier] = value
     if reader.pos != end:
         raise ProtocolError(f"{reader.name}: property block overruns its length")
@@ -181,7 +219,7 @@ def encode(properties: Properties | None) -> bytes:
             body += encode_varint(identifier)
             kind = _TYPES[identifier]
             if kind == "byte":
-                body.append(int(value))           # type: ignore[arg-type]
+                body.append(int(value))  # type: ignore[arg-type]
             elif kind == "u16":
                 body += struct.pack("!H", value)
             elif kind == "u32":

@@ -16,26 +16,26 @@ from emulator.mqtt.properties import Properties
 
 RECEIVE_MAXIMUM = 100
 MAXIMUM_QOS = 1
-TOPIC_ALIAS_MAXIMUM = 8       # AWS IoT Core: topic aliases up to 8 per connection
+TOPIC_ALIAS_MAXIMUM = 8  # AWS IoT Core: topic aliases up to 8 per connection
 
 
 @dataclass
 class Session5:
-    receive_maximum: int = 65535                  # the client's: our QoS 1 in-flight window
-    client_maximum_packet_size: int = 2 ** 28     # the client's: larger messages are dropped
-    refusal: tuple[int, str] | None = None        # (CONNACK reason code, why)
+    receive_maximum: int = 65535  # the client's: our QoS 1 in-flight window
+    client_maximum_packet_size: int = 2**28  # the client's: larger messages are dropped
+    refusal: tuple[int, str] | None = None  # (CONNACK reason code, why)
     topic_aliases: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def negotiate(cls, connect: Connect) -> Session5:
         props = connect.properties
-        session = cls(receive_maximum=props.integer(properties.RECEIVE_MAXIMUM, 65535),
-                      client_maximum_packet_size=props.integer(properties.MAXIMUM_PACKET_SIZE,
-                                                               2 ** 28))
+        session = cls(
+            receive_maximum=props.integer(properties.RECEIVE_MAXIMUM, 65535),
+            client_maximum_packet_size=props.integer(properties.MAXIMUM_PACKET_SIZE, 2**28),
+        )
         if properties.AUTHENTICATION_METHOD in props.values:
             # AWS IoT Core supports no enhanced authentication (no AUTH packet).
-            session.refusal = (packets5.BAD_AUTHENTICATION_METHOD,
-                               "enhanced authentication is not supported")
+            session.refusal = (packets5.BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported")
         elif session.receive_maximum == 0:
             session.refusal = (packets5.PROTOCOL_ERROR, "Receive Maximum of 0")
         elif session.client_maximum_packet_size == 0:
@@ -61,16 +61,15 @@ class Session5:
         if alias is not None:
             assert isinstance(alias, int)
             if not 1 <= alias <= TOPIC_ALIAS_MAXIMUM:
-                raise ProtocolError(f"topic alias {alias} outside 1..{TOPIC_ALIAS_MAXIMUM}",
-                                    packets5.TOPIC_ALIAS_INVALID)
+                raise ProtocolError(
+                    f"topic alias {alias} outside 1..{TOPIC_ALIAS_MAXIMUM}", packets5.TOPIC_ALIAS_INVALID
+                )
             if publish.topic:
                 self.topic_aliases[alias] = publish.topic
             elif alias in self.topic_aliases:
                 publish.topic = self.topic_aliases[alias]
             else:
-                raise ProtocolError(f"topic alias {alias} used before it was set",
-                                    packets5.PROTOCOL_ERROR)
+                raise ProtocolError(f"topic alias {alias} used before it was set", packets5.PROTOCOL_ERROR)
         elif not publish.topic:
-            raise ProtocolError("PUBLISH with an empty topic and no topic alias",
-                                packets5.PROTOCOL_ERROR)
+            raise ProtocolError("PUBLISH with an empty topic and no topic alias", packets5.PROTOCOL_ERROR)
         publish.properties = publish.properties.forwarded()

@@ -13,8 +13,8 @@ from emulator.mqtt.packets import Subscribe
 class Subscriptions:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.filters: OrderedDict[str, int] = OrderedDict()   # filter -> granted QoS
-        self.no_local: set[str] = set()       # MQTT 5 filters that skip the client's own publishes
+        self.filters: OrderedDict[str, int] = OrderedDict()  # filter -> granted QoS
+        self.no_local: set[str] = set()  # MQTT 5 filters that skip the client's own publishes
 
     def subscribe(self, subscribe: Subscribe, *, mqtt5: bool) -> tuple[list[int], list[str]]:
         """Grant or refuse each filter: (MQTT 5 reason codes or granted QoS, refusal reasons).
@@ -31,7 +31,7 @@ class Subscriptions:
                 codes.append(code)
                 refused.append(f"{topic_filter[:60]!r}: {why}")
                 continue
-            granted = min(requested_qos, 1)    # QoS 2 is granted as 1, as AWS does
+            granted = min(requested_qos, 1)  # QoS 2 is granted as 1, as AWS does
             self.filters[topic_filter] = granted
             if topic_filter in subscribe.no_local:
                 self.no_local.add(topic_filter)
@@ -40,32 +40,36 @@ class Subscriptions:
             codes.append(granted)
         return codes, refused
 
-    def _refusal(self, subscribe: Subscribe, topic_filter: str, *,
-                 mqtt5: bool) -> tuple[int, str] | None:
+    def _refusal(self, subscribe: Subscribe, topic_filter: str, *, mqtt5: bool) -> tuple[int, str] | None:
         """Why AWS would refuse this filter (MQTT 5 reason code, text), or None."""
         try:
-            topics.check_topic_filter(topic_filter, max_bytes=self.limits.max_topic_bytes,
-                                      max_slashes=self.limits.max_topic_slashes)
+            topics.check_topic_filter(
+                topic_filter, max_bytes=self.limits.max_topic_bytes, max_slashes=self.limits.max_topic_slashes
+            )
         except ProtocolError as exc:
             if not mqtt5:
                 raise
             return packets5.TOPIC_FILTER_INVALID, str(exc)
         if subscribe.properties.subscription_identifiers:
             # AWS IoT Core does not support subscription identifiers.
-            return (packets5.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
-                    "subscription identifiers are not supported")
+            return (
+                packets5.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                "subscription identifiers are not supported",
+            )
         if len(subscribe.filters) > self.limits.max_filters_per_subscribe:
-            return (packets5.QUOTA_EXCEEDED,
-                    f"more than {self.limits.max_filters_per_subscribe} filters in one SUBSCRIBE")
+            return (
+                packets5.QUOTA_EXCEEDED,
+                f"more than {self.limits.max_filters_per_subscribe} filters in one SUBSCRIBE",
+            )
         if mqtt5 and topic_filter.startswith("$share/"):
             # AWS IoT Core serves shared subscriptions; this emulator does not (documented in
             # docs/emulator.md), and says so with the MQTT 5 code rather than mis-route.
-            return (packets5.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
-                    "shared subscriptions are not supported by the emulator")
-        if (topic_filter not in self.filters
-                and len(self.filters) >= self.limits.max_subscriptions):
-            return (packets5.QUOTA_EXCEEDED,
-                    f"limit of {self.limits.max_subscriptions} subscriptions")
+            return (
+                packets5.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
+                "shared subscriptions are not supported by the emulator",
+            )
+        if topic_filter not in self.filters and len(self.filters) >= self.limits.max_subscriptions:
+            return (packets5.QUOTA_EXCEEDED, f"limit of {self.limits.max_subscriptions} subscriptions")
         return None
 
     def unsubscribe(self, topic_filter: str) -> bool:

@@ -21,16 +21,17 @@ def check_topic_name(topic: str, *, max_bytes: int, max_slashes: int) -> None:
 
 def check_topic_filter(topic_filter: str, *, max_bytes: int, max_slashes: int) -> None:
     """Raise ProtocolError for an invalid topic filter (MQTT 3.1.1 section 4.7.1)."""
-    _check_common(topic_filter, max_bytes=max_bytes, max_slashes=max_slashes,
-                  code=TOPIC_FILTER_INVALID)
+    _check_common(topic_filter, max_bytes=max_bytes, max_slashes=max_slashes, code=TOPIC_FILTER_INVALID)
     levels = topic_filter.split("/")
     for index, level in enumerate(levels):
         if "#" in level and (level != "#" or index != len(levels) - 1):
-            raise ProtocolError(f"filter {topic_filter[:80]!r}: '#' must be the last level alone",
-                                TOPIC_FILTER_INVALID)
+            raise ProtocolError(
+                f"filter {topic_filter[:80]!r}: '#' must be the last level alone", TOPIC_FILTER_INVALID
+            )
         if "+" in level and level != "+":
-            raise ProtocolError(f"filter {topic_filter[:80]!r}: '+' must occupy a whole level",
-                                TOPIC_FILTER_INVALID)
+            raise ProtocolError(
+                f"filter {topic_filter[:80]!r}: '+' must occupy a whole level", TOPIC_FILTER_INVALID
+            )
 
 
 def _check_common(topic: str, *, max_bytes: int, max_slashes: int, code: int) -> None:

@@ -13,18 +13,16 @@ from emulator.errors import ProtocolError
 
 
 class Transport(Protocol):
-    kind: str                       # "tcp", "tls", "ws" or "wss"
-    peer: str                       # "host:port", for logs
+    kind: str  # "tcp", "tls", "ws" or "wss"
+    peer: str  # "host:port", for logs
     client_certificate_der: bytes | None
 
     async def read(self) -> bytes:  # b"" at end of stream
         ...
 
-    async def write(self, data: bytes) -> None:
-        ...
+    async def write(self, data: bytes) -> None: ...
 
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...
 
     def abort(self) -> None:
         """Drop the connection at once, discarding unsent data (no graceful flush)."""
@@ -39,8 +37,7 @@ def set_nodelay(sock: socket.socket | None) -> None:
 
 
 class StreamTransport:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 kind: str) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, kind: str) -> None:
         self._reader = reader
         self._writer = writer
         self.kind = kind
@@ -49,7 +46,8 @@ class StreamTransport:
         set_nodelay(writer.get_extra_info("socket"))
         ssl_object = writer.get_extra_info("ssl_object")
         self.client_certificate_der = (
-            ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None)
+            ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        )
 
     async def read(self) -> bytes:
         try:

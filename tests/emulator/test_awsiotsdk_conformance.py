@@ -38,19 +38,31 @@ def _client_id() -> str:
 
 def mtls_connection(emulator: Emulator) -> mqtt.Connection:
     return mqtt_connection_builder.mtls_from_path(
-        endpoint="localhost", port=emulator.ports["mqtts"],
-        cert_filepath=str(emulator.claim_cert_path), pri_key_filepath=str(emulator.claim_key_path),
-        ca_filepath=str(emulator.ca_path), client_id=_client_id(), clean_session=True)
+        endpoint="localhost",
+        port=emulator.ports["mqtts"],
+        cert_filepath=str(emulator.claim_cert_path),
+        pri_key_filepath=str(emulator.claim_key_path),
+        ca_filepath=str(emulator.ca_path),
+        client_id=_client_id(),
+        clean_session=True,
+    )
 
 
-def _websocket_connection(emulator: Emulator, session_token: str | None,
-                          secret: str = DEFAULT_SECRET_ACCESS_KEY) -> mqtt.Connection:
+def _websocket_connection(
+    emulator: Emulator, session_token: str | None, secret: str = DEFAULT_SECRET_ACCESS_KEY
+) -> mqtt.Connection:
     credentials = auth.AwsCredentialsProvider.new_static(
-        DEFAULT_ACCESS_KEY_ID, secret, session_token=session_token)
+        DEFAULT_ACCESS_KEY_ID, secret, session_token=session_token
+    )
     return mqtt_connection_builder.websockets_with_default_aws_signing(
-        region="us-east-1", credentials_provider=credentials,
-        endpoint="localhost", port=emulator.ports["wss"], ca_filepath=str(emulator.ca_path),
-        client_id=_client_id(), clean_session=True)
+        region="us-east-1",
+        credentials_provider=credentials,
+        endpoint="localhost",
+        port=emulator.ports["wss"],
+        ca_filepath=str(emulator.ca_path),
+        client_id=_client_id(),
+        clean_session=True,
+    )
 
 
 def sigv4_connection(emulator: Emulator) -> mqtt.Connection:
@@ -72,9 +84,11 @@ class Mqtt5Lifecycle:
         self.connack: mqtt5.ConnackPacket | None = None
 
     def kwargs(self) -> dict[str, Callable[..., None]]:
-        return {"on_lifecycle_connection_success": self._success,
-                "on_lifecycle_connection_failure": self._failure,
-                "on_lifecycle_stopped": lambda data: self.stopped.set()}
+        return {
+            "on_lifecycle_connection_success": self._success,
+            "on_lifecycle_connection_failure": self._failure,
+            "on_lifecycle_stopped": lambda data: self.stopped.set(),
+        }
 
     def _success(self, data: mqtt5.LifecycleConnectSuccessData) -> None:
         self.connack = data.connack_packet
@@ -87,19 +101,29 @@ class Mqtt5Lifecycle:
 
 def mtls_client5(emulator: Emulator, lifecycle: Mqtt5Lifecycle) -> mqtt5.Client:
     return mqtt5_client_builder.mtls_from_path(
-        endpoint="localhost", port=emulator.ports["mqtts"],
-        cert_filepath=str(emulator.claim_cert_path), pri_key_filepath=str(emulator.claim_key_path),
-        ca_filepath=str(emulator.ca_path), client_id=_client_id(), **lifecycle.kwargs())
+        endpoint="localhost",
+        port=emulator.ports["mqtts"],
+        cert_filepath=str(emulator.claim_cert_path),
+        pri_key_filepath=str(emulator.claim_key_path),
+        ca_filepath=str(emulator.ca_path),
+        client_id=_client_id(),
+        **lifecycle.kwargs(),
+    )
 
 
 def sigv4_session_token_client5(emulator: Emulator, lifecycle: Mqtt5Lifecycle) -> mqtt5.Client:
     credentials = auth.AwsCredentialsProvider.new_static(
-        DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY,
-        session_token="FQoGZXIvYXdzEXAMPLESESSIONTOKEN//+=")
+        DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, session_token="FQoGZXIvYXdzEXAMPLESESSIONTOKEN//+="
+    )
     return mqtt5_client_builder.websockets_with_default_aws_signing(
-        region="us-east-1", credentials_provider=credentials,
-        endpoint="localhost", port=emulator.ports["wss"], ca_filepath=str(emulator.ca_path),
-        client_id=_client_id(), **lifecycle.kwargs())
+        region="us-east-1",
+        credentials_provider=credentials,
+        endpoint="localhost",
+        port=emulator.ports["wss"],
+        ca_filepath=str(emulator.ca_path),
+        client_id=_client_id(),
+        **lifecycle.kwargs(),
+    )
 
 
 TRANSPORTS: dict[str, Callable[[Emulator], mqtt.Connection]] = {
@@ -116,13 +140,14 @@ ALL_TRANSPORTS = [*TRANSPORTS, *TRANSPORTS5]
 
 def _identity_options() -> mqtt_request_response.ClientOptions:
     return mqtt_request_response.ClientOptions(
-        max_request_response_subscriptions=2, max_streaming_subscriptions=0,
-        operation_timeout_in_seconds=int(WAIT))
+        max_request_response_subscriptions=2,
+        max_streaming_subscriptions=0,
+        operation_timeout_in_seconds=int(WAIT),
+    )
 
 
 @contextmanager
-def identity_client(emulator: Emulator,
-                    transport: str) -> Iterator[iotidentity.IotIdentityClientV2]:
+def identity_client(emulator: Emulator, transport: str) -> Iterator[iotidentity.IotIdentityClientV2]:
     if transport in TRANSPORTS5:
         with mqtt5_client(emulator, transport) as client:
             yield iotidentity.IotIdentityClientV2(client, _identity_options())
@@ -136,8 +161,9 @@ def identity_client(emulator: Emulator,
 
 
 @contextmanager
-def mqtt5_client(emulator: Emulator, transport: str,
-                 lifecycle: Mqtt5Lifecycle | None = None) -> Iterator[mqtt5.Client]:
+def mqtt5_client(
+    emulator: Emulator, transport: str, lifecycle: Mqtt5Lifecycle | None = None
+) -> Iterator[mqtt5.Client]:
     lifecycle = lifecycle or Mqtt5Lifecycle()
     client = TRANSPORTS5[transport](emulator, lifecycle)
     client.start()
@@ -164,8 +190,7 @@ def _parsed_certificate(certificate_pem: str, certificate_id: str) -> x509.Certi
 
 
 def _public_key_der(key: PublicKeyTypes) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER,
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _certificate_status(emulator: Emulator, certificate_id: str) -> str | None:
@@ -173,13 +198,18 @@ def _certificate_status(emulator: Emulator, certificate_id: str) -> str | None:
     return certificate["status"] if certificate else None
 
 
-def _register_and_check(emulator: Emulator, identity: iotidentity.IotIdentityClientV2,
-                        certificate_id: str, ownership_token: str) -> None:
+def _register_and_check(
+    emulator: Emulator, identity: iotidentity.IotIdentityClientV2, certificate_id: str, ownership_token: str
+) -> None:
     assert _certificate_status(emulator, certificate_id) == "PENDING_ACTIVATION"
     serial = _serial()
-    registered = identity.register_thing(iotidentity.RegisterThingRequest(
-        template_name=TEMPLATE, certificate_ownership_token=ownership_token,
-        parameters={"SerialNumber": serial, "DeviceLocation": "line-3"})).result(timeout=WAIT)
+    registered = identity.register_thing(
+        iotidentity.RegisterThingRequest(
+            template_name=TEMPLATE,
+            certificate_ownership_token=ownership_token,
+            parameters={"SerialNumber": serial, "DeviceLocation": "line-3"},
+        )
+    ).result(timeout=WAIT)
 
     assert registered.thing_name == f"demo-{serial}"
     assert registered.device_configuration == {"location": "line-3", "serial": serial}
@@ -191,24 +221,23 @@ def _register_and_check(emulator: Emulator, identity: iotidentity.IotIdentityCli
 
 
 @pytest.mark.parametrize("transport", ALL_TRANSPORTS)
-def test_sdk_provisions_with_create_keys_and_certificate(emulator: Emulator,
-                                                         transport: str) -> None:
+def test_sdk_provisions_with_create_keys_and_certificate(emulator: Emulator, transport: str) -> None:
     with identity_client(emulator, transport) as identity:
-        created = identity.create_keys_and_certificate(
-            iotidentity.CreateKeysAndCertificateRequest()).result(timeout=WAIT)
+        created = identity.create_keys_and_certificate(iotidentity.CreateKeysAndCertificateRequest()).result(
+            timeout=WAIT
+        )
 
         certificate = _parsed_certificate(created.certificate_pem, created.certificate_id)
         private_key = load_pem_private_key(created.private_key.encode(), password=None)
-        assert _public_key_der(certificate.public_key()) == _public_key_der(
-            private_key.public_key())
+        assert _public_key_der(certificate.public_key()) == _public_key_der(private_key.public_key())
         assert created.certificate_ownership_token
-        _register_and_check(emulator, identity, created.certificate_id,
-                            created.certificate_ownership_token)
+        _register_and_check(emulator, identity, created.certificate_id, created.certificate_ownership_token)
 
 
 @pytest.mark.parametrize("transport", ALL_TRANSPORTS)
 def test_sdk_provisions_with_create_certificate_from_csr(
-        emulator: Emulator, transport: str, device_csr: tuple[str, str]) -> None:
+    emulator: Emulator, transport: str, device_csr: tuple[str, str]
+) -> None:
     _, csr_pem = device_csr
     with identity_client(emulator, transport) as identity:
         created = identity.create_certificate_from_csr(
@@ -219,20 +248,24 @@ def test_sdk_provisions_with_create_certificate_from_csr(
         csr = x509.load_pem_x509_csr(csr_pem.encode())
         assert _public_key_der(certificate.public_key()) == _public_key_der(csr.public_key())
         assert created.certificate_ownership_token
-        _register_and_check(emulator, identity, created.certificate_id,
-                            created.certificate_ownership_token)
+        _register_and_check(emulator, identity, created.certificate_id, created.certificate_ownership_token)
 
 
 @pytest.mark.parametrize("transport", ["mtls", "wss-sigv4", "mqtt5-mtls"])
 def test_sdk_surfaces_register_thing_rejection_for_unknown_template(
-        emulator: Emulator, transport: str) -> None:
+    emulator: Emulator, transport: str
+) -> None:
     with identity_client(emulator, transport) as identity:
-        created = identity.create_keys_and_certificate(
-            iotidentity.CreateKeysAndCertificateRequest()).result(timeout=WAIT)
-        future = identity.register_thing(iotidentity.RegisterThingRequest(
-            template_name="no-such-template",
-            certificate_ownership_token=created.certificate_ownership_token,
-            parameters={"SerialNumber": _serial()}))
+        created = identity.create_keys_and_certificate(iotidentity.CreateKeysAndCertificateRequest()).result(
+            timeout=WAIT
+        )
+        future = identity.register_thing(
+            iotidentity.RegisterThingRequest(
+                template_name="no-such-template",
+                certificate_ownership_token=created.certificate_ownership_token,
+                parameters={"SerialNumber": _serial()},
+            )
+        )
 
         with pytest.raises(V2ServiceException) as raised:
             future.result(timeout=WAIT)
@@ -274,8 +307,10 @@ def test_sdk_mqtt5_client_reads_aws_connack_properties(emulator: Emulator) -> No
 def test_sdk_mqtt5_client_vanishing_without_disconnect_is_cleaned_up(emulator: Emulator) -> None:
     # The SDK closes its socket without a DISCONNECT packet (captured from AWS's sample).
     with mqtt5_client(emulator, "mqtt5-mtls") as client:
-        client.subscribe(mqtt5.SubscribePacket([mqtt5.Subscription(
-            "$aws/certificates/create/json/accepted", mqtt5.QoS.AT_LEAST_ONCE)])
+        client.subscribe(
+            mqtt5.SubscribePacket(
+                [mqtt5.Subscription("$aws/certificates/create/json/accepted", mqtt5.QoS.AT_LEAST_ONCE)]
+            )
         ).result(timeout=WAIT)
         assert len(emulator.connected_client_ids()) == 1
     deadline = time.monotonic() + WAIT

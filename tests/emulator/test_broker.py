@@ -37,9 +37,7 @@ def open_socket(port: int) -> socket.socket:
 def raw_connect(port: int, client_id: str = "raw", keepalive: int = 60) -> socket.socket:
     sock = open_socket(port)
     cid = client_id.encode()
-    body = (
-        b"\x00\x04MQTT\x04\x02" + struct.pack("!H", keepalive) + struct.pack("!H", len(cid)) + cid
-    )
+    body = b"\x00\x04MQTT\x04\x02" + struct.pack("!H", keepalive) + struct.pack("!H", len(cid)) + cid
     sock.sendall(bytes([0x10, len(body)]) + body)
     assert sock.recv(4) == b"\x20\x02\x00\x00"
     return sock
@@ -132,7 +130,7 @@ def test_first_packet_must_be_connect(emulator: Emulator) -> None:
 
 def test_unsupported_protocol_level_gets_connack_1(emulator: Emulator) -> None:
     sock = open_socket(emulator.ports["mqtt"])
-    body = b"\x00\x04MQTT\x06\x02\x00\x3c\x00\x01x"   # level 6: neither 3.1.1 nor 5
+    body = b"\x00\x04MQTT\x06\x02\x00\x3c\x00\x01x"  # level 6: neither 3.1.1 nor 5
     sock.sendall(bytes([0x10, len(body)]) + body)
     assert sock.recv(4) == b"\x20\x02\x00\x01"
     assert is_closed(sock)
@@ -210,9 +208,7 @@ def test_will_message_is_published_when_a_client_vanishes(emulator: Emulator) ->
     try:
         watcher.subscribe("status/dev1")
         sock = open_socket(emulator.ports["mqtt"])
-        body = (
-            b"\x00\x04MQTT\x04\x06\x00\x3c\x00\x04dev1" + b"\x00\x0bstatus/dev1" + b"\x00\x04gone"
-        )
+        body = b"\x00\x04MQTT\x04\x06\x00\x3c\x00\x04dev1" + b"\x00\x0bstatus/dev1" + b"\x00\x04gone"
         sock.sendall(bytes([0x10, len(body)]) + body)
         assert sock.recv(4) == b"\x20\x02\x00\x00"
         sock.close()
@@ -238,19 +234,24 @@ def test_websocket_upgrade_without_signature_gets_403_with_reason(emulator: Emul
 
 def test_websocket_upgrade_with_wrong_secret_gets_403(emulator: Emulator) -> None:
     host = f"127.0.0.1:{emulator.ports['ws']}"
-    path = presign_path(host, "us-east-1", DEFAULT_ACCESS_KEY_ID, "wrong-secret",
-                        now=datetime.now(UTC))
+    path = presign_path(host, "us-east-1", DEFAULT_ACCESS_KEY_ID, "wrong-secret", now=datetime.now(UTC))
     status, body = upgrade_status(emulator.urls["ws"], path)
     assert (status, "signature does not match" in body) == (403, True)
-    good = presign_path(host, "us-east-1", DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY,
-                        now=datetime.now(UTC))
+    good = presign_path(
+        host, "us-east-1", DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, now=datetime.now(UTC)
+    )
     assert upgrade_status(emulator.urls["ws"], good)[0] == 101
 
 
 def test_websocket_upgrade_with_an_expired_signature_gets_403(emulator: Emulator) -> None:
     host = f"127.0.0.1:{emulator.ports['ws']}"
-    path = presign_path(host, "us-east-1", DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY,
-                        now=datetime.now(UTC) - timedelta(minutes=20))
+    path = presign_path(
+        host,
+        "us-east-1",
+        DEFAULT_ACCESS_KEY_ID,
+        DEFAULT_SECRET_ACCESS_KEY,
+        now=datetime.now(UTC) - timedelta(minutes=20),
+    )
     status, body = upgrade_status(emulator.urls["ws"], path)
     assert status == 403 and "request expired at" in body
 
@@ -289,8 +290,15 @@ def _subscribe_raw(sock: socket.socket, *filters: str) -> None:
 
 def test_client_that_stops_reading_is_aborted_and_freed(tmp_path) -> None:
     limits = Limits(max_queued_bytes=256 * 1024)
-    with Emulator(data_dir=tmp_path, limits=limits, key_algorithm="ec", key_pool_size=1,
-                  mqtts_port=None, ws_port=None, wss_port=None) as emulator:
+    with Emulator(
+        data_dir=tmp_path,
+        limits=limits,
+        key_algorithm="ec",
+        key_pool_size=1,
+        mqtts_port=None,
+        ws_port=None,
+        wss_port=None,
+    ) as emulator:
         port = emulator.ports["mqtt"]
         sock = socket.socket()
         _open_sockets.append(sock)
@@ -309,25 +317,24 @@ def test_client_that_stops_reading_is_aborted_and_freed(tmp_path) -> None:
                 publisher.publish("firehose", b"x" * 100_000, qos=1)
             # Gone from the server: tasks, subscriptions and socket freed, not merely flagged.
             assert "sleeper" not in emulator.connected_client_ids()
-            assert emulator._connections() and all(
-                c.client_id != "sleeper" for c in emulator._connections())
+            assert emulator._connections() and all(c.client_id != "sleeper" for c in emulator._connections())
             assert is_closed(sock, timeout=2)
         finally:
             publisher.close()
 
 
 def test_subscribe_flood_of_refused_filters_logs_one_line(
-        emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
     sock = raw_connect(emulator.ports["mqtt"], "flooder")
     with caplog.at_level("INFO", logger="emulator.mqtt"):
         _subscribe_raw(sock, *[f"flood/{i}" for i in range(8000)])
-        sock.sendall(b"\xc0\x00")   # PINGREQ: its PINGRESP follows the SUBACK's handling
+        sock.sendall(b"\xc0\x00")  # PINGREQ: its PINGRESP follows the SUBACK's handling
         sock.settimeout(5)
         received = b""
         while not received.endswith(b"\xd0\x00"):
             received += sock.recv(65536)
-    lines = [r for r in caplog.records
-             if r.levelno >= logging.WARNING and "flooder" in r.getMessage()]
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING and "flooder" in r.getMessage()]
     assert len(lines) == 1, [r.getMessage()[:100] for r in lines]
     assert "8000 of 8000 subscriptions refused" in lines[0].getMessage()
     assert len(lines[0].getMessage()) < 1000

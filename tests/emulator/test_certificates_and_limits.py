@@ -15,8 +15,7 @@ CSR_TOPIC = "$aws/certificates/create-from-csr/json"
 
 
 def tls_client(emulator: Emulator, cert: Path, key: Path) -> MqttTestClient:
-    return MqttTestClient(emulator.urls["mqtts"], ca_file=str(emulator.ca_path), cert=str(cert),
-                          key=str(key))
+    return MqttTestClient(emulator.urls["mqtts"], ca_file=str(emulator.ca_path), cert=str(cert), key=str(key))
 
 
 def issue_pending_certificate(emulator: Emulator, tmp_path: Path) -> tuple[dict, Path, Path]:
@@ -34,27 +33,32 @@ def issue_pending_certificate(emulator: Emulator, tmp_path: Path) -> tuple[dict,
 
 
 def test_issued_certificates_connect_only_once_active_when_required(tmp_path: Path) -> None:
-    with Emulator(data_dir=tmp_path / "data", key_algorithm="ec", key_pool_size=1,
-                  require_active_certificates=True) as emulator:
+    with Emulator(
+        data_dir=tmp_path / "data", key_algorithm="ec", key_pool_size=1, require_active_certificates=True
+    ) as emulator:
         created, cert, key = issue_pending_certificate(emulator, tmp_path)
         with pytest.raises((ConnectionError, TimeoutError, OSError)):
             tls_client(emulator, cert, key).connect()
         client = MqttTestClient(emulator.urls["mqtt"]).connect()
         try:
-            outcome, _ = client.request("$aws/provisioning-templates/demo/provision/json", {
-                "certificateOwnershipToken": created["certificateOwnershipToken"],
-                "parameters": {"SerialNumber": "ACT-1"}})
+            outcome, _ = client.request(
+                "$aws/provisioning-templates/demo/provision/json",
+                {
+                    "certificateOwnershipToken": created["certificateOwnershipToken"],
+                    "parameters": {"SerialNumber": "ACT-1"},
+                },
+            )
         finally:
             client.close()
         assert outcome == "accepted"
-        device = tls_client(emulator, cert, key).connect()   # ACTIVE now
+        device = tls_client(emulator, cert, key).connect()  # ACTIVE now
         device.close()
 
 
 def test_revoked_certificate_is_refused(tmp_path: Path) -> None:
     with Emulator(data_dir=tmp_path / "data", key_algorithm="ec", key_pool_size=1) as emulator:
         created, cert, key = issue_pending_certificate(emulator, tmp_path)
-        tls_client(emulator, cert, key).connect().close()   # pending is allowed by default
+        tls_client(emulator, cert, key).connect().close()  # pending is allowed by default
         emulator.registry.set_certificate_status(created["certificateId"], "REVOKED")
         with pytest.raises((ConnectionError, TimeoutError, OSError)):
             tls_client(emulator, cert, key).connect()
@@ -65,7 +69,7 @@ def test_unsubscribe_stops_delivery(emulator: Emulator) -> None:
     try:
         client.subscribe("news")
         client.client.unsubscribe("news")
-        client.publish("other", b"sync")      # PUBACK ordering: the UNSUBSCRIBE was handled
+        client.publish("other", b"sync")  # PUBACK ordering: the UNSUBSCRIBE was handled
         client.publish("news", b"x")
         client.expect_nothing(0.3)
     finally:
@@ -92,8 +96,9 @@ def test_a_client_that_stops_reading_is_dropped_and_others_carry_on(tmp_path: Pa
 
     from emulator import Limits
 
-    with Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=1,
-                  limits=Limits(max_queued_bytes=256 * 1024)) as emulator:
+    with Emulator(
+        data_dir=tmp_path, key_algorithm="ec", key_pool_size=1, limits=Limits(max_queued_bytes=256 * 1024)
+    ) as emulator:
         port = emulator.ports["mqtt"]
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -105,7 +110,7 @@ def test_a_client_that_stops_reading_is_dropped_and_others_carry_on(tmp_path: Pa
             sock.sendall(bytes([0x82, len(subscribe)]) + subscribe)
             publisher = MqttTestClient(emulator.urls["mqtt"]).connect()
             try:
-                for _ in range(60):       # 60 x 64 KiB to a subscriber that never reads
+                for _ in range(60):  # 60 x 64 KiB to a subscriber that never reads
                     publisher.publish("bulk", b"x" * 65536, qos=0)
                 publisher.subscribe("ping")
                 publisher.publish("ping", b"still served")
@@ -123,8 +128,9 @@ def test_a_client_that_stops_reading_is_dropped_and_others_carry_on(tmp_path: Pa
 def test_requests_in_flight_per_connection_are_bounded(tmp_path: Path) -> None:
     from emulator import Fault, Limits
 
-    with Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=1,
-                  limits=Limits(max_requests_in_flight=2)) as emulator:
+    with Emulator(
+        data_dir=tmp_path, key_algorithm="ec", key_pool_size=1, limits=Limits(max_requests_in_flight=2)
+    ) as emulator:
         emulator.set_fault("create_keys_and_certificate", Fault(latency=(0.5, 0.5)))
         client = MqttTestClient(emulator.urls["mqtt"]).connect()
         try:

@@ -13,10 +13,27 @@ from mqtt_support import MqttTestClient
 
 def test_cli_prints_a_ready_line_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--mqtt-port", "0", "--mqtts-port", "0",
-         "--ws-port", "off", "--wss-port", "0", "--data-dir", str(tmp_path),
-         "--key-algorithm", "ec"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "--mqtt-port",
+            "0",
+            "--mqtts-port",
+            "0",
+            "--ws-port",
+            "off",
+            "--wss-port",
+            "0",
+            "--data-dir",
+            str(tmp_path),
+            "--key-algorithm",
+            "ec",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready = json.loads(process.stdout.readline())
         assert set(ready["listeners"]) == {"mqtt", "mqtts", "wss"}
@@ -37,16 +54,33 @@ def test_cli_prints_a_ready_line_serves_and_stops_on_ctrl_c(tmp_path: Path) -> N
             process.kill()
             process.communicate()
 
-    listed = subprocess.run([sys.executable, "-m", "emulator", "list", "certificates",
-                             "--data-dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=30, check=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "emulator", "list", "certificates", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     statuses = sorted(c["status"] for c in json.loads(listed.stdout))
-    assert statuses == ["ACTIVE", "PENDING_ACTIVATION"]   # the claim cert and the new one
+    assert statuses == ["ACTIVE", "PENDING_ACTIVATION"]  # the claim cert and the new one
 
 
 def test_cli_reports_a_bad_fault_spec_without_a_traceback(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "emulator", "--data-dir", str(tmp_path),
-                             "--mqtt-port", "0", "--fault", "register_thing:explode"],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "--data-dir",
+            str(tmp_path),
+            "--mqtt-port",
+            "0",
+            "--fault",
+            "register_thing:explode",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "unknown action 'explode'" in result.stderr and "Traceback" not in result.stderr

@@ -28,6 +28,7 @@ def client(emulator: Emulator):
 
 # -- the spec grammar --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("spec", "answer_twice", "process_twice"),
     [
@@ -38,15 +39,21 @@ def client(emulator: Emulator):
         ("*:process_twice=0.01-0.02,answer_twice", True, (0.01, 0.02)),
     ],
 )
-def test_fault_spec_reads_optional_repeat_delays(spec: str, answer_twice: object,
-                                                 process_twice: object) -> None:
+def test_fault_spec_reads_optional_repeat_delays(
+    spec: str, answer_twice: object, process_twice: object
+) -> None:
     _, fault = parse_spec(spec)
     assert (fault.answer_twice, fault.process_twice) == (answer_twice, process_twice)
 
 
-@pytest.mark.parametrize("spec", ["register_thing:answer_twice=soon",
-                                  "register_thing:answer_twice=0.05-0.02",
-                                  "register_thing:process_twice=-1"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "register_thing:answer_twice=soon",
+        "register_thing:answer_twice=0.05-0.02",
+        "register_thing:process_twice=-1",
+    ],
+)
 def test_fault_spec_refuses_bad_repeat_delays(spec: str) -> None:
     with pytest.raises(ConfigError, match="bad value for"):
         parse_spec(spec)
@@ -65,20 +72,23 @@ def test_fault_api_takes_true_a_delay_or_a_range_and_refuses_the_rest() -> None:
 
 # -- answer_twice ------------------------------------------------------------------------------
 
+
 def test_answer_twice_with_a_delay_repeats_the_same_answer_later(
-        emulator: Emulator, client: MqttTestClient) -> None:
+    emulator: Emulator, client: MqttTestClient
+) -> None:
     emulator.set_fault("create_keys_and_certificate", Fault(answer_twice=(0.3, 0.4), count=1))
     client.subscribe(KEYS_TOPIC + "/accepted")
     client.publish(KEYS_TOPIC, b"{}")
     first = client.expect()
     received = time.monotonic()
     second = client.expect(3)
-    assert time.monotonic() - received >= 0.25   # paho's own delivery adds jitter, not less
+    assert time.monotonic() - received >= 0.25  # paho's own delivery adds jitter, not less
     assert first.payload == second.payload
 
 
 def test_a_late_duplicate_can_arrive_after_the_next_requests_answer(
-        emulator: Emulator, client: MqttTestClient) -> None:
+    emulator: Emulator, client: MqttTestClient
+) -> None:
     # What a client with one request in flight per connection must survive: the duplicate of
     # answer A arrives while it waits for answer B, on the same topic.
     emulator.set_fault("create_keys_and_certificate", Fault(answer_twice=0.6, count=1))
@@ -94,8 +104,10 @@ def test_a_late_duplicate_can_arrive_after_the_next_requests_answer(
 
 # -- process_twice -----------------------------------------------------------------------------
 
+
 def test_process_twice_on_create_keys_issues_two_certificates_and_answers_both(
-        emulator: Emulator, client: MqttTestClient) -> None:
+    emulator: Emulator, client: MqttTestClient
+) -> None:
     emulator.set_fault("create_keys_and_certificate", Fault(process_twice=True, count=1))
     client.subscribe(KEYS_TOPIC + "/accepted", KEYS_TOPIC + "/rejected")
     client.publish(KEYS_TOPIC, b"{}")
@@ -109,7 +121,8 @@ def test_process_twice_on_create_keys_issues_two_certificates_and_answers_both(
 
 
 def test_process_twice_on_create_from_csr_issues_two_certificates_for_one_key(
-        emulator: Emulator, client: MqttTestClient, device_csr) -> None:
+    emulator: Emulator, client: MqttTestClient, device_csr
+) -> None:
     emulator.set_fault("create_certificate_from_csr", Fault(process_twice=0.05, count=1))
     client.subscribe(CSR_TOPIC + "/accepted", CSR_TOPIC + "/rejected")
     client.publish(CSR_TOPIC, {"certificateSigningRequest": device_csr[1]})
@@ -119,12 +132,18 @@ def test_process_twice_on_create_from_csr_issues_two_certificates_for_one_key(
 
 
 def test_process_twice_on_register_thing_spends_the_token_once(
-        emulator: Emulator, client: MqttTestClient) -> None:
+    emulator: Emulator, client: MqttTestClient
+) -> None:
     _, created = client.request(KEYS_TOPIC, {})
     emulator.set_fault("register_thing", Fault(process_twice=0.2, count=1))
     client.subscribe(DEMO_TOPIC + "/accepted", DEMO_TOPIC + "/rejected")
-    client.publish(DEMO_TOPIC, {"certificateOwnershipToken": created["certificateOwnershipToken"],
-                                "parameters": {"SerialNumber": "TWICE"}})
+    client.publish(
+        DEMO_TOPIC,
+        {
+            "certificateOwnershipToken": created["certificateOwnershipToken"],
+            "parameters": {"SerialNumber": "TWICE"},
+        },
+    )
     first, second = client.expect(), client.expect()
     assert first.topic == DEMO_TOPIC + "/accepted"
     assert first.json()["thingName"] == "demo-TWICE"
@@ -135,12 +154,18 @@ def test_process_twice_on_register_thing_spends_the_token_once(
 
 
 def test_process_twice_at_once_on_register_thing_accepts_exactly_one_copy(
-        emulator: Emulator, client: MqttTestClient) -> None:
+    emulator: Emulator, client: MqttTestClient
+) -> None:
     _, created = client.request(KEYS_TOPIC, {})
     emulator.set_fault("register_thing", Fault(process_twice=True, count=1))
     client.subscribe(DEMO_TOPIC + "/accepted", DEMO_TOPIC + "/rejected")
-    client.publish(DEMO_TOPIC, {"certificateOwnershipToken": created["certificateOwnershipToken"],
-                                "parameters": {"SerialNumber": "RACE"}})
+    client.publish(
+        DEMO_TOPIC,
+        {
+            "certificateOwnershipToken": created["certificateOwnershipToken"],
+            "parameters": {"SerialNumber": "RACE"},
+        },
+    )
     outcomes = sorted(client.expect().topic.rsplit("/", 1)[1] for _ in range(2))
     assert outcomes == ["accepted", "rejected"]
     assert len(emulator.registry.list_template_uses()) == 1

@@ -35,24 +35,35 @@ WAIT = 10.0
 class Paho5:
     """paho-mqtt as an MQTT 5 client; callbacks only record and signal, every wait times out."""
 
-    def __init__(self, emulator: Emulator, scheme: str = "mqtt",
-                 client_id: str | None = None) -> None:
+    def __init__(self, emulator: Emulator, scheme: str = "mqtt", client_id: str | None = None) -> None:
         transport = "websockets" if scheme in ("ws", "wss") else "tcp"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"p5-{uuid.uuid4().hex[:10]}",
-                                  protocol=mqtt.MQTTv5, transport=transport)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"p5-{uuid.uuid4().hex[:10]}",
+            protocol=mqtt.MQTTv5,
+            transport=transport,
+        )
         self.host, self.port = "127.0.0.1", emulator.ports[scheme]
         if scheme == "mqtts":
-            self.client.tls_set(ca_certs=str(emulator.ca_path),
-                                certfile=str(emulator.claim_cert_path),
-                                keyfile=str(emulator.claim_key_path), cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_set(
+                ca_certs=str(emulator.ca_path),
+                certfile=str(emulator.claim_cert_path),
+                keyfile=str(emulator.claim_key_path),
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         elif scheme == "wss":
             self.client.tls_set(ca_certs=str(emulator.ca_path), cert_reqs=ssl.CERT_REQUIRED)
         if transport == "websockets":
-            self.client.ws_set_options(path=presign_path(
-                f"{self.host}:{self.port}", "us-east-1", DEFAULT_ACCESS_KEY_ID,
-                DEFAULT_SECRET_ACCESS_KEY, now=datetime.now(UTC)))
-        self.client.reconnect_delay_set(30, 60)   # no reconnects fighting the test
+            self.client.ws_set_options(
+                path=presign_path(
+                    f"{self.host}:{self.port}",
+                    "us-east-1",
+                    DEFAULT_ACCESS_KEY_ID,
+                    DEFAULT_SECRET_ACCESS_KEY,
+                    now=datetime.now(UTC),
+                )
+            )
+        self.client.reconnect_delay_set(30, 60)  # no reconnects fighting the test
         self.connected = threading.Event()
         self.disconnected = threading.Event()
         self.connack: tuple[Any, Any] | None = None
@@ -84,8 +95,9 @@ class Paho5:
         assert self.connected.wait(WAIT), "no CONNACK"
         return self
 
-    def subscribe(self, *filters: str | tuple[str, SubscribeOptions],
-                  properties: Properties | None = None) -> list[int]:
+    def subscribe(
+        self, *filters: str | tuple[str, SubscribeOptions], properties: Properties | None = None
+    ) -> list[int]:
         wanted = [f if isinstance(f, tuple) else (f, SubscribeOptions(qos=1)) for f in filters]
         with self._suback_seen:
             rc, mid = self.client.subscribe(wanted, properties=properties)
@@ -99,7 +111,7 @@ class Paho5:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-        self.client._reset_sockets()   # paho leaves its socket pair to the garbage collector
+        self.client._reset_sockets()  # paho leaves its socket pair to the garbage collector
 
 
 @pytest.fixture
@@ -167,13 +179,13 @@ def read_raw(sock: socket.socket, timeout: float = WAIT) -> tuple[int, bytes]:
     return first, exactly(length)
 
 
-def connect5(emulator: Emulator, client_id: str = "", *, properties: bytes = b"\x00",
-             keepalive: int = 60) -> tuple[socket.socket, bytes]:
+def connect5(
+    emulator: Emulator, client_id: str = "", *, properties: bytes = b"\x00", keepalive: int = 60
+) -> tuple[socket.socket, bytes]:
     """Send an MQTT 5 CONNECT (clean start); return the socket and the CONNACK body."""
     sock = socket.create_connection(("127.0.0.1", emulator.ports["mqtt"]), timeout=WAIT)
     _sockets.append(sock)
-    body = (_text("MQTT") + b"\x05\x02" + struct.pack("!H", keepalive) + properties
-            + _text(client_id))
+    body = _text("MQTT") + b"\x05\x02" + struct.pack("!H", keepalive) + properties + _text(client_id)
     sock.sendall(_packet(0x10, body))
     kind, connack = read_packet(sock)
     assert kind == 2
@@ -181,16 +193,26 @@ def connect5(emulator: Emulator, client_id: str = "", *, properties: bytes = b"\
 
 
 def subscribe5(sock: socket.socket, packet_id: int, *filters: tuple[str, int]) -> list[int]:
-    body = struct.pack("!H", packet_id) + b"\x00" + b"".join(
-        _text(f) + bytes([options]) for f, options in filters)
+    body = (
+        struct.pack("!H", packet_id)
+        + b"\x00"
+        + b"".join(_text(f) + bytes([options]) for f, options in filters)
+    )
     sock.sendall(_packet(0x82, body))
     kind, suback = read_packet(sock)
     assert kind == 9 and suback[:2] == struct.pack("!H", packet_id)
-    return list(suback[3:])      # after packet id and an empty property block
+    return list(suback[3:])  # after packet id and an empty property block
 
 
-def publish5(sock: socket.socket, topic: str, payload: bytes, *, qos: int = 0,
-             packet_id: int = 1, properties: bytes = b"\x00") -> None:
+def publish5(
+    sock: socket.socket,
+    topic: str,
+    payload: bytes,
+    *,
+    qos: int = 0,
+    packet_id: int = 1,
+    properties: bytes = b"\x00",
+) -> None:
     pid = struct.pack("!H", packet_id) if qos else b""
     sock.sendall(_packet(0x30 | (qos << 1), _text(topic) + pid + properties + payload))
 
@@ -207,6 +229,7 @@ def expect_disconnect(sock: socket.socket) -> int:
 
 
 # -- CONNECT / CONNACK -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("scheme", ["mqtt", "mqtts", "ws", "wss"])
 def test_paho_mqtt5_pub_sub_on_every_listener(emulator: Emulator, paho5, scheme: str) -> None:
@@ -226,16 +249,22 @@ def test_connack_carries_aws_properties(paho5) -> None:
     assert props.MaximumQoS == 1
     assert props.MaximumPacketSize == 149504
     assert props.TopicAliasMaximum == 8
-    assert props.ServerKeepAlive == 60        # the client's own, inside AWS's 30-1200 s
+    assert props.ServerKeepAlive == 60  # the client's own, inside AWS's 30-1200 s
 
 
 def test_connack_raw_bytes_and_keep_alive_clamp(emulator: Emulator) -> None:
     _, connack = connect5(emulator, "raw-clamp", keepalive=5)
-    assert connack[:2] == b"\x00\x00"           # session present 0, success
+    assert connack[:2] == b"\x00\x00"  # session present 0, success
     # Receive Maximum 100, Maximum QoS 1, Maximum Packet Size 149504, Topic Alias Maximum 8,
     # Server Keep Alive 30 (AWS raises keep-alives below 30 s to 30).
-    expected = (b"\x21\x00\x64" + b"\x24\x01" + b"\x27" + struct.pack("!I", 149504)
-                + b"\x22\x00\x08" + b"\x13\x00\x1e")
+    expected = (
+        b"\x21\x00\x64"
+        + b"\x24\x01"
+        + b"\x27"
+        + struct.pack("!I", 149504)
+        + b"\x22\x00\x08"
+        + b"\x13\x00\x1e"
+    )
     assert connack[2:] == bytes([len(expected)]) + expected
 
 
@@ -246,12 +275,12 @@ def test_empty_client_id_is_assigned_one(emulator: Emulator) -> None:
 
 def test_refused_connects_get_mqtt5_reason_codes(emulator: Emulator) -> None:
     _, connack = connect5(emulator, "x" * 129)
-    assert connack == b"\x00\x85\x00"                 # client identifier not valid
+    assert connack == b"\x00\x85\x00"  # client identifier not valid
     # Enhanced authentication (an Authentication Method): AWS IoT Core has none.
     _, connack = connect5(emulator, "auth", properties=b"\x08\x15" + _text("SCRAM"))
     assert connack == b"\x00\x8c\x00"
     _, connack = connect5(emulator, "recv0", properties=b"\x03\x21\x00\x00")
-    assert connack == b"\x00\x82\x00"                 # Receive Maximum 0 is a protocol error
+    assert connack == b"\x00\x82\x00"  # Receive Maximum 0 is a protocol error
 
 
 def test_session_taken_over_is_told_0x8e(emulator: Emulator) -> None:
@@ -261,13 +290,21 @@ def test_session_taken_over_is_told_0x8e(emulator: Emulator) -> None:
 
 
 def test_keep_alive_timeout_is_told_0x8d(tmp_path) -> None:
-    with Emulator(data_dir=tmp_path, limits=Limits(min_keep_alive=1), key_algorithm="ec",
-                  key_pool_size=1, mqtts_port=None, ws_port=None, wss_port=None) as emulator:
+    with Emulator(
+        data_dir=tmp_path,
+        limits=Limits(min_keep_alive=1),
+        key_algorithm="ec",
+        key_pool_size=1,
+        mqtts_port=None,
+        ws_port=None,
+        wss_port=None,
+    ) as emulator:
         sock, _ = connect5(emulator, "silent-5", keepalive=1)
         assert expect_disconnect(sock) == 0x8D
 
 
 # -- PUBLISH ---------------------------------------------------------------------------------
+
 
 def test_publish_properties_reach_an_mqtt5_subscriber(paho5) -> None:
     subscriber, publisher = paho5(), paho5()
@@ -295,12 +332,13 @@ def test_topic_alias_stands_for_its_topic(paho5) -> None:
     subscriber.subscribe("sensors/long/topic/name")
     first = Properties(PacketTypes.PUBLISH)
     first.TopicAlias = 3
-    publisher.client.publish("sensors/long/topic/name", b"1", qos=1,
-                             properties=first).wait_for_publish(WAIT)
+    publisher.client.publish("sensors/long/topic/name", b"1", qos=1, properties=first).wait_for_publish(WAIT)
     publisher.client.publish("", b"2", qos=1, properties=first).wait_for_publish(WAIT)
     got = [subscriber.expect(), subscriber.expect()]
-    assert [(m.topic, m.payload) for m in got] == [("sensors/long/topic/name", b"1"),
-                                                   ("sensors/long/topic/name", b"2")]
+    assert [(m.topic, m.payload) for m in got] == [
+        ("sensors/long/topic/name", b"1"),
+        ("sensors/long/topic/name", b"2"),
+    ]
     assert all(getattr(m.properties, "TopicAlias", None) is None for m in got)
 
 
@@ -318,7 +356,7 @@ def test_unknown_topic_alias_is_a_protocol_error(emulator: Emulator) -> None:
 
 def test_qos2_publish_is_disconnected_0x9b(emulator: Emulator) -> None:
     sock, _ = connect5(emulator, "qos2-5")
-    assert subscribe5(sock, 1, ("q/2", 2)) == [1]     # QoS 2 asked, QoS 1 granted (as AWS)
+    assert subscribe5(sock, 1, ("q/2", 2)) == [1]  # QoS 2 asked, QoS 1 granted (as AWS)
     publish5(sock, "q/2", b"x", qos=2)
     assert expect_disconnect(sock) == 0x9B
 
@@ -326,24 +364,25 @@ def test_qos2_publish_is_disconnected_0x9b(emulator: Emulator) -> None:
 def test_aws_limits_are_told_with_reason_codes(emulator: Emulator) -> None:
     sock, _ = connect5(emulator, "slashes-5")
     publish5(sock, "a/b/c/d/e/f/g/h/i", b"x")
-    assert expect_disconnect(sock) == 0x90            # topic name invalid: 8 slashes
+    assert expect_disconnect(sock) == 0x90  # topic name invalid: 8 slashes
     sock, _ = connect5(emulator, "big-5")
     publish5(sock, "big", b"x" * (128 * 1024 + 1))
-    assert expect_disconnect(sock) == 0x95            # packet too large: 128 KB payload limit
+    assert expect_disconnect(sock) == 0x95  # packet too large: 128 KB payload limit
 
 
 def test_puback_is_sent_for_qos1_and_unknown_pubacks_are_ignored(emulator: Emulator) -> None:
     sock, _ = connect5(emulator, "acks-5")
-    sock.sendall(_packet(0x40, b"\x12\x34\x00"))      # PUBACK for an id never sent
+    sock.sendall(_packet(0x40, b"\x12\x34\x00"))  # PUBACK for an id never sent
     publish5(sock, "nobody/listens", b"x", qos=1, packet_id=7)
-    assert read_packet(sock) == (4, b"\x00\x07")       # PUBACK 0x00, reason code left out
+    assert read_packet(sock) == (4, b"\x00\x07")  # PUBACK 0x00, reason code left out
 
 
 # -- SUBSCRIBE / UNSUBSCRIBE -----------------------------------------------------------------
 
+
 def test_suback_reason_codes_for_refused_filters(paho5) -> None:
     client = paho5()
-    assert client.subscribe("ok/1", "a/b/c/d/e/f/g/h/i") == [1, 0x8F]   # 8 slashes
+    assert client.subscribe("ok/1", "a/b/c/d/e/f/g/h/i") == [1, 0x8F]  # 8 slashes
     assert client.subscribe("$share/group/jobs") == [0x9E]
     assert client.subscribe(*[f"nine/{i}" for i in range(9)]) == [0x97] * 9
     with_id = Properties(PacketTypes.SUBSCRIBE)
@@ -376,6 +415,7 @@ def test_no_local_keeps_a_clients_own_publishes_from_it(paho5) -> None:
 
 # -- delivery: QoS, Receive Maximum, fleet provisioning, will ----------------------------------
 
+
 def test_receive_maximum_bounds_qos1_deliveries_in_flight(emulator: Emulator, paho5) -> None:
     sock, _ = connect5(emulator, "slow-acker", properties=b"\x03\x21\x00\x01")
     subscribe5(sock, 1, ("work", 1))
@@ -386,17 +426,16 @@ def test_receive_maximum_bounds_qos1_deliveries_in_flight(emulator: Emulator, pa
     for n in range(3):
         kind, body = read_packet(sock)
         assert kind == 3
-        packet_id = body[6:8]                   # after the topic "work"
-        assert body[8:] == b"\x00" + str(n).encode()    # an empty property block, payload
+        packet_id = body[6:8]  # after the topic "work"
+        assert body[8:] == b"\x00" + str(n).encode()  # an empty property block, payload
         ids.append(packet_id)
-        with pytest.raises(TimeoutError):       # one in flight: the next waits for our PUBACK
+        with pytest.raises(TimeoutError):  # one in flight: the next waits for our PUBACK
             read_packet(sock, timeout=0.3)
         sock.sendall(_packet(0x40, packet_id))
     assert len(set(ids)) == 3
 
 
-def test_provisioning_answer_reaches_an_mqtt5_client_at_qos1_without_properties(
-        emulator: Emulator) -> None:
+def test_provisioning_answer_reaches_an_mqtt5_client_at_qos1_without_properties(emulator: Emulator) -> None:
     sock, _ = connect5(emulator, "fp-5")
     topic = "$aws/certificates/create/json"
     assert subscribe5(sock, 1, (topic + "/accepted", 1), (topic + "/rejected", 1)) == [1, 1]
@@ -405,13 +444,13 @@ def test_provisioning_answer_reaches_an_mqtt5_client_at_qos1_without_properties(
     while len(seen) < 2:
         first, body = read_raw(sock)
         seen[first] = body
-    assert sorted(seen) == [0x32, 0x40]     # PUBLISH at QoS 1 (no DUP, no retain), PUBACK
+    assert sorted(seen) == [0x32, 0x40]  # PUBLISH at QoS 1 (no DUP, no retain), PUBACK
     answer = seen[0x32]
     name_length = struct.unpack("!H", answer[:2])[0]
-    assert answer[2:2 + name_length] == (topic + "/accepted").encode()
-    rest = answer[2 + name_length:]
+    assert answer[2 : 2 + name_length] == (topic + "/accepted").encode()
+    rest = answer[2 + name_length :]
     packet_id, property_length = rest[:2], rest[2]
-    assert packet_id != b"\x00\x00" and property_length == 0   # QoS 1, no MQTT 5 properties
+    assert packet_id != b"\x00\x00" and property_length == 0  # QoS 1, no MQTT 5 properties
     assert "certificateOwnershipToken" in json.loads(rest[3:])
     sock.sendall(_packet(0x40, packet_id))
 
@@ -423,18 +462,23 @@ def test_provisioning_answer_follows_the_granted_qos0(emulator: Emulator) -> Non
     publish5(sock, topic, b"{}")
     sock.settimeout(WAIT)
     first = sock.recv(1)
-    assert first == b"\x30"                     # PUBLISH, QoS 0
+    assert first == b"\x30"  # PUBLISH, QoS 0
 
 
-def test_will_with_properties_is_published_when_an_mqtt5_client_vanishes(
-        emulator: Emulator, paho5) -> None:
+def test_will_with_properties_is_published_when_an_mqtt5_client_vanishes(emulator: Emulator, paho5) -> None:
     watcher = paho5()
     watcher.subscribe("status/dev5")
     sock = socket.create_connection(("127.0.0.1", emulator.ports["mqtt"]), timeout=WAIT)
     _sockets.append(sock)
     will_properties = b"\x0c\x26" + _text("why") + _text("gone")
-    body = (_text("MQTT") + b"\x05\x06\x00\x3c\x00" + _text("dev5") + will_properties
-            + _text("status/dev5") + _text("offline"))
+    body = (
+        _text("MQTT")
+        + b"\x05\x06\x00\x3c\x00"
+        + _text("dev5")
+        + will_properties
+        + _text("status/dev5")
+        + _text("offline")
+    )
     sock.sendall(_packet(0x10, body))
     assert read_packet(sock)[0] == 2
     sock.close()

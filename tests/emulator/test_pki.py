@@ -36,8 +36,9 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     return CertificateAuthority.load_or_create(tmp_path_factory.mktemp("pki"))
 
 
-def make_csr(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
-             cn: str = "device-1") -> str:
+def make_csr(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey, cn: str = "device-1"
+) -> str:
     # Ed25519 signs without a separate hash algorithm.
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     csr = (
@@ -140,8 +141,7 @@ def test_claim_certificate_is_cn_claim_signed_by_the_ca(ca: CertificateAuthority
     assert claim.subject.rfc4514_string() == "CN=claim"
     claim.verify_directly_issued_by(ca.ca_certificate)
     assert (
-        ca.claim_certificate_id
-        == hashlib.sha256(claim.public_bytes(serialization.Encoding.DER)).hexdigest()
+        ca.claim_certificate_id == hashlib.sha256(claim.public_bytes(serialization.Encoding.DER)).hexdigest()
     )
 
 
@@ -182,9 +182,7 @@ def test_issued_certificate_carries_the_key_and_is_signed_by_the_ca(
     ca_public_key = ca.ca_certificate.public_key()
     assert isinstance(ca_public_key, ec.EllipticCurvePublicKey)
     assert cert.signature_hash_algorithm is not None
-    ca_public_key.verify(
-        cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm)
-    )
+    ca_public_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert cert.not_valid_before_utc <= before - dt.timedelta(minutes=59)
@@ -248,7 +246,8 @@ def test_load_csr_rejects_rsa_1024() -> None:
         load_csr(make_csr(key))
     assert caught.value.message == (
         "CSR key is RSA 1024 bits, which is not supported; AWS IoT accepts RSA of at least 2048 "
-        "bits or EC on NIST P-256, P-384 or P-521")
+        "bits or EC on NIST P-256, P-384 or P-521"
+    )
     assert caught.value.payload()["statusCode"] == 400
 
 
@@ -258,7 +257,8 @@ def test_load_csr_rejects_secp256k1() -> None:
     with pytest.raises(InvalidRequest) as caught:
         load_csr(make_csr(key))
     assert caught.value.message.startswith(
-        "CSR key is EC on curve secp256k1, which is not supported; AWS IoT accepts")
+        "CSR key is EC on curve secp256k1, which is not supported; AWS IoT accepts"
+    )
 
 
 def test_load_csr_rejects_ed25519_naming_the_key_type() -> None:
@@ -306,9 +306,7 @@ def test_key_pool_hands_out_rsa_2048_keys_as_pkcs1_pem() -> None:
         assert key.key_size == 2048
         text = private_key_pem(key)
         assert text.startswith("-----BEGIN RSA PRIVATE KEY-----\n")
-        assert (
-            serialization.load_pem_private_key(text.encode(), None).public_key() == key.public_key()
-        )
+        assert serialization.load_pem_private_key(text.encode(), None).public_key() == key.public_key()
     assert started and not any(thread.is_alive() for thread in started)
     assert not pool.running
 

@@ -50,12 +50,8 @@ def add_pending(registry: Registry) -> tuple[str, str]:
     return certificate_id, token
 
 
-def evaluation(
-    thing: ThingSpec | None = None, *policies: PolicySpec, status: str = "ACTIVE"
-) -> Evaluation:
-    return Evaluation(
-        thing=thing, certificate_status=status, policies=policies, device_configuration={}
-    )
+def evaluation(thing: ThingSpec | None = None, *policies: PolicySpec, status: str = "ACTIVE") -> Evaluation:
+    return Evaluation(thing=thing, certificate_status=status, policies=policies, device_configuration={})
 
 
 # --- ownership tokens and certificates -------------------------------------------------------
@@ -69,9 +65,7 @@ def test_ownership_token_redeems_once(registry: Registry) -> None:
         registry.redeem_ownership_token(token)
 
 
-def test_ownership_token_is_valid_for_the_lifetime_only(
-    registry: Registry, clock: FakeClock
-) -> None:
+def test_ownership_token_is_valid_for_the_lifetime_only(registry: Registry, clock: FakeClock) -> None:
     certificate_id, token = add_pending(registry)
     _, late_token = add_pending(registry)
 
@@ -118,9 +112,7 @@ def test_ownership_token_is_never_stored_in_clear(tmp_path: Path, clock: FakeClo
     assert token.encode() not in stored
 
 
-def test_pending_certificate_is_deleted_after_the_lifetime(
-    registry: Registry, clock: FakeClock
-) -> None:
+def test_pending_certificate_is_deleted_after_the_lifetime(registry: Registry, clock: FakeClock) -> None:
     pending, _ = add_pending(registry)
     registered, token = add_pending(registry)
     registry.register_thing(registry.redeem_ownership_token(token), evaluation(), "tmpl")
@@ -136,9 +128,7 @@ def test_pending_certificate_is_deleted_after_the_lifetime(
     assert registry.certificate_status("claim") == "ACTIVE"
 
 
-def test_adding_a_certificate_expires_old_pending_ones(
-    registry: Registry, clock: FakeClock
-) -> None:
+def test_adding_a_certificate_expires_old_pending_ones(registry: Registry, clock: FakeClock) -> None:
     pending, _ = add_pending(registry)
     clock.now += 3601
 
@@ -242,9 +232,7 @@ def test_register_thing_spends_the_token_only_when_it_succeeds(registry: Registr
 
     with pytest.raises(InvalidRequest):
         registry.register_thing(certificate_id, missing_policy, "tmpl", ownership_token=token)
-    registry.register_thing(
-        certificate_id, evaluation(ThingSpec("t")), "tmpl", ownership_token=token
-    )
+    registry.register_thing(certificate_id, evaluation(ThingSpec("t")), "tmpl", ownership_token=token)
 
     assert registry.certificate_status(certificate_id) == "ACTIVE"
     with pytest.raises(InvalidToken):
@@ -357,9 +345,7 @@ def test_override_merge_keeps_single_values_the_template_leaves_out() -> None:
 
 def test_override_billing_group_key_is_honoured() -> None:
     existing = ThingSpec("t", {"a": "1"}, billing_group="old")
-    new = ThingSpec(
-        "t", {"a": "2"}, billing_group="new", override_settings={"BillingGroup": "REPLACE"}
-    )
+    new = ThingSpec("t", {"a": "2"}, billing_group="new", override_settings={"BillingGroup": "REPLACE"})
 
     result = override_thing(existing, new, "DO_NOTHING")
 
@@ -483,9 +469,7 @@ def test_registry_refuses_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
 def test_reset_empties_everything_and_keeps_working(registry: Registry) -> None:
     registry.create_policy("p", POLICY)
     certificate_id, _ = add_pending(registry)
-    registry.register_thing(
-        certificate_id, evaluation(ThingSpec("t"), PolicySpec("p", None)), "tmpl"
-    )
+    registry.register_thing(certificate_id, evaluation(ThingSpec("t"), PolicySpec("p", None)), "tmpl")
 
     registry.reset()
 

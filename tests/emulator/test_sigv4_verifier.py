@@ -89,9 +89,7 @@ def test_refuses_unknown_access_key_id():
     [
         lambda p: p + "&clientId=intruder",
         lambda p: p.replace("%2Fap-northeast-2%2F", "%2Fus-east-1%2F"),
-        lambda p: p.replace(
-            "X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=host&X-Amz-Expires=60"
-        ),
+        lambda p: p.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=host&X-Amz-Expires=60"),
         lambda p: p.replace("/mqtt?", "/other?"),
     ],
     ids=["extra-param", "other-region", "added-expires", "other-path"],
@@ -134,9 +132,7 @@ def test_refuses_date_in_the_future_beyond_clock_skew():
 
 def test_refuses_credential_scope_for_another_service():
     path = _presigned().replace("%2Fiotdevicegateway%2F", "%2Fs3%2F")
-    with pytest.raises(
-        AuthError, match="credential scope service is 's3', expected 'iotdevicegateway'"
-    ):
+    with pytest.raises(AuthError, match="credential scope service is 's3', expected 'iotdevicegateway'"):
         _verify(path)
 
 
@@ -223,9 +219,7 @@ def test_refuses_signed_headers_without_host():
     ids=["dict-upper", "dict-untrimmed", "websockets-headers"],
 )
 def test_looks_up_signed_headers_case_insensitively(headers):
-    path = _presigned(
-        signed_headers=("host", "connection"), extra_headers={"Connection": "Upgrade"}
-    )
+    path = _presigned(signed_headers=("host", "connection"), extra_headers={"Connection": "Upgrade"})
     assert _verify(path, headers) == Identity(AK, REGION)
 
 

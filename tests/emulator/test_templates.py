@@ -76,8 +76,10 @@ def test_declared_certificate_id_parameter_is_supplied_not_required() -> None:
     # The most common real shape: Terraform/CDK templates declare it as {"Type": "String"}.
     body = {
         "Parameters": {"AWS::IoT::Certificate::Id": {"Type": "String"}},
-        "DeviceConfiguration": {"id": {"Ref": "AWS::IoT::Certificate::Id"},
-                                "sub": {"Fn::Sub": "c-${AWS::IoT::Certificate::Id}"}},
+        "DeviceConfiguration": {
+            "id": {"Ref": "AWS::IoT::Certificate::Id"},
+            "sub": {"Fn::Sub": "c-${AWS::IoT::Certificate::Id}"},
+        },
     }
     assert run(body).device_configuration == {"id": CERT_ID, "sub": f"c-{CERT_ID}"}
 
@@ -111,9 +113,7 @@ def test_undeclared_supplied_parameters_are_ignored() -> None:
 def test_ref_to_unknown_parameter_is_rejected_with_its_location() -> None:
     with pytest.raises(TemplateError) as caught:
         thing_name({"Ref": "Serail"})
-    assert caught.value.message == (
-        "Resources.thing.Properties.ThingName: Ref to unknown parameter 'Serail'"
-    )
+    assert caught.value.message == ("Resources.thing.Properties.ThingName: Ref to unknown parameter 'Serail'")
 
 
 def test_unknown_parameter_type_is_rejected() -> None:
@@ -334,8 +334,10 @@ def test_certificate_status_defaults_to_active_and_accepts_inactive() -> None:
         run(certificate({"CertificateId": ref, "Status": "REVOKED"}))
 
 
-@pytest.mark.parametrize(("written", "status"), [("Active", "ACTIVE"), ("active", "ACTIVE"),
-                                                 ("ACTIVE", "ACTIVE"), ("Inactive", "INACTIVE")])
+@pytest.mark.parametrize(
+    ("written", "status"),
+    [("Active", "ACTIVE"), ("active", "ACTIVE"), ("ACTIVE", "ACTIVE"), ("Inactive", "INACTIVE")],
+)
 def test_certificate_status_is_read_in_any_letter_case(written: str, status: str) -> None:
     ref = {"Ref": "AWS::IoT::Certificate::Id"}
     assert run(certificate({"CertificateId": ref, "Status": written})).certificate_status == status
@@ -364,9 +366,7 @@ def test_policy_by_name() -> None:
 def test_policy_inline_document_as_object_or_json_string() -> None:
     document = {
         "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": "iot:Connect", "Resource": {"Fn::Sub": "c/${!x}"}}
-        ],
+        "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": {"Fn::Sub": "c/${!x}"}}],
     }
     (spec,) = run(policy({"PolicyDocument": document})).policies
     assert spec.policy_name is None
@@ -393,9 +393,7 @@ def test_policy_rejects_invalid_documents_and_names(properties: dict, message: s
 
 def test_unknown_resource_type_is_rejected() -> None:
     body = {"Resources": {"q": {"Type": "AWS::SQS::Queue", "Properties": {}}}}
-    with pytest.raises(
-        TemplateError, match=r"Resources.q.Type: must be one of .*'AWS::SQS::Queue'"
-    ):
+    with pytest.raises(TemplateError, match=r"Resources.q.Type: must be one of .*'AWS::SQS::Queue'"):
         run(body)
 
 
@@ -531,9 +529,7 @@ def test_store_rejects_a_hook_url_that_is_not_http(tmp_path: Path) -> None:
         TemplateStore(tmp_path).get("h")
 
 
-def test_store_ignores_other_files_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_store_ignores_other_files_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write(tmp_path, "notes.txt", "hello")
     write(tmp_path, "bad name.json", {})
     write(tmp_path, ".gitkeep", "")
@@ -600,8 +596,7 @@ def test_attribute_names_outside_awss_rule_are_refused(name: str) -> None:
         ("BillingGroup", "bill\n", "BillingGroup"),
     ],
 )
-def test_group_and_type_names_outside_awss_rule_are_refused(prop: str, value: Any,
-                                                            field: str) -> None:
+def test_group_and_type_names_outside_awss_rule_are_refused(prop: str, value: Any, field: str) -> None:
     body = thing_template("dev-1")
     body["Resources"]["thing"]["Properties"][prop] = value
     with pytest.raises(TemplateError, match=f"^{re.escape(field)}: "):
@@ -611,9 +606,12 @@ def test_group_and_type_names_outside_awss_rule_are_refused(prop: str, value: An
 def test_names_at_awss_limits_are_accepted() -> None:
     body = thing_template("n" * 128)
     body["Resources"]["thing"]["Properties"].update(
-        {"ThingTypeName": "t:" + "t" * 126, "ThingGroups": ["g_-:" + "g" * 124]})
-    body["Resources"]["pol"] = {"Type": "AWS::IoT::Policy",
-                                "Properties": {"PolicyName": "p+=,.@-_" + "p" * 120}}
+        {"ThingTypeName": "t:" + "t" * 126, "ThingGroups": ["g_-:" + "g" * 124]}
+    )
+    body["Resources"]["pol"] = {
+        "Type": "AWS::IoT::Policy",
+        "Properties": {"PolicyName": "p+=,.@-_" + "p" * 120},
+    }
     evaluation = run(body, {"Serial": "SN1"})
     assert evaluation.thing is not None and evaluation.thing.thing_name == "n" * 128
     with pytest.raises(TemplateError, match="^PolicyName: is 129 characters"):

@@ -34,17 +34,26 @@ class Message:
 
 
 class MqttTestClient:
-    def __init__(self, url: str, *, ca_file: str | None = None, cert: str | None = None,
-                 key: str | None = None, client_id: str | None = None,
-                 presign: bool = True, secret: str = DEFAULT_SECRET_ACCESS_KEY,
-                 keepalive: int = 60) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        ca_file: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        client_id: str | None = None,
+        presign: bool = True,
+        secret: str = DEFAULT_SECRET_ACCESS_KEY,
+        keepalive: int = 60,
+    ) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 0
         self.scheme = parts.scheme
         transport = "websockets" if self.scheme in ("ws", "wss") else "tcp"
         self.client_id = client_id or f"test-{uuid.uuid4().hex[:12]}"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                  transport=transport, protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, transport=transport, protocol=mqtt.MQTTv311
+        )
         self.keepalive = keepalive
         self.messages: queue.Queue[Message] = queue.Queue()
         self.connected = threading.Event()
@@ -53,21 +62,22 @@ class MqttTestClient:
         self._subacks: dict[int, Any] = {}
         self._suback_event = threading.Condition()
         if self.scheme in ("mqtts", "wss"):
-            self.client.tls_set(ca_certs=ca_file, certfile=cert, keyfile=key,
-                                cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_set(ca_certs=ca_file, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED)
         if transport == "websockets":
             path = "/mqtt"
             if presign:
                 host_header = f"{self.host}:{self.port}"
-                path = presign_path(host_header, "us-east-1", DEFAULT_ACCESS_KEY_ID, secret,
-                                    now=datetime.now(UTC))
+                path = presign_path(
+                    host_header, "us-east-1", DEFAULT_ACCESS_KEY_ID, secret, now=datetime.now(UTC)
+                )
             self.client.ws_set_options(path=path)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.on_socket_open = lambda c, u, s: getattr(s, "_socket", s).setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
 
     # paho callbacks (loop thread): only record and signal
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -124,8 +134,7 @@ class MqttTestClient:
             return
         raise AssertionError(f"unexpected message on {message.topic}")
 
-    def request(self, topic: str, payload: dict[str, Any] | bytes,
-                timeout: float = WAIT) -> tuple[str, Any]:
+    def request(self, topic: str, payload: dict[str, Any] | bytes, timeout: float = WAIT) -> tuple[str, Any]:
         """Subscribe to accepted/rejected, publish, and return ("accepted"|"rejected", body)."""
         self.subscribe(topic + "/accepted", topic + "/rejected")
         self.publish(topic, payload if isinstance(payload, bytes) else json.dumps(payload))
@@ -136,4 +145,4 @@ class MqttTestClient:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-        self.client._reset_sockets()   # paho leaves its socket pair to the garbage collector
+        self.client._reset_sockets()  # paho leaves its socket pair to the garbage collector
