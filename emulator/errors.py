@@ -72,7 +72,7 @@ class InvalidRequest(ProvisioningError):
 
 
 class InvalidToken(ProvisioningError):
-    # The one pair confirmed from the field (reference section 1).
+    # The one pair confirmed from the field (seen from AWS IoT in the field).
     status_code = 400
     error_code = "InvalidCertificateOwnershipToken"
 

@@ -2,8 +2,8 @@
 
 AWS IoT signs device certificates with an Amazon CA; the emulator signs them with its own EC P-256
 CA, created once in the data directory and reused on later starts so that clients keep trusting it.
-Only RSA-2048 key generation costs anything (about 40 ms, tail past 100 ms; see libraries.md
-section 8), so keys for CreateKeysAndCertificate come from a `KeyPool` filled by a background thread
+Only RSA-2048 key generation costs anything (about 40 ms, with a tail past 100 ms,
+measured on 2 cores), so keys for CreateKeysAndCertificate come from a `KeyPool` filled by a background thread
 and are never generated on the asyncio event loop.
 """
 
@@ -31,7 +31,7 @@ from .errors import ConfigError, InvalidRequest
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 CA_COMMON_NAME = "Emulated AWS IoT CA"
-# AWS IoT's generated certificates carry this subject (reference section 1).
+# AWS IoT's generated certificates carry this subject (as AWS IoT's CreateKeysAndCertificate issues them).
 DEVICE_COMMON_NAME = "AWS IoT Certificate"
 CLAIM_COMMON_NAME = "claim"
 CA_LIFETIME = dt.timedelta(days=3652)

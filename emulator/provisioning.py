@@ -1,6 +1,6 @@
 """AWS IoT fleet provisioning over MQTT: the three operations on their reserved topics.
 
-Copies reference sections 1-3: requests on `$aws/certificates/create/<fmt>`,
+Copies AWS IoT fleet provisioning's MQTT API: requests on `$aws/certificates/create/<fmt>`,
 `$aws/certificates/create-from-csr/<fmt>` and `$aws/provisioning-templates/<name>/provision/<fmt>`;
 answers on `<request topic>/accepted` or `/rejected`, published ONLY to the connection that
 sent the request (and only if it subscribed), with no correlation token.
@@ -273,7 +273,8 @@ class FleetProvisioning:
     def _parameters(self, request: dict[str, Any]) -> dict[str, str]:
         key = "parameters"
         if "parameters" not in request and "Parameters" in request:
-            # Field evidence: AWS also reads a capitalised "Parameters" (reference section 1).
+            # Field evidence: AWS also reads a capitalised "Parameters" (a published browser
+            # client sent it and AWS registered its thing).
             if self.config.strict_parameters:
                 raise self._invalid("'Parameters' is not accepted; send 'parameters'")
             key = "Parameters"

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 AuthMode = Literal["sigv4", "certificate"]
 Transport = Literal["websockets", "tcp"]
 
-# AWS IoT over TLS on 443 needs this ALPN protocol for X.509 client authentication (reference, 5).
+# AWS IoT over TLS on 443 needs this ALPN protocol for X.509 client authentication (AWS IoT
+# developer guide, device communication protocols).
 ALPN_MQTT_CA = "x-amzn-mqtt-ca"
 
 # `<prefix>-ats.iot.<region>.amazonaws.com` (also `.iot-fips.` and China's `.amazonaws.com.cn`).

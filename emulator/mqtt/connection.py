@@ -352,7 +352,7 @@ class Connection:
                 packets5.PACKET_TOO_LARGE,
             )
         if publish.qos == 1 and publish.packet_id is not None:
-            # PUBACK first: AWS does not order PUBACK and responses (reference section 2), and a
+            # PUBACK first: AWS does not order PUBACK and responses (AWS's docs say so), and a
             # response must never wait for our acknowledgement. Always 0x00, also when nobody
             # subscribed: AWS IoT does not send 0x10 No matching subscribers.
             self.send(packets5.puback(publish.packet_id) if self.mqtt5 else packets.puback(publish.packet_id))

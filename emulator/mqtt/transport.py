@@ -31,7 +31,7 @@ class Transport(Protocol):
 
 def set_nodelay(sock: socket.socket | None) -> None:
     # Nagle plus delayed ACK adds ~40 ms per request/response round trip on small MQTT packets
-    # (measured, libraries.md section 1); the emulator must not be the slow end.
+    # (measured); the emulator must not be the slow end.
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

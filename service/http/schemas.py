@@ -20,8 +20,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, valid
 
 from service.http.body import json_type
 
-# AWS's rule for template names (reference, section 1). \Z, not $: $ also matches before a
-# trailing newline.
+# AWS's rule for template names (CreateProvisioningTemplate: 1-36 of [0-9A-Za-z_-]).
+# \Z, not $: $ also matches before a trailing newline.
 TEMPLATE_NAME_PATTERN = r"^[0-9A-Za-z_-]{1,36}\Z"
 CSR_MAX_CHARS = 16 * 1024
 CSR_BEGIN = "-----BEGIN CERTIFICATE REQUEST-----"

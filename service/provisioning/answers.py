@@ -1,7 +1,8 @@
 """AWS IoT's answers turned into results or service errors: the one place that maps them.
 
 `rejection` decides the HTTP status of every `.../rejected` answer; `checked_certificate` proves a
-Create* answer belongs to this request before anything of it is handed out (reference section 2).
+Create* answer belongs to this request before anything of it is handed out (answers carry no
+correlation token: docs/correlation.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The fleet-provisioning topics (AWS IoT's MQTT API, reference section 1), written out here once.
+"""The fleet-provisioning topics (AWS IoT fleet provisioning's MQTT API), written out here once.
 
 Every operation has a JSON and a CBOR request topic with the same answer fields; a request's
 answers come on `<request topic>/accepted` and `<request topic>/rejected` in its format. The
@@ -34,8 +34,8 @@ def template_answer_filters(template_name: str) -> tuple[str, ...]:
     return tuple(f for fmt in FORMATS for f in answer_topics(template_topic(template_name, fmt)))
 
 
-# Subscribed on every (re)connect, before a link serves anyone (reference section 2): 8 filters,
-# one SUBSCRIBE (AWS allows 8 per SUBSCRIBE).
+# Subscribed on every (re)connect, before a link serves anyone (AWS documents that a publish sent
+# before the SUBACK may miss its answer): 8 filters, one SUBSCRIBE (AWS allows 8 per SUBSCRIBE).
 CERTIFICATE_ANSWER_TOPICS: tuple[str, ...] = tuple(
     topic
     for fmt in FORMATS
