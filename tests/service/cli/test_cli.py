@@ -27,7 +27,7 @@ from service.cli.root import root
 from service.errors import Unauthorized
 from service.store import Registration, Store
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = Path(__file__).resolve().parents[3]
 BOOTSTRAP_KEY = "bootstrap-key-for-cli-tests"
 UNREACHABLE_PG = "postgresql+psycopg://operator:hunter2-secret@127.0.0.1:1/provisioner"
 
