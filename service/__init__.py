@@ -1,56 +1,81 @@
 """Provisioning-as-a-service for AWS IoT Core: the Flask application factory.
 
 gunicorn runs `service:create_app()` with gthread workers. Nothing made here owns a thread or a
-socket: per-worker resources (`service.process`) are made after the fork.
+socket: per-worker resources (`service.process`) are made after the fork. The provisioning flow
+(and with it prometheus_client) is imported by `create_app`, not by this package: gunicorn's
+master imports the package for its config, and prometheus_client must first be imported after
+the master set PROMETHEUS_MULTIPROC_DIR (`service.gunicorn_conf`).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
+from service import logs
 from service.config import Settings
 from service.process import PerProcess
-from service.provisioning.flow import Provisioner
-from service.store import Store
+from service.provisioning.pace import LocalPace, Pace
+from service.store import Store, StorePace
+
+if TYPE_CHECKING:
+    from service.provisioning.flow import Provisioner
 
 
 def create_app(settings: Settings | None = None, provisioner: Provisioner | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     if settings.local_mode:
         from service import local_mode
 
         settings = local_mode.prepare(settings)
 
+    from service.provisioning.flow import Provisioner
+
     app = Flask(__name__)
     # One byte above the limit, so that reading that byte means too large (http.body).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["settings"] = settings
-    app.extensions["provisioner"] = PerProcess(lambda: Provisioner(settings), provisioner)
     store_url = settings.store_url
-    app.extensions["store"] = PerProcess(lambda: Store.open(store_url)) if store_url else None
+    store = PerProcess(lambda: Store.open(store_url)) if store_url else None
+    app.extensions["store"] = store
+    app.extensions["provisioner"] = PerProcess(
+        lambda: Provisioner(settings, pace=_aws_pace(settings, store)), provisioner
+    )
 
-    from service.http import admin, caller, health, problems, provision, request_log
+    from service.http import admin, caller, health, metrics, problems, provision, request_log
     from service.ui import blueprint as ui_blueprint
 
     request_log.init_app(app)
     problems.init_app(app)
     app.register_blueprint(provision.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(metrics.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(caller.blueprint)
     app.register_blueprint(ui_blueprint)
     return app
 
 
-def _configure_logging(level: str) -> None:
+def _aws_pace(settings: Settings, store: PerProcess[Store] | None) -> Pace | None:
+    """PROVISIONER_AWS_MAX_RATE for every worker and host through the store, else per process."""
+    rate = settings.aws_max_rate
+    if rate is None:
+        return None
+    if store is None:
+        return LocalPace(rate)
+    return StorePace(lambda: store.get().pace, rate)
+
+
+def _configure_logging(level: str, log_format: str) -> None:
     logger = logging.getLogger("service")
     logger.setLevel(level)
     # Under gunicorn nothing is configured: log to stderr. Where the host configured logging
     # (pytest, an embedding app) leave it alone.
     if not logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(logs.formatter(log_format))
+        handler.addFilter(logs.ContextFilter())
         logger.addHandler(handler)

@@ -43,6 +43,13 @@ class Audit:
             registration.http_status,
             registration.thing_name,
             registration.duration_ms,
+            extra={
+                "template": registration.template,
+                "outcome": registration.outcome,
+                "status": registration.http_status,
+                "duration_ms": registration.duration_ms,
+                "step": registration.step,
+            },
         )
         if self._store is None:
             return

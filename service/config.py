@@ -32,8 +32,9 @@ from service.endpoint import (
 
 AUTH_MODES: tuple[AuthMode, ...] = ("sigv4", "certificate")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 MIN_API_KEY_LENGTH = 16
-# AWS IoT refuses MQTT payloads over 128 KB (reference, section 4): a bigger body cannot go on.
+# AWS IoT refuses MQTT payloads over 128 KB (AWS IoT Core quotas): a bigger body cannot go on.
 AWS_MAX_PAYLOAD_BYTES = 128 * 1024
 
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
@@ -83,6 +84,18 @@ class Settings:
     max_parameter_key_length: int = 128
     max_parameter_value_length: int = 2048
     log_level: str = "INFO"
+    log_format: str = "text"  # json: one JSON object per line (service.logs)
+    # Operations (docs/operations.md). GET /metrics needs an admin key when this is true.
+    metrics_require_admin: bool = False
+    # gunicorn: where the workers' metric files live (emptied at start); None: a fresh temporary
+    # directory per instance. Never share one between running instances.
+    metrics_dir: Path | None = None
+    # Provisions per second for the whole AWS account, shared by every worker and host through
+    # the store (per process without one); None: no pace. Throttled calls are retried with
+    # jittered exponential backoff from base to max seconds while the request's deadline allows.
+    aws_max_rate: float | None = None
+    throttle_retry_base_seconds: float = 0.1
+    throttle_retry_max_seconds: float = 2.0
     # gunicorn (service/gunicorn_conf.py). threads None: two per pooled connection, so requests
     # past the pool wait for a connection (bounded) instead of queueing unseen in the socket.
     bind: str = "127.0.0.1:8000"
@@ -145,6 +158,10 @@ class Settings:
             ),
             "allow_server_generated_keys": env.boolean("PROVISIONER_ALLOW_SERVER_KEYS", True),
             "log_level": env.choice("PROVISIONER_LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            "log_format": env.choice("PROVISIONER_LOG_FORMAT", LOG_FORMATS, "text"),
+            "metrics_require_admin": env.boolean("PROVISIONER_METRICS_REQUIRE_ADMIN", False),
+            "metrics_dir": env.path("PROVISIONER_METRICS_DIR"),
+            "aws_max_rate": env.number("PROVISIONER_AWS_MAX_RATE", float, None, 0.001, 100_000),
             "bind": env.text("PROVISIONER_BIND") or "127.0.0.1:8000",
             "threads": env.number("PROVISIONER_THREADS", int, None, 1, 1000),
             "control_socket": env.path("PROVISIONER_CONTROL_SOCKET"),
@@ -227,6 +244,8 @@ NUMBERS: dict[str, tuple[type, float, float]] = {
     "graceful_timeout": (int, 0, 3600),
     "idempotency_ttl_hours": (float, 0.001, 24 * 30),
     "audit_retention_days": (float, 0.001, 3650),
+    "throttle_retry_base_seconds": (float, 0.001, 60),
+    "throttle_retry_max_seconds": (float, 0.001, 600),
 }
 
 
@@ -309,6 +328,10 @@ def _check(settings: Settings) -> list[str]:
         problems.append(f"PROVISIONER_EMULATOR_MODE must be sigv4 or certificate, got {s.emulator_mode!r}")
     if s.log_level not in LOG_LEVELS:
         problems.append(f"PROVISIONER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
+    if s.log_format not in LOG_FORMATS:
+        problems.append(f"PROVISIONER_LOG_FORMAT must be text or json, got {s.log_format!r}")
+    if s.aws_max_rate is not None and not _in_range(s.aws_max_rate, float, 0.001, 100_000):
+        problems.append(_number_problem("PROVISIONER_AWS_MAX_RATE", float, 0.001, 100_000, s.aws_max_rate))
     bad_numbers = [
         _number_problem(_env_name(name), kind, low, high, getattr(s, name))
         for name, (kind, low, high) in NUMBERS.items()
@@ -357,6 +380,10 @@ def _check_timing(s: Settings) -> list[str]:
         problems.append("PROVISIONER_POOL_WAIT_SECONDS must be less than PROVISIONER_REQUEST_TIMEOUT_SECONDS")
     if s.reconnect_min_seconds > s.reconnect_max_seconds:
         problems.append("PROVISIONER_RECONNECT_MIN_SECONDS must not exceed PROVISIONER_RECONNECT_MAX_SECONDS")
+    if s.throttle_retry_base_seconds > s.throttle_retry_max_seconds:
+        problems.append(
+            "PROVISIONER_THROTTLE_RETRY_BASE_SECONDS must not exceed PROVISIONER_THROTTLE_RETRY_MAX_SECONDS"
+        )
     return problems
 
 

@@ -11,6 +11,8 @@
     ├── IdempotencyMismatch            422 this Idempotency-Key was used with another body
     ├── KeyNotReplayable               410 replay of a server-key provision: the key is not kept
     ├── RateLimited                    429 + Retry-After: the caller's key is over its rate
+    ├── PaceExceeded                   429 + Retry-After: no slot under PROVISIONER_AWS_MAX_RATE
+    │                                  before the request's deadline
     ├── NotFound / MethodNotAllowed    404 / 405 for routes
     ├── ProvisioningRejected           AWS answered on .../rejected: 4xx passed through, 5xx from
     │   │                              AWS becomes 502 (provisioning.answers.rejection decides)
@@ -133,6 +135,14 @@ class RateLimited(ServiceError):
     status = 429
     slug = "rate-limited"
     title = "This API key is over its request rate"
+
+
+class PaceExceeded(ServiceError):
+    """The account-wide pace (PROVISIONER_AWS_MAX_RATE) has no slot for this request in time."""
+
+    status = 429
+    slug = "aws-pace"
+    title = "The service's rate of calls to AWS IoT is fully booked"
 
 
 class NotFound(ServiceError):

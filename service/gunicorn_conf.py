@@ -10,7 +10,10 @@ PROVISIONER_POOL_WAIT_SECONDS, then get 503 with Retry-After.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from service.config import Settings, SettingsError
@@ -39,12 +42,52 @@ if _settings.control_socket is not None:
     control_socket = str(_settings.control_socket)
 
 
+# The metrics directory this master made (removed at exit), or None when it was configured.
+_made_metrics_dir: Path | None = None
+
+
 def on_starting(server: Any) -> None:
-    """Local mode under plain gunicorn: the master starts the emulator (once, owned by it) and
-    the workers it forks inherit an environment pointing at it."""
+    """Before any worker exists: the metrics directory, and in local mode the emulator (started
+    once, owned by the master; the workers it forks inherit an environment pointing at it)."""
+    _prepare_metrics_dir()
     from service import local_mode as local
 
     local.export_for_workers(os.environ, server.cfg.bind[0])
+
+
+def _prepare_metrics_dir() -> None:
+    """Point prometheus_client at this instance's own, empty directory (service.metrics).
+
+    prometheus_client picks its multiprocess mode when it is first imported, from the
+    environment. The master never imports it before this hook, and workers import it after the
+    fork, so setting the variable here reaches every worker. A directory left by an earlier run
+    holds counts of processes that are gone: it is emptied.
+    """
+    global _made_metrics_dir
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None and values.ValueClass is values.MutexValue:
+        raise RuntimeError("prometheus_client was imported in gunicorn's master before on_starting")
+    if _settings.metrics_dir is not None:
+        directory = _settings.metrics_dir.resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    else:
+        directory = _made_metrics_dir = Path(tempfile.mkdtemp(prefix="provisioner-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker ended: its live gauges (pool connections) no longer count; its counters do."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    if _made_metrics_dir is not None:
+        shutil.rmtree(_made_metrics_dir, ignore_errors=True)
 
 
 def worker_exit(server: Any, worker: Any) -> None:

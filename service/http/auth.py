@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from flask import g, request
 
+from service import logs
 from service.callers import keys
 from service.callers.model import Caller
 from service.config import Settings
@@ -26,6 +27,7 @@ def caller() -> Caller:
             context.store(),
             datetime.now(UTC),
         )
+        logs.bind(key_id=g.caller.key_id)
     found: Caller = g.caller
     return found
 

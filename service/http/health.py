@@ -1,15 +1,19 @@
-"""GET /healthz (the process lives), GET /readyz (the pool can serve), GET /openapi.yaml.
+"""GET /healthz (the process lives), GET /readyz (the pool and the store can serve), GET /openapi.yaml.
 
-/readyz answers anyone whether the service is ready; only an admin credential gets the pool's
-detail, whose client IDs name the host, pid and slot of every connection, and its last errors.
+/readyz answers anyone whether the service is ready: a ready connection in the pool and, when the
+service has a store, the store reachable and at this code's schema. Only an admin credential gets
+the detail: the pool's client IDs (host, pid and slot of every connection), last errors, and the
+store's backend and schema revision.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
+from service.errors import ServiceError
 from service.http import auth, context
 from service.http.responses import json_response
 
@@ -25,9 +29,22 @@ def healthz() -> Response:
 def readyz() -> Response:
     state = context.provisioner().readiness()
     ready = bool(state.get("ready"))
+    if current_app.extensions["store"] is not None:
+        store = _store_readiness()
+        ready = ready and bool(store.get("ready"))
+        state = {**state, "ready": ready, "store": store}
     if not auth.is_admin(request.headers.get("Authorization"), context.settings()):
         state = {"ready": ready}
     return json_response(state, 200 if ready else 503)
+
+
+def _store_readiness() -> dict[str, Any]:
+    try:
+        store = context.store()  # opens it (and migrates) on first use in this process
+    except ServiceError as error:
+        return {"ready": False, "error": error.detail}
+    assert store is not None
+    return store.describe()
 
 
 @blueprint.get("/openapi.yaml")

@@ -78,7 +78,7 @@ def _render_http_exception(error: HTTPException) -> Response:
     if code == 404:
         problem = NotFound(
             "No such resource; the API serves POST /provision, GET /healthz, "
-            "GET /readyz and GET /openapi.yaml."
+            "GET /readyz, GET /metrics and GET /openapi.yaml."
         )
     elif code == 405:
         problem = MethodNotAllowed(f"{request.method} is not allowed on this resource.")

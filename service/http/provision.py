@@ -21,12 +21,13 @@ from typing import Any
 from flask import Blueprint, Response, request
 from marshmallow import ValidationError
 
+from service import logs, metrics
 from service.audit import Audit
 from service.callers.gate import Admission, Gate
 from service.callers.idempotency import Idempotency
 from service.callers.model import Caller
 from service.config import Settings
-from service.errors import InvalidInput, ServiceError
+from service.errors import AlreadyProvisioned, Forbidden, InvalidInput, RateLimited, ServiceError
 from service.http import auth, context
 from service.http.body import read_json_object
 from service.http.problems import rules_broken
@@ -76,6 +77,7 @@ def provision() -> Response:
         status, error = raised.status, raised
         raise
     finally:
+        _count(attempt, status, error)
         if not attempt.recorded:
             _settle(lambda: _record(context.store(), attempt, status, error))
 
@@ -129,6 +131,7 @@ def _read_request(settings: Settings, attempt: _Attempt) -> tuple[dict[str, Any]
         raise rules_broken(invalid.messages_dict) from None
     attempt.template, attempt.parameters = data["template_name"], data["parameters"]
     attempt.flow = "csr" if data["csr"] is not None else "server-key"
+    logs.bind(template=attempt.template, flow=attempt.flow)
     if data["csr"] is None and not settings.allow_server_generated_keys:
         raise rules_broken(
             {
@@ -210,11 +213,33 @@ def _problem_name(error: ServiceError | None) -> str | None:
     return f"{error.slug}/{rule}" if isinstance(rule, str) else error.slug
 
 
+def _outcome(attempt: _Attempt, status: int) -> str:
+    if attempt.replayed:
+        return "replayed"
+    if status == 201:
+        return "provisioned"
+    return "refused" if status < 500 else "failed"
+
+
+def _count(attempt: _Attempt, status: int, error: ServiceError | None) -> None:
+    """The attempt in the metrics (service.metrics): once per attempt, whatever the store does."""
+    outcome = _outcome(attempt, status)
+    logs.bind(outcome=outcome)
+    metrics.provisions.labels(metrics.template_label(attempt.template), attempt.flow or "none", outcome).inc()
+    if attempt.replayed:
+        metrics.idempotent_replays.inc()
+    if isinstance(error, Forbidden):
+        metrics.gate_refusals.labels(error.rule).inc()
+    elif isinstance(error, AlreadyProvisioned):
+        rule = "in-progress" if error.extra.get("inProgress") else "already-provisioned"
+        metrics.gate_refusals.labels(rule).inc()
+    elif isinstance(error, RateLimited):
+        metrics.rate_limit_refusals.labels("api-key").inc()
+
+
 def _record(store: Store | None, attempt: _Attempt, status: int, error: ServiceError | None) -> None:
     extra = error.extra if error is not None else {}
-    outcome = "replayed" if attempt.replayed else ("provisioned" if status == 201 else None)
-    if outcome is None:
-        outcome = "refused" if status < 500 else "failed"
+    outcome = _outcome(attempt, status)
     retention = timedelta(days=context.settings().audit_retention_days)
     Audit(store, retention=retention).record(
         Registration(

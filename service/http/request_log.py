@@ -1,4 +1,6 @@
-"""Request ids and the access log: one line per request, never headers, bodies, keys or tokens."""
+"""Request ids, the access log and the HTTP duration metric: one line and one observation per
+request, never headers, bodies, keys or tokens. Each request gets a fresh log context
+(`service.logs`) holding its id, so every line logged while it runs can carry it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
+
+from service import logs, metrics
 
 access_log = logging.getLogger("service.access")
 
@@ -31,22 +35,32 @@ def printable(text: str, limit: int = 200) -> str:
 def init_app(app: Flask) -> None:
     app.before_request(_start_request)
     app.after_request(_finish_request)
+    app.teardown_request(_end_request)
 
 
 def _start_request() -> None:
     g.started = time.monotonic()
-    request_id()
+    logs.start(request_id=request_id())
 
 
 def _finish_request(response: Response) -> Response:
     response.headers["X-Request-Id"] = request_id()
-    elapsed_ms = (time.monotonic() - g.get("started", time.monotonic())) * 1000
+    elapsed = time.monotonic() - g.get("started", time.monotonic())
+    # The URL rule (/admin/keys/<key_id>), never the path: a path may hold anything.
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    method = request.method if request.method in metrics.HTTP_METHODS else "_OTHER"
+    metrics.http_request_duration.labels(route, method, str(response.status_code)).observe(elapsed)
     access_log.info(
         "%s %s %s %.1fms request_id=%s",
         request.method,
         printable(request.path),
         response.status_code,
-        elapsed_ms,
+        elapsed * 1000,
         request_id(),
+        extra={"status": response.status_code, "duration_ms": elapsed * 1000},
     )
     return response
+
+
+def _end_request(error: BaseException | None) -> None:
+    logs.clear()

@@ -33,6 +33,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from service import metrics
 from service.config import Settings
 from service.errors import AnswerUnproven, BrokerUnavailable, UpstreamInvalid, UpstreamTimeout
 from service.mqtt import payloads
@@ -90,6 +91,7 @@ class MqttLink:
         self._changed = threading.Condition(self._lock)
         self.ready = False  # connected and base subscriptions acknowledged
         self.dirty = False  # saw something it did not expect: discard after the flow
+        self.dirty_reason: str | None = None  # why, in a word (the replacement metric's label)
         self.closed = False
         self.last_error: str | None = None
         self._expected: tuple[str, str] | None = None
@@ -97,6 +99,8 @@ class MqttLink:
         self._subacks: dict[int, list[Any]] = {}
         self._pending_base: set[int] = set()
         self._losses = 0
+        self._connecting_since: float | None = None  # for the connect step's duration
+        self._connected_before = False
         # Answer-topic groups (a template's, in both formats) subscribed on demand, least
         # recently used first.
         self._extra: OrderedDict[tuple[str, ...], None] = OrderedDict()
@@ -146,6 +150,7 @@ class MqttLink:
     def start(self) -> None:
         s = self.settings
         assert s.endpoint_host is not None and s.endpoint_port is not None  # checked settings
+        self._connecting_since = time.monotonic()
         self.client.connect_async(s.endpoint_host, s.endpoint_port, keepalive=60)
         self.client.loop_start()
 
@@ -162,6 +167,12 @@ class MqttLink:
             # paho leaves its wake-up socket pair to the garbage collector (ResourceWarnings,
             # and file descriptors held until then); release it now, as paho's __del__ would.
             self.client._reset_sockets()
+
+    def spoil(self, reason: str) -> None:
+        """Mark the link as not to be reused (the first reason is kept)."""
+        if not self.dirty:
+            self.dirty_reason = reason
+        self.dirty = True
 
     # -- paho callbacks (loop thread: record and signal, never block) ------------------------
 
@@ -190,6 +201,9 @@ class MqttLink:
             self.last_error = f"CONNACK refused: {reason}"
             log.warning("%s: %s", self.client_id, self.last_error)
             return
+        if self._connected_before:
+            metrics.reconnects.inc()
+        self._connected_before = True
         # Clean session: subscriptions are gone after every connect; take them again and
         # serve nobody until the SUBACK arrives (reference section 2).
         with self._lock:
@@ -223,6 +237,8 @@ class MqttLink:
             self.ready = False
             if not self.closed:
                 self.last_error = f"disconnected: {reason}"
+                if self._connecting_since is None:
+                    self._connecting_since = time.monotonic()
             self._fail_waiter("connection lost")
         if was_ready and not self.closed:
             log.warning("%s: disconnected (%s); reconnecting", self.client_id, reason)
@@ -249,6 +265,9 @@ class MqttLink:
                 self._subacks[mid] = codes
             self._changed.notify_all()
         if became_ready:
+            since, self._connecting_since = self._connecting_since, None
+            if since is not None:
+                metrics.mqtt_step_duration.labels("connect", "ok").observe(time.monotonic() - since)
             log.info("%s: ready", self.client_id)
             self._on_state_change()
 
@@ -266,7 +285,7 @@ class MqttLink:
                 certificate_id = body.get("certificateId") if body is not None else None
                 if outcome == "accepted" and certificate_id in self._recent_certificate_ids:
                     # A repeated answer to an earlier flow on this link, not ours.
-                    self.dirty = True
+                    self._spoil_by_message()
                     log.warning("%s: repeated certificate answer ignored", self.client_id)
                     return False
                 if outcome == "accepted" and isinstance(certificate_id, str):
@@ -276,7 +295,7 @@ class MqttLink:
                 return True
             # Late, duplicate or foreign: whatever it is, this link has answers in flight that
             # nobody waits for, so it will not serve again. The payload may hold a key: never log it.
-            self.dirty = True
+            self._spoil_by_message()
             fmt = payloads.format_of(message.topic)
             flow_format = self.flow_format
             if fmt is not None and fmt == flow_format:
@@ -306,6 +325,12 @@ class MqttLink:
                     age * 1000,
                 )
             return False
+
+    def _spoil_by_message(self) -> None:
+        """Called with the lock held: a message nobody waited for arrived."""
+        if not self.dirty:
+            metrics.duplicates_detected.inc()
+        self.spoil("unexpected-message")
 
     def _fail_waiter(self, why: str) -> None:
         """Called with the lock held: wake a waiting flow with a loss."""
@@ -357,7 +382,7 @@ class MqttLink:
         try:
             info = self.client.publish(topic, payloads.encode(body, fmt), qos=QOS)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                self.dirty = True
+                self.spoil("publish-failed")
                 raise BrokerUnavailable(
                     f"publish failed: {mqtt.error_string(info.rc)}", step=step, retry_after=1
                 )
@@ -373,10 +398,10 @@ class MqttLink:
                 self._expected = None
             raise
         if answer is None:
-            self.dirty = True  # the answer may still come: this link must not serve again
+            self.spoil("timeout")  # the answer may still come: this link must not serve again
             raise UpstreamTimeout(f"no answer from AWS IoT to {step} within the deadline", step=step)
         if isinstance(answer, _Lost):
-            self.dirty = True
+            self.spoil("connection-lost")
             raise BrokerUnavailable(f"the MQTT connection was lost during {step}", step=step, retry_after=1)
         if isinstance(answer, _Unproven) or unproven is not None:
             raise self._refusal(step)
@@ -387,7 +412,8 @@ class MqttLink:
         return answer
 
     def _refusal(self, step: str) -> AnswerUnproven:
-        self.dirty = True
+        self.spoil("answer-unproven")
+        metrics.answers_unproven.inc()
         return AnswerUnproven(
             f"an answer on this connection could not be proven to be this request's ({self._unproven}); "
             "nothing was handed out; retry",
@@ -404,6 +430,14 @@ class MqttLink:
             if filters in self._extra:
                 self._extra.move_to_end(filters)
                 return
+        started, result = time.monotonic(), "error"
+        try:
+            self._subscribe(filters, what=what, deadline=deadline)
+            result = "ok"
+        finally:
+            metrics.mqtt_step_duration.labels("subscribe", result).observe(time.monotonic() - started)
+
+    def _subscribe(self, filters: tuple[str, ...], *, what: str, deadline: float) -> None:
         with self._lock:  # _on_connect iterates _extra on the loop thread
             while self._extra and self.subscription_count() + len(filters) > MAX_SUBSCRIPTIONS:
                 evicted, _ = self._extra.popitem(last=False)
@@ -411,7 +445,7 @@ class MqttLink:
             losses = self._losses
             rc, mid = self.client.subscribe([(f, QOS) for f in filters])
             if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
-                self.dirty = True
+                self.spoil("subscribe-failed")
                 raise BrokerUnavailable(
                     "subscribe failed: the MQTT connection is not ready", step="subscribe", retry_after=1
                 )
@@ -421,12 +455,12 @@ class MqttLink:
             codes = self._subacks.pop(mid, None)
             lost = self._losses != losses and codes is None
         if lost:
-            self.dirty = True
+            self.spoil("connection-lost")
             raise BrokerUnavailable(
                 "the MQTT connection was lost during subscribe", step="subscribe", retry_after=1
             )
         if not got or codes is None:
-            self.dirty = True
+            self.spoil("timeout")
             raise UpstreamTimeout("no SUBACK from AWS IoT within the deadline", step="subscribe")
         if any(code.is_failure for code in codes):
             raise UpstreamInvalid(

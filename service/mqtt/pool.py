@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from service import metrics
 from service.config import Settings
 from service.errors import BrokerUnavailable, PoolExhausted, ProvisioningRejected
 from service.mqtt.link import MqttLink
@@ -42,6 +43,9 @@ class ConnectionPool:
         self._links: list[MqttLink] = []
         self._busy: set[int] = set()
         self._closed = False
+        # This process's share of the pool gauges (summed over live workers).
+        self._ready_gauge = metrics.pool_connections.labels("ready")
+        self._busy_gauge = metrics.pool_connections.labels("busy")
         for slot in range(settings.pool_size):
             self._links.append(self._new_link(slot))
 
@@ -53,11 +57,25 @@ class ConnectionPool:
     def _notify(self) -> None:
         with self._changed:
             self._changed.notify_all()
+            self._publish_gauges()
+
+    def _publish_gauges(self) -> None:
+        """Called with the lock held, whenever a link or a slot changes."""
+        if self._closed:
+            ready = 0
+        else:
+            ready = sum(1 for link in self._links if link.ready and not link.dirty)
+        self._ready_gauge.set(ready)
+        self._busy_gauge.set(len(self._busy))
 
     @contextmanager
     def connection(self, *, deadline: float) -> Iterator[MqttLink]:
         """Hold one ready link for one flow; replace it afterwards if it is no longer clean."""
-        slot = self._acquire(deadline)
+        waited = time.monotonic()
+        try:
+            slot = self._acquire(deadline)
+        finally:
+            metrics.pool_wait.observe(time.monotonic() - waited)
         link = self._links[slot]
         link.begin_flow()
         try:
@@ -67,7 +85,7 @@ class ConnectionPool:
         except BaseException:
             # A timeout, a loss, an answer that was not ours, a bug: an answer may still be on
             # its way to this link, so it must not serve anyone else.
-            link.dirty = True
+            link.spoil("flow-failed")
             raise
         finally:
             try:
@@ -78,6 +96,7 @@ class ConnectionPool:
                 with self._changed:
                     self._busy.discard(slot)
                     self._changed.notify_all()
+                    self._publish_gauges()
 
     def _acquire(self, deadline: float) -> int:
         wait_until = min(deadline, time.monotonic() + self.settings.pool_wait_seconds)
@@ -98,6 +117,7 @@ class ConnectionPool:
                 now = time.monotonic()
                 if best is not None and best_quiet_at <= now:
                     self._busy.add(best)
+                    self._publish_gauges()
                     return best
                 remaining = wait_until - now
                 if remaining <= 0:
@@ -127,6 +147,8 @@ class ConnectionPool:
                     # The old link stays in the slot, dirty, so the next acquire tries again.
                     log.exception("slot %d: cannot make a new connection", slot)
                     return
+                metrics.connection_replacements.labels(link.dirty_reason or "unknown").inc()
+                self._publish_gauges()
                 log.info(
                     "%s: replaced by a fresh connection so no late answer can reach the next request",
                     link.client_id,
@@ -154,6 +176,7 @@ class ConnectionPool:
             while self._busy and time.monotonic() < deadline:
                 self._changed.wait(max(0.0, deadline - time.monotonic()))
             links = list(self._links)
+            self._publish_gauges()
         # Disconnect all first, then join: one link stuck mid-connect must not hold up the rest
         # past gunicorn's kill deadline.
         closers = [threading.Thread(target=link.close, daemon=True) for link in links]

@@ -1,4 +1,4 @@
-"""The store: API keys, enrollments, registration records and idempotency records.
+"""The store: API keys, enrollments, registration records, idempotency records and the AWS pace.
 
 SQLAlchemy lives here and nowhere else. One `Store` per process (made after the fork); its
 queries are named by verb and grouped by table.
@@ -15,6 +15,7 @@ from service.store.engine import describe, make_engine, migrate
 from service.store.enrollments import EnrollmentEntry, EnrollmentQueries, EnrollmentRecord
 from service.store.idempotency import IdempotencyQueries, IdempotencyRecord
 from service.store.keys import KeyQueries, KeyRecord
+from service.store.pace import PaceQueries, StorePace
 from service.store.registrations import Registration, RegistrationFilter, RegistrationQueries
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Registration",
     "RegistrationFilter",
     "Store",
+    "StorePace",
 ]
 
 
@@ -39,6 +41,7 @@ class Store:
         self.enrollments = EnrollmentQueries(bind)
         self.registrations = RegistrationQueries(bind)
         self.idempotency = IdempotencyQueries(bind)
+        self.pace = PaceQueries(bind)
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:

@@ -133,3 +133,12 @@ idempotency = Table(
     Column("response", JSON, nullable=True),
     Column("had_private_key", Boolean, nullable=False, default=False),
 )
+
+# The account-wide pace of calls to AWS IoT (service.provisioning.pace): the next free slot, in
+# wall-clock seconds, moved by one atomic UPDATE per provision from every worker and host.
+aws_pace = Table(
+    "aws_pace",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("next_at", Float(precision=53), nullable=False),
+)
