@@ -18,14 +18,8 @@ from service.store import Registration, Store
 
 log = logging.getLogger("service.audit")
 
-# Old records are pruned by about one write in this many (and by `audit prune`).
+# Old records are pruned after about one request in this many (and by `audit prune`).
 PRUNE_EVERY = 500
-
-
-def outcome_of(status: int) -> str:
-    if status in (200, 201):
-        return "provisioned"
-    return "refused" if status < 500 else "failed"
 
 
 class Audit:
@@ -55,10 +49,17 @@ class Audit:
             return
         try:
             self._store.registrations.insert(registration)
-            if random.randrange(PRUNE_EVERY) == 0:
-                self.prune(registration.at)
         except ServiceError as error:
             log.error("audit record of request %s not written: %s", registration.request_id, error.detail)
+
+    def maybe_prune(self, now: datetime) -> None:
+        """Now and then, prune; in a transaction of its own, after the request's have committed
+        (a prune inside one would hold SQLite's write lock for every worker meanwhile)."""
+        if self._store is not None and random.randrange(PRUNE_EVERY) == 0:
+            try:
+                self.prune(now)
+            except ServiceError as error:
+                log.error("pruning old audit records failed: %s", error.detail)
 
     def prune(self, now: datetime) -> int:
         if self._store is None:

@@ -35,6 +35,12 @@ class Admission:
         if store is not None and self.enrollment is not None and self.claim is not None:
             store.enrollments.complete(self.enrollment.id, self.claim, thing_name, certificate_id, at)
 
+    def uncertain(self, store: Store | None, at: datetime) -> None:
+        """The provision may have happened (its answer was lost): keep the quota unit, and count
+        it on the enrollment without a thing name, so a 'once' entry refuses a second identity."""
+        if store is not None and self.enrollment is not None and self.claim is not None:
+            store.enrollments.complete(self.enrollment.id, self.claim, None, None, at)
+
     def failed(self, store: Store | None) -> None:
         if store is None:
             return
@@ -134,6 +140,13 @@ def _refuse_enrollment(store: Store, entry: EnrollmentRecord) -> None:
         raise Forbidden(
             f"the enrollment of {device} for template '{current.template}' is disabled",
             rule="enrollment-disabled",
+        )
+    if current.reprovision == "once" and current.provisions > 0 and current.last_thing_name is None:
+        raise AlreadyProvisioned(
+            f"{device} may already be provisioned: an earlier request's answer from AWS IoT was lost "
+            "after RegisterThing was sent, so its thing may exist. Its enrollment allows one "
+            "provision; an operator can check AWS IoT and allow another (reprovision=allow)",
+            extra={"thingName": None, "certificateId": current.last_certificate_id},
         )
     if current.reprovision == "once" and current.provisions > 0:
         raise AlreadyProvisioned(

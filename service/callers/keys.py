@@ -13,6 +13,7 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -81,7 +82,9 @@ class _RecordCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # (database, key id) -> (when read, record or None for unknown)
-        self._records: dict[tuple[int, str], tuple[float, KeyRecord | None]] = {}
+        self._records: OrderedDict[tuple[int, str], tuple[float, KeyRecord | None]] = OrderedDict()
+        # Bumped by forget(): a read that began before a revocation is not kept.
+        self._generation = 0
 
     def get(self, store: Store, key_id: str) -> KeyRecord | None:
         now = time.monotonic()
@@ -89,15 +92,19 @@ class _RecordCache:
         found = self._records.get(entry)
         if found is not None and now - found[0] < CACHE_SECONDS:
             return found[1]
+        generation = self._generation
         record = store.keys.get(key_id)
         with self._lock:
-            if len(self._records) >= _CACHE_LIMIT:
-                self._records.clear()
-            self._records[entry] = (now, record)
+            if generation == self._generation:
+                self._records[entry] = (now, record)
+                self._records.move_to_end(entry)
+                while len(self._records) > _CACHE_LIMIT:  # oldest first, never all at once
+                    self._records.popitem(last=False)
         return record
 
     def forget(self, key_id: str) -> None:
         with self._lock:
+            self._generation += 1
             for entry in [e for e in self._records if e[1] == key_id]:
                 del self._records[entry]
 

@@ -13,7 +13,6 @@ from flask import g, request
 from service import logs
 from service.callers import keys
 from service.callers.model import Caller
-from service.config import Settings
 from service.errors import Forbidden, ServiceError, Unauthorized
 from service.http import context
 
@@ -42,7 +41,7 @@ def admin() -> Caller:
     return found
 
 
-def is_admin(authorization: str | None = None, settings: Settings | None = None) -> bool:
+def is_admin() -> bool:
     """Whether this request carries a valid admin key (no error either way)."""
     try:
         return admin().is_admin

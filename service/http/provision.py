@@ -80,6 +80,7 @@ def provision() -> Response:
         _count(attempt, status, error)
         if not attempt.recorded:
             _settle(lambda: _record(context.store(), attempt, status, error))
+        Audit(context.store(), retention=_retention()).maybe_prune(attempt.at)
 
 
 def _provision(attempt: _Attempt) -> Response:
@@ -88,6 +89,7 @@ def _provision(attempt: _Attempt) -> Response:
     caller = auth.caller()
     data, body = _read_request(settings, attempt)
     key = _idempotency_key(attempt, store)
+    refusal: ServiceError | None = None
     with _transaction(store) as tx:
         gate = Gate(tx, claim_seconds=settings.request_timeout_seconds + 30)
         gate.check_rate(caller, attempt.at)
@@ -100,13 +102,22 @@ def _provision(attempt: _Attempt) -> Response:
                 response = json_response(replay.body, replay.status)
                 response.headers[REPLAY_HEADER] = "true"
                 return response
-        admission = gate.admit(
-            caller,
-            template=data["template_name"],
-            parameters=data["parameters"],
-            server_key=data["csr"] is None,
-            now=attempt.at,
-        )
+        try:
+            admission = gate.admit(
+                caller,
+                template=data["template_name"],
+                parameters=data["parameters"],
+                server_key=data["csr"] is None,
+                now=attempt.at,
+            )
+        except ServiceError as refused:
+            # A refusal still counts against the key's rate (the transaction commits), or a key
+            # could probe scopes and enrollments without limit; the attempt's record goes.
+            if key is not None and tx is not None:
+                _idempotency(tx, settings).failed(caller, key)
+            refusal = refused
+    if refusal is not None:
+        raise refusal
     try:
         result = context.provisioner().provision(
             template_name=data["template_name"],
@@ -114,8 +125,8 @@ def _provision(attempt: _Attempt) -> Response:
             csr=data["csr"],
             request_id=request_id(),
         )
-    except BaseException:
-        _settle(lambda: _failed(store, settings, caller, key, admission))
+    except BaseException as error:
+        _settle(functools.partial(_failed, store, settings, caller, key, admission, error))
         raise
     attempt.thing_name, attempt.certificate_id = result.thing_name, result.certificate_id
     payload: dict[str, Any] = _RESPONSE_SCHEMA.dump(result)
@@ -171,16 +182,33 @@ def _succeeded(
         if key is not None and tx is not None:
             _idempotency(tx, settings).succeeded(caller, key, 201, payload)
         _record(tx, attempt, 201, None)
-        attempt.recorded = True
+    attempt.recorded = True  # only once the transaction committed
 
 
 def _failed(
-    store: Store | None, settings: Settings, caller: Caller, key: str | None, admission: Admission
+    store: Store | None,
+    settings: Settings,
+    caller: Caller,
+    key: str | None,
+    admission: Admission,
+    error: BaseException,
 ) -> None:
     with _transaction(store) as tx:
-        admission.failed(tx)
+        if _outcome_unknown(error):
+            # AWS may have registered the thing and the answer was lost: the device's enrollment
+            # counts it (a 'once' entry refuses a second identity) and the quota unit stays used.
+            admission.uncertain(tx, datetime.now(UTC))
+        else:
+            admission.failed(tx)
         if key is not None and tx is not None:
             _idempotency(tx, settings).failed(caller, key)
+
+
+def _outcome_unknown(error: BaseException) -> bool:
+    """A failure after RegisterThing was sent with no answer to tell: a timeout, a lost
+    connection, an answer that could not be proven ours. AWS's own rejections and throttling
+    are answers: nothing was registered."""
+    return isinstance(error, ServiceError) and error.step == "register" and error.status >= 500
 
 
 def _idempotency_key(attempt: _Attempt, store: Store | None) -> str | None:
@@ -237,11 +265,14 @@ def _count(attempt: _Attempt, status: int, error: ServiceError | None) -> None:
         metrics.rate_limit_refusals.labels("api-key").inc()
 
 
+def _retention() -> timedelta:
+    return timedelta(days=context.settings().audit_retention_days)
+
+
 def _record(store: Store | None, attempt: _Attempt, status: int, error: ServiceError | None) -> None:
     extra = error.extra if error is not None else {}
     outcome = _outcome(attempt, status)
-    retention = timedelta(days=context.settings().audit_retention_days)
-    Audit(store, retention=retention).record(
+    Audit(store, retention=_retention()).record(
         Registration(
             at=attempt.at,
             request_id=request_id(),

@@ -26,8 +26,13 @@ def request_id() -> str:
     return str(g.request_id)
 
 
+# An API key pasted into a path (GET /admin/keys/<whole key>) keeps its id, loses its secret.
+_API_KEY_SECRET = re.compile(r"(iotp_k[0-9a-f]{12}_)[A-Za-z0-9_-]+")
+
+
 def printable(text: str, limit: int = 200) -> str:
-    """The caller's text made safe for a log line: no control characters, bounded."""
+    """The caller's text made safe for a log line: no secret, no control characters, bounded."""
+    text = _API_KEY_SECRET.sub(r"\1<redacted>", text)
     cleaned = "".join(c if c.isprintable() else "?" for c in text[:limit])
     return cleaned + ("..." if len(text) > limit else "")
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
+from service.store.base import begin_transaction
 from service.store.engine import describe, make_engine, migrate
 from service.store.enrollments import EnrollmentEntry, EnrollmentQueries, EnrollmentRecord
 from service.store.idempotency import IdempotencyQueries, IdempotencyRecord
@@ -50,7 +51,7 @@ class Store:
         if self._connection is not None:
             yield self
             return
-        with self.engine.begin() as connection:
+        with begin_transaction(self.engine, write=True) as connection:
             yield Store(self.engine, connection)
 
     @classmethod

@@ -17,11 +17,21 @@ class Queries:
         return self._bind.dialect.name
 
     @contextmanager
-    def _db(self) -> Iterator[Connection]:
+    def _db(self, *, write: bool = True) -> Iterator[Connection]:
         # Bound to a transaction (Store.transaction): every statement joins it. Otherwise each
-        # call is a transaction of its own.
+        # call is a transaction of its own, which takes SQLite's write lock at once only if it
+        # writes (engine.begin_transaction).
         if isinstance(self._bind, Connection):
             yield self._bind
         else:
-            with self._bind.begin() as db:
+            with begin_transaction(self._bind, write=write) as db:
                 yield db
+
+
+@contextmanager
+def begin_transaction(engine: Engine, *, write: bool) -> Iterator[Connection]:
+    with engine.connect() as connection:
+        if write:
+            connection.execution_options(write=True)
+        with connection.begin():
+            yield connection

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +56,25 @@ def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Key hashes, scopes, caller addresses and device parameters: for this user only.
+            # SQLite gives its -wal and -shm files the database file's mode.
+            Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(parsed.database, os.O_CREAT | os.O_RDWR, 0o600))
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN so two
-        # workers' read-then-write transactions cannot deadlock (both waiting to upgrade).
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # BEGIN is ours: a transaction that writes takes the write lock at BEGIN (IMMEDIATE), so
+        # two workers' read-then-write transactions queue instead of failing to upgrade; one
+        # that only reads takes none, so readers never wait for a writer (WAL).
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     # No pre-ping (a round trip per transaction): a dropped connection fails one transaction
     # with StoreUnavailable and SQLAlchemy discards the pool's stale connections.
     return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
+
+
+def _sqlite_begin(connection: Any) -> None:
+    write = connection.get_execution_options().get("write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:

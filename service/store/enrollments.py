@@ -124,7 +124,7 @@ class EnrollmentQueries(Queries):
             return db.execute(delete(enrollments).where(_key(template, parameter, value))).rowcount == 1
 
     def get(self, template: str, parameter: str, value: str) -> EnrollmentRecord | None:
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(select(enrollments).where(_key(template, parameter, value))).mappings().first()
         return EnrollmentRecord(**row) if row else None
 
@@ -135,7 +135,7 @@ class EnrollmentQueries(Queries):
         values: dict[str, str] = {"template": template}
         for i, (name, value) in enumerate(parameters.items()):
             values[f"p{i}"], values[f"v{i}"] = name, value
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(_match(len(parameters)), values).mappings().first()
         return EnrollmentRecord(**row) if row else None
 
@@ -143,7 +143,7 @@ class EnrollmentQueries(Queries):
         query = select(enrollments).where(enrollments.c.id > after_id)
         if template:
             query = query.where(enrollments.c.template == template)
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute(query.order_by(enrollments.c.id).limit(limit)).mappings().all()
         return [EnrollmentRecord(**row) for row in rows]
 
@@ -151,7 +151,7 @@ class EnrollmentQueries(Queries):
         query = select(func.count()).select_from(enrollments)
         if template:
             query = query.where(enrollments.c.template == template)
-        with self._db() as db:
+        with self._db(write=False) as db:
             return int(db.execute(query).scalar_one())
 
     def claim(self, entry_id: int, claim: str, until: datetime, now: datetime) -> bool:
@@ -162,7 +162,9 @@ class EnrollmentQueries(Queries):
             )
         return done.rowcount == 1
 
-    def complete(self, entry_id: int, claim: str, thing_name: str, certificate_id: str, at: datetime) -> None:
+    def complete(
+        self, entry_id: int, claim: str, thing_name: str | None, certificate_id: str | None, at: datetime
+    ) -> None:
         values = {"b_entry_id": entry_id, "b_claim": claim, "b_thing_name": thing_name}
         with self._db() as db:
             db.execute(_COMPLETE, {**values, "b_certificate_id": certificate_id, "b_at": at})

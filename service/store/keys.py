@@ -76,12 +76,12 @@ class KeyQueries(Queries):
             db.execute(insert(api_keys).values(**record.__dict__))
 
     def get(self, key_id: str) -> KeyRecord | None:
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(_GET, {"b_key_id": key_id}).mappings().first()
         return KeyRecord(**row) if row else None
 
     def list(self) -> list[KeyRecord]:
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute(select(api_keys).order_by(api_keys.c.created_at)).mappings().all()
         return [KeyRecord(**row) for row in rows]
 
@@ -124,5 +124,5 @@ class KeyQueries(Queries):
             db.execute(_TOUCH, {"b_key_id": key_id, "b_at": at})
 
     def count(self) -> int:
-        with self._db() as db:
+        with self._db(write=False) as db:
             return int(db.execute(select(func.count()).select_from(api_keys)).scalar_one())

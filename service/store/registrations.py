@@ -67,7 +67,7 @@ class RegistrationQueries(Queries):
         for value, condition in conditions:
             if value is not None:
                 query = query.where(condition(value))
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute(query.order_by(c.id.desc()).limit(limit)).mappings().all()
         return [Registration(**row) for row in rows]
 

@@ -3,6 +3,7 @@ rates, quotas, idempotent retries and the audit trail."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -318,3 +319,37 @@ def test_without_a_store_only_bootstrap_keys_work_and_admin_is_404(start_service
     assert api.get("/admin/keys").status_code == 404
     refused = provision(api, api.key, "N-2", headers={"Idempotency-Key": "x"})
     assert refused.status_code == 400 and "store" in refused.json()["detail"]
+
+
+def test_refusals_count_against_the_rate(gated: Any) -> None:
+    # Or a key could probe scopes and enrollments without limit.
+    left = 60 - time.time() % 60
+    if left < 8:
+        time.sleep(left + 0.1)
+    token = issue_key(gated, templates=["other"], ratePerMinute=2)
+    statuses = [provision(gated, token, f"P-{i}").status_code for i in range(3)]
+    assert statuses == [403, 403, 429]
+
+
+def test_a_key_pasted_into_a_path_never_reaches_the_log(gated: Any, caplog: Any) -> None:
+    token = issue_key(gated)
+    caplog.set_level(logging.INFO)
+    assert gated.get(f"/admin/keys/{token}").status_code == 404
+    secret = token.split("_", 2)[2]
+    # The service's own lines (the test server's werkzeug log is not what production runs).
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("service"))
+    assert secret not in ours and "<redacted>" in ours
+
+
+def test_a_lost_register_answer_leaves_a_once_enrollment_spent(
+    start_service: Any, emulator: Any, database_url: str
+) -> None:
+    api = start_service(PROVISIONER_DATABASE_URL=database_url, PROVISIONER_STEP_TIMEOUT_SECONDS="1")
+    api.post("/admin/enrollments", json={"template": "demo", "value": "L-1"})
+    emulator.set_fault("register_thing", Fault(never_answer=True, count=1))
+    lost = provision(api, api.key, "L-1", csr=make_csr()[1])
+    assert lost.status_code == 504 and lost.json()["step"] == "register"
+    again = provision(api, api.key, "L-1", csr=make_csr()[1])
+    assert again.status_code == 409 and "may already be provisioned" in again.json()["detail"]
+    entry = api.get("/admin/enrollments?template=demo").json()["items"][0]
+    assert entry["provisions"] == 1 and entry["lastThingName"] is None
