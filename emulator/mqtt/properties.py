@@ -109,6 +109,10 @@ PUBLISH_ALLOWED = frozenset(
     }
 )
 SUBSCRIBE_ALLOWED = frozenset({SUBSCRIPTION_IDENTIFIER})
+# One-byte properties whose only values are 0 and 1.
+_ZERO_OR_ONE = frozenset(
+    {PAYLOAD_FORMAT_INDICATOR, REQUEST_PROBLEM_INFORMATION, REQUEST_RESPONSE_INFORMATION}
+)
 ACK_ALLOWED = frozenset({REASON_STRING})  # PUBACK, UNSUBSCRIBE: none
 DISCONNECT_ALLOWED = frozenset({SESSION_EXPIRY_INTERVAL, REASON_STRING, SERVER_REFERENCE})
 NONE_ALLOWED: frozenset[int] = frozenset()
@@ -162,6 +166,10 @@ def decode(reader: Reader, allowed: frozenset[int]) -> Properties:
             properties.user.append((reader.text(), reader.text()))
             continue
         value = _read_value(reader, kind or "")
+        if identifier in _ZERO_OR_ONE and value not in (0, 1):
+            # MQTT 5.0 sections 3.3.2.3.2, 3.1.2.11.6 and 3.1.2.11.7: any other value is a
+            # protocol error.
+            raise ProtocolError(f"{reader.name}: property {identifier:#04x} must be 0 or 1", reason_code=0x82)
         if identifier == SUBSCRIPTION_IDENTIFIER:
             properties.subscription_identifiers.append(int(value))  # type: ignore[arg-type]
             continue

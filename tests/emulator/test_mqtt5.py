@@ -348,6 +348,12 @@ def test_topic_alias_above_8_is_disconnected_0x94(emulator: Emulator) -> None:
     assert expect_disconnect(sock) == 0x94
 
 
+def test_payload_format_indicator_other_than_0_or_1_is_a_protocol_error(emulator: Emulator) -> None:
+    sock, _ = connect5(emulator, "format-2")
+    publish5(sock, "a/b", b"x", properties=b"\x02\x01\x02")
+    assert expect_disconnect(sock) == 0x82
+
+
 def test_unknown_topic_alias_is_a_protocol_error(emulator: Emulator) -> None:
     sock, _ = connect5(emulator, "alias-unset")
     publish5(sock, "", b"x", properties=b"\x03\x23\x00\x02")

@@ -62,6 +62,7 @@ def test_gunicorn_sigterm_finishes_in_flight_requests_then_disconnects(emulator:
         "PROVISIONER_AWS_REGION": "us-east-1",
         "PROVISIONER_CA_FILE": str(emulator.ca_path),
         "PROVISIONER_API_KEYS": API_KEY,
+        "PROVISIONER_DATABASE_URL": "off",  # never a store in the repository's ./data
         "PROVISIONER_POOL_SIZE": "2",
         "AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
         "AWS_SECRET_ACCESS_KEY": DEFAULT_SECRET_ACCESS_KEY,

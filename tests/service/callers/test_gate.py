@@ -240,7 +240,11 @@ def test_a_retry_while_the_first_runs_is_409_and_a_failed_first_frees_the_key(
         target=lambda: results.append(provision(gated, gated.key, "P-1", csr=csr, headers=headers))
     )
     first.start()
-    time.sleep(0.2)
+    # In flight once its certificate exists (the Idempotency-Key was recorded before that).
+    deadline = time.monotonic() + 20
+    while not [c for c in emulator.registry.list_certificates() if c["owner"] == "fleet-provisioning"]:
+        assert time.monotonic() < deadline, "the first request never reached AWS IoT"
+        time.sleep(0.02)
     running = provision(gated, gated.key, "P-1", csr=csr, headers=headers)
     first.join(30)
     assert running.status_code == 409 and running.json()["type"].endswith("/idempotency-in-progress")
