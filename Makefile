@@ -24,12 +24,13 @@ emulator: $(STAMP)  ## the emulator alone, on its default ports
 test: $(STAMP)  ## the whole suite (pytest's "no tests ran" fails too)
 	$(PY) -m pytest -q
 
-lint: $(STAMP)
-	$(PY) -m ruff check emulator service tests bench
-	$(PY) -m mypy service emulator
+lint: $(STAMP)  ## ruff (lint and formatting) and mypy
+	$(PY) -m ruff check emulator service provisioner_client tests bench
+	$(PY) -m ruff format --check emulator service provisioner_client tests bench
+	$(PY) -m mypy service emulator provisioner_client
 
 bench: $(STAMP)  ## issue 4's benchmark: service vs connect-per-request vs direct pool
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .emulator-data .pytest_cache
+	rm -rf $(VENV) .emulator-data data .pytest_cache
