@@ -17,7 +17,11 @@ DEFAULT_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 
 @dataclass(frozen=True)
 class Limits:
-    """AWS IoT Core limits (reference section 4), enforced by default."""
+    """AWS IoT Core limits, enforced by default.
+
+    AWS publishes them at https://docs.aws.amazon.com/general/latest/gr/iot-core.html
+    (AWS IoT Core endpoints and quotas, message broker and protocol limits).
+    """
 
     max_client_id_bytes: int = 128
     max_topic_bytes: int = 256
@@ -35,7 +39,12 @@ class Limits:
 
 @dataclass(frozen=True)
 class ErrorCodes:
-    """Rejections whose exact statusCode/errorCode AWS has not confirmed (reference section 1)."""
+    """Rejections whose exact statusCode/errorCode AWS has not confirmed.
+
+    AWS's fleet-provisioning MQTT API page
+    (https://docs.aws.amazon.com/iot/latest/developerguide/fleet-provision-api.html) gives the
+    shape of a rejection (statusCode, errorCode, errorMessage) but not these values.
+    """
 
     template_not_found: tuple[int, str] = (404, "ResourceNotFoundException")
     throttled: tuple[int, str] = (429, "ThrottlingException")

@@ -1,6 +1,7 @@
 """The pre-provisioning hook: AWS invokes a Lambda before RegisterThing; we POST to a URL.
 
-AWS behaviour copied (reference section 6): the hook receives ``claimCertificateId``,
+AWS behaviour copied (https://docs.aws.amazon.com/iot/latest/developerguide/pre-provisioning-hook.html):
+the hook receives ``claimCertificateId``,
 ``certificateId``, ``certificatePem``, ``templateArn``, ``clientId`` and ``parameters``, and answers
 ``{"allowProvisioning": bool, "parameterOverrides": {...}}`` within 5 s. A deny, or any failure to
 get a well-formed answer in time, rejects RegisterThing with ACCESS_DENIED. The call blocks

@@ -1,4 +1,7 @@
-"""OverrideSettings: what RegisterThing does to a thing that already exists (reference section 6).
+"""OverrideSettings: what RegisterThing does to a thing that already exists.
+
+AWS documents the setting (DO_NOTHING, REPLACE, MERGE, FAIL) under "Resources" in
+https://docs.aws.amazon.com/iot/latest/developerguide/provision-template.html.
 
 Pure functions over `ThingSpec`, so the rules can be read and tested without the database.
 """

@@ -55,8 +55,9 @@ class Registry:
 
     `token_lifetime`: seconds an ownership token (and its PENDING_ACTIVATION certificate) lives;
     AWS documents 1 hour. `default_override`: the thing OverrideSettings used for a key the
-    template leaves out. AWS does not document that default (reference section 6, unconfirmed),
-    so it is a setting rather than a guess buried here.
+    template leaves out. AWS's template page
+    (https://docs.aws.amazon.com/iot/latest/developerguide/provision-template.html) does not
+    document that default, so it is a setting rather than a guess buried here.
     """
 
     def __init__(

@@ -1,8 +1,9 @@
 """SigV4 query-string verification for the MQTT-over-WebSocket upgrade.
 
-AWS IoT Core authenticates `wss://<endpoint>/mqtt` with a SigV4 *presigned* query string (reference
-section 5): service `iotdevicegateway`, region from the credential scope, payload hash of the empty
-body. The session token of temporary credentials is never part of the signed query, wherever it
+AWS IoT Core authenticates `wss://<endpoint>/mqtt` with a SigV4 *presigned* query string
+(https://docs.aws.amazon.com/iot/latest/developerguide/protocols.html, MQTT over WebSocket):
+service `iotdevicegateway`, region from the credential scope, payload hash of the empty body.
+The session token of temporary credentials is never part of the signed query, wherever it
 stands in the URL (awscrt puts it just before the signature, browser signers append it after),
 so it is left out of the canonical query here.
 

@@ -4,15 +4,9 @@ paho runs every callback on its own loop thread; request threads only publish, s
 wait on events with deadlines. One flow at a time: the request holding the slot sets what it
 expects (an accepted/rejected topic pair); any other message marks the link *dirty*, and a
 dirty, timed-out or interrupted link is discarded (never reused) so a late answer can never
-reach the next request. Reference section 2.
-
-AWS's answers carry no correlation token, so a late duplicate of the previous flow's answer
-would look like the current flow's. Consecutive flows therefore alternate between the JSON and
-the CBOR topics, and a format is used again only after it has been quiet for
-`quiet_window_seconds` (the pool waits for that): a duplicate from the previous flow arrives on
-a topic the current flow does not expect, and one from an earlier flow in the same format had to
-be later than a whole flow plus the window. A message showing that happened fails the flow
-(`AnswerUnproven`) instead of guessing. docs/correlation.md.
+reach the next request: AWS IoT sends fleet-provisioning answers only to the connection that
+asked, and they carry no correlation token. Which answer belongs to which flow (format
+alternation, the quiet window) is `service.mqtt.correlation`; docs/correlation.md.
 """
 
 from __future__ import annotations
@@ -25,9 +19,8 @@ import socket
 import ssl
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -35,9 +28,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from service import metrics
 from service.config import Settings
-from service.errors import AnswerUnproven, BrokerUnavailable, UpstreamInvalid, UpstreamTimeout
+from service.errors import BrokerUnavailable, UpstreamInvalid, UpstreamTimeout
 from service.mqtt import payloads
-from service.mqtt.payloads import FORMATS, Format
+from service.mqtt.correlation import Answer, FlowCorrelation, Lost, Unproven
 from service.mqtt.sigv4 import AwsCredentials, host_header_for, presign_mqtt_path
 
 log = logging.getLogger("service.mqtt")
@@ -50,20 +43,6 @@ MAX_FILTERS_PER_SUBSCRIBE = 8  # AWS IoT per SUBSCRIBE
 QOS = 0
 
 
-@dataclass
-class Answer:
-    outcome: str  # "accepted" or "rejected"
-    body: dict[str, Any] = field(repr=False)  # may hold a private key and a token
-
-
-class _Lost(Exception):
-    """The connection dropped while a flow waited (turned into a service error by the caller)."""
-
-
-class _Unproven(Exception):
-    """A message older than the quiet window arrived in this flow's format while it waited."""
-
-
 def new_client_id(slot: int) -> str:
     # Unique per host, process, slot and incarnation: a duplicate client ID would make AWS
     # disconnect the other connection, and a fresh ID avoids the 1 CONNECT/s per ID limit.
@@ -71,7 +50,7 @@ def new_client_id(slot: int) -> str:
     return f"prov-{host}-{os.getpid()}-{slot}-{secrets.token_hex(4)}"
 
 
-class MqttLink:
+class MqttLink(FlowCorrelation):
     def __init__(
         self,
         settings: Settings,
@@ -94,8 +73,6 @@ class MqttLink:
         self.dirty_reason: str | None = None  # why, in a word (the replacement metric's label)
         self.closed = False
         self.last_error: str | None = None
-        self._expected: tuple[str, str] | None = None
-        self._answer: Answer | _Lost | _Unproven | None = None
         self._subacks: dict[int, list[Any]] = {}
         self._pending_base: set[int] = set()
         self._losses = 0
@@ -104,14 +81,7 @@ class MqttLink:
         # Answer-topic groups (a template's, in both formats) subscribed on demand, least
         # recently used first.
         self._extra: OrderedDict[tuple[str, ...], None] = OrderedDict()
-        self._recent_certificate_ids: deque[str] = deque(maxlen=32)
-        # The flow holding the link: its format, the request topics it published on, and why
-        # an answer it waits for could not be proven to be its own (None: nothing seen).
-        self.flow_format: Format | None = None
-        self._flow_requests: set[str] = set()
-        self._unproven: str | None = None
-        self._next_format: Format = FORMATS[0]
-        self._format_ended: dict[str, float] = {fmt: float("-inf") for fmt in FORMATS}
+        self._init_correlation()
         self.client = self._build_client()
 
     # -- construction ------------------------------------------------------------------------
@@ -168,19 +138,13 @@ class MqttLink:
             # and file descriptors held until then); release it now, as paho's __del__ would.
             self.client._reset_sockets()
 
-    def spoil(self, reason: str) -> None:
-        """Mark the link as not to be reused (the first reason is kept)."""
-        if not self.dirty:
-            self.dirty_reason = reason
-        self.dirty = True
-
     # -- paho callbacks (loop thread: record and signal, never block) ------------------------
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
         try:
             if self.settings.auth_mode == "sigv4" and self._credentials is not None:
                 # A fresh SigV4 URL on every connect and reconnect: temporary credentials expire
-                # and a presigned URL is only valid for a short time (reference section 3).
+                # and a signature carries its signing time, which AWS checks against its clock.
                 s = self.settings
                 host = host_header_for(s.endpoint_host or "", s.endpoint_port or 443, s.tls)
                 path = presign_mqtt_path(host, s.region or "us-east-1", self._credentials())
@@ -204,8 +168,8 @@ class MqttLink:
         if self._connected_before:
             metrics.reconnects.inc()
         self._connected_before = True
-        # Clean session: subscriptions are gone after every connect; take them again and
-        # serve nobody until the SUBACK arrives (reference section 2).
+        # Clean session: AWS IoT keeps no subscriptions after a clean-session connect; take them
+        # again and serve nobody until the SUBACK arrives (an answer published before it is lost).
         with self._lock:
             filters = list(self.base_filters) + [f for pair in self._extra for f in pair]
             self._pending_base = set()
@@ -275,92 +239,14 @@ class MqttLink:
         if not self._take_answer(message):
             self._on_state_change()  # a dirty link is replaced by the pool, not reused
 
-    def _take_answer(self, message: mqtt.MQTTMessage) -> bool:
-        """Hand an expected answer to the waiting flow; False when the link became dirty."""
-        with self._lock:
-            expected = self._expected
-            if expected is not None and message.topic in expected and self._answer is None:
-                body = payloads.decode(bytes(message.payload), payloads.format_of(message.topic) or "json")
-                outcome = "accepted" if message.topic == expected[0] else "rejected"
-                certificate_id = body.get("certificateId") if body is not None else None
-                if outcome == "accepted" and certificate_id in self._recent_certificate_ids:
-                    # A repeated answer to an earlier flow on this link, not ours.
-                    self._spoil_by_message()
-                    log.warning("%s: repeated certificate answer ignored", self.client_id)
-                    return False
-                if outcome == "accepted" and isinstance(certificate_id, str):
-                    self._recent_certificate_ids.append(certificate_id)
-                self._answer = Answer(outcome, body if body is not None else {"_unparseable": True})
-                self._changed.notify_all()
-                return True
-            # Late, duplicate or foreign: whatever it is, this link has answers in flight that
-            # nobody waits for, so it will not serve again. The payload may hold a key: never log it.
-            self._spoil_by_message()
-            fmt = payloads.format_of(message.topic)
-            flow_format = self.flow_format
-            if fmt is not None and fmt == flow_format:
-                if payloads.request_topic_of(message.topic) not in self._flow_requests:
-                    # Not this flow's (it asked nothing there), and the previous flow used the
-                    # other format: older than the quiet window. An answer this flow waits for
-                    # in this format could be that late too; refuse it rather than guess.
-                    self._unproven = f"a message older than the quiet window arrived on {message.topic}"
-                    if expected is not None and self._answer is None:
-                        self._answer = _Unproven()
-                        self._changed.notify_all()
-                    log.warning("%s: %s; the flow is refused", self.client_id, self._unproven)
-                else:  # most likely a repeat of this flow's own earlier answer
-                    log.warning(
-                        "%s: unexpected message on %s during its flow; the connection will be replaced",
-                        self.client_id,
-                        message.topic,
-                    )
-            else:
-                # The age tells how late duplicates come (what quiet_window_seconds must cover).
-                age = time.monotonic() - self._format_ended[fmt] if fmt is not None else float("inf")
-                log.warning(
-                    "%s: unexpected message on %s, %.0f ms after the last flow in that format "
-                    "ended; the connection will be replaced",
-                    self.client_id,
-                    message.topic,
-                    age * 1000,
-                )
-            return False
-
-    def _spoil_by_message(self) -> None:
-        """Called with the lock held: a message nobody waited for arrived."""
-        if not self.dirty:
-            metrics.duplicates_detected.inc()
-        self.spoil("unexpected-message")
-
     def _fail_waiter(self, why: str) -> None:
         """Called with the lock held: wake a waiting flow with a loss."""
         self._losses += 1  # wakes a SUBACK wait too (ensure_subscribed)
         if self._expected is not None and self._answer is None:
-            self._answer = _Lost(why)
+            self._answer = Lost(why)
         self._changed.notify_all()
 
     # -- the request thread's side -----------------------------------------------------------
-
-    def quiet_at(self) -> float:
-        """When the next flow's format will have been quiet for the window (time.monotonic)."""
-        return self._format_ended[self._next_format] + self.settings.quiet_window_seconds
-
-    def begin_flow(self) -> Format:
-        """Start a flow (the pool calls this when it hands the link out); returns its format."""
-        with self._lock:
-            self.flow_format = self._next_format
-            self._flow_requests = set()
-            self._unproven = None
-            return self.flow_format
-
-    def end_flow(self) -> None:
-        """The flow gave the link back: its format starts its quiet window now."""
-        with self._lock:
-            if self.flow_format is not None:
-                self._format_ended[self.flow_format] = time.monotonic()
-                self._next_format = payloads.other(self.flow_format)
-            self.flow_format = None
-            self._expected = None
 
     def call(
         self, topic: str, body: dict[str, Any], *, answers: tuple[str, str], step: str, deadline: float
@@ -400,26 +286,16 @@ class MqttLink:
         if answer is None:
             self.spoil("timeout")  # the answer may still come: this link must not serve again
             raise UpstreamTimeout(f"no answer from AWS IoT to {step} within the deadline", step=step)
-        if isinstance(answer, _Lost):
+        if isinstance(answer, Lost):
             self.spoil("connection-lost")
             raise BrokerUnavailable(f"the MQTT connection was lost during {step}", step=step, retry_after=1)
-        if isinstance(answer, _Unproven) or unproven is not None:
+        if isinstance(answer, Unproven) or unproven is not None:
             raise self._refusal(step)
         if answer.body.get("_unparseable"):
             raise UpstreamInvalid(
                 f"AWS IoT answered {step} with a payload that is not a {fmt.upper()} object", step=step
             )
         return answer
-
-    def _refusal(self, step: str) -> AnswerUnproven:
-        self.spoil("answer-unproven")
-        metrics.answers_unproven.inc()
-        return AnswerUnproven(
-            f"an answer on this connection could not be proven to be this request's ({self._unproven}); "
-            "nothing was handed out; retry",
-            step=step,
-            retry_after=1,
-        )
 
     def ensure_subscribed(self, filters: tuple[str, ...], *, what: str, deadline: float) -> None:
         """Subscribe to one group of answer topics once (one SUBSCRIBE); keep it, evicting the
@@ -476,14 +352,18 @@ class MqttLink:
         return len(self.base_filters) + sum(len(group) for group in self._extra)
 
     def describe(self) -> dict[str, Any]:
+        with self._lock:  # ensure_subscribed changes _extra on a request thread
+            answer_groups = len(self._extra)  # templates whose answer topics are kept
+            subscriptions = self.subscription_count()
+            next_format = self._next_format
         return {
             "slot": self.slot,
             "clientId": self.client_id,
             "state": "ready" if self.ready else "connecting",
             "dirty": self.dirty,
-            "answerSubscriptions": len(self._extra),  # templates whose answer topics are kept
-            "subscriptions": self.subscription_count(),
-            "nextFormat": self._next_format,
+            "answerSubscriptions": answer_groups,
+            "subscriptions": subscriptions,
+            "nextFormat": next_format,
             **({"lastError": self.last_error} if self.last_error else {}),
         }
 
@@ -494,7 +374,7 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
 
 def _set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
     # paho never sets TCP_NODELAY; Nagle plus delayed ACK costs ~40 ms per round trip on small
-    # request/response packets (measured, libraries.md section 1).
+    # request/response packets (measured against the emulator over loopback).
     raw = getattr(sock, "_socket", sock)
     try:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from device_keys import make_csr
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
+from service.mqtt import payloads
+from service.mqtt.link import MqttLink
 
 API_KEY = "correlation-test-key-0123456789"
 CALLERS = 300
@@ -228,6 +230,47 @@ def test_an_answer_older_than_the_quiet_window_fails_the_flow_with_a_retryable_5
     retried = provision(api, "OLD-2", make_csr()[1])
     assert retried.status_code == 201, retried.text
     assert retried.json()["thingName"] == "demo-OLD-2"
+
+
+def test_a_link_dirtied_after_the_pool_chose_it_refuses_its_flow_with_a_retryable_502(
+    emulator: Emulator, start_service, monkeypatch
+) -> None:
+    api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_QUIET_WINDOW_SECONDS="0")
+    client_id = api.get("/readyz").json()["connections"][0]["clientId"]
+    begin_flow = MqttLink.begin_flow
+    strays: list[str] = []
+
+    def begin_flow_after_a_stray_answer(link: MqttLink) -> Any:
+        # Between the pool's choice and the flow's start, an answer nobody waits for arrives
+        # on the link, in the format the flow is about to use: the link asks AWS for keys
+        # itself, outside any flow, and waits until the answer has dirtied it.
+        if not strays:
+            fmt = link.describe()["nextFormat"]
+            strays.append(fmt)
+            link.client.publish(f"$aws/certificates/create/{fmt}", payloads.encode({}, fmt), qos=0)
+            deadline = time.monotonic() + 5
+            while not link.dirty and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert link.dirty, "the stray answer never reached the link"
+        return begin_flow(link)
+
+    monkeypatch.setattr(MqttLink, "begin_flow", begin_flow_after_a_stray_answer)
+    certificates = len(emulator.registry.list_certificates())
+    refused = provision(api, "STRAY", make_csr()[1])
+    assert refused.status_code == 502, refused.text
+    problem = refused.json()
+    assert problem["type"].endswith("/answer-unproven")
+    assert "nothing was handed out; retry" in problem["detail"]
+    assert refused.headers["Retry-After"] == "1"
+    # Refused before publishing: the stray's certificate is the only new one, no thing was made.
+    assert len(emulator.registry.list_certificates()) == certificates + 1
+    assert emulator.registry.describe_thing("demo-STRAY") is None
+    # The link was replaced, and the retry is served by the fresh one.
+    api.wait_ready()
+    assert api.get("/readyz").json()["connections"][0]["clientId"] != client_id
+    retried = provision(api, "STRAY", make_csr()[1])
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["thingName"] == "demo-STRAY"
 
 
 def test_consecutive_flows_on_a_connection_alternate_json_and_cbor(start_service) -> None:
