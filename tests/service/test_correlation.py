@@ -96,7 +96,7 @@ def _start_gunicorn(emulator: Emulator, tmp_path: Path, log_path: Path) -> tuple
         try:
             if requests.get(base + "/readyz", timeout=2).status_code == 200:
                 return process, base
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or busy starting its workers
             pass
         time.sleep(0.1)
     process.kill()
