@@ -26,6 +26,7 @@ from . import registry_schema
 from .errors import ConfigError, InvalidRequest, InvalidToken, ResourceConflict
 from .evaluation import Evaluation, PolicySpec, ThingSpec
 from .overrides import OVERRIDE_VALUES, override_thing
+from .registry_views import RegistryViews
 
 FILENAME = "registry.sqlite3"
 CERTIFICATE_STATUSES = ("ACTIVE", "INACTIVE", "REVOKED", "PENDING_ACTIVATION")
@@ -50,7 +51,7 @@ def _canonical_document(document: str, policy_name: str) -> str:
     return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
 
 
-class Registry:
+class Registry(RegistryViews):
     """Certificates, things, policies and template uses of one emulated account.
 
     `token_lifetime`: seconds an ownership token (and its PENDING_ACTIVATION certificate) lives;
@@ -362,88 +363,3 @@ class Registry:
         db.executemany(
             "INSERT OR IGNORE INTO thing_groups VALUES (?, ?)", [(name, group) for group in spec.thing_groups]
         )
-
-    # --- read-only views ----------------------------------------------------------------------
-
-    def describe_thing(self, name: str) -> dict[str, Any] | None:
-        with self._lock:
-            rows = self._rows("SELECT * FROM things WHERE thing_name = ?", name)
-            if not rows:
-                return None
-            row = rows[0]
-            groups = self._rows(
-                "SELECT group_name FROM thing_groups WHERE thing_name = ? ORDER BY group_name", name
-            )
-            principals = self._rows(
-                "SELECT certificate_id FROM thing_principals WHERE thing_name = ? ORDER BY certificate_id",
-                name,
-            )
-        return {
-            "thingName": row["thing_name"],
-            "attributes": json.loads(row["attributes"]),
-            "thingTypeName": row["thing_type_name"],
-            "thingGroups": [r["group_name"] for r in groups],
-            "billingGroup": row["billing_group"],
-            "principals": [r["certificate_id"] for r in principals],
-        }
-
-    def list_things(self) -> list[dict[str, Any]]:
-        with self._lock:
-            names = [r["thing_name"] for r in self._rows("SELECT thing_name FROM things ORDER BY thing_name")]
-            return [thing for name in names if (thing := self.describe_thing(name))]
-
-    def describe_certificate(self, certificate_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            rows = self._rows("SELECT * FROM certificates WHERE certificate_id = ?", certificate_id)
-            if not rows:
-                return None
-            things = self._rows(
-                "SELECT thing_name FROM thing_principals WHERE certificate_id = ? ORDER BY thing_name",
-                certificate_id,
-            )
-            policies = self._rows(
-                "SELECT policy_name FROM certificate_policies WHERE certificate_id = ? ORDER BY policy_name",
-                certificate_id,
-            )
-        return {
-            **_certificate_summary(rows[0]),
-            "certificatePem": rows[0]["certificate_pem"],
-            "thingNames": [r["thing_name"] for r in things],
-            "policyNames": [r["policy_name"] for r in policies],
-        }
-
-    def list_certificates(self) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM certificates ORDER BY created_at, certificate_id")
-        return [_certificate_summary(row) for row in rows]
-
-    def list_policies(self) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM policies ORDER BY policy_name")
-        return [
-            {
-                "policyName": r["policy_name"],
-                "policyDocument": r["policy_document"],
-                "createdAt": r["created_at"],
-            }
-            for r in rows
-        ]
-
-    def list_template_uses(self) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM template_uses ORDER BY id")
-        return [
-            {
-                "templateName": r["template_name"],
-                "certificateId": r["certificate_id"],
-                "thingName": r["thing_name"],
-                "usedAt": r["used_at"],
-            }
-            for r in rows
-        ]
-
-
-def _certificate_summary(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "certificateId": row["certificate_id"],
-        "status": row["status"],
-        "owner": row["owner"],
-        "createdAt": row["created_at"],
-    }
