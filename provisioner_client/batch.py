@@ -5,14 +5,19 @@ the row's parameters, so a rerun finds it again), written BEFORE anything is sen
 
     private.key       the device's key (0600), made here
     request.csr       the CSR for it: the exact bytes that are sent, every time
-    idempotency-key   sha256 of template + sorted parameters
+    idempotency-key   a random one (uuid4), made once per key pair
     thing-name        written once the device's folder is complete
 
 A row is sent only when all three first files are on disk, so a rerun sends the same body with the
 same Idempotency-Key: if the first request got through, the service replays its 201 instead of
-provisioning again (and answers 409 "still running", retried, if it is still at work). A row is
-done when its thing-name is recorded and <out>/<thing>/config.json exists; the state folder's copy
-of the private key is then deleted, so each key is on disk once.
+provisioning again (and answers 409 "still running", retried, if it is still at work). A new key
+pair always comes with a new CSR and a new Idempotency-Key (the old ones are deleted first): an old
+CSR would get a certificate for a key that no longer exists. The Idempotency-Key is random, not
+derived from the row, so another --out folder or lost state never sends a new CSR under a key the
+service already knows (a 422). A row is done once its thing-name is recorded (the device's folder
+was complete by then); the state folder's copy of the private key is then deleted, so each key is
+on disk once. A recorded row whose device folder has since gone is reported, never provisioned
+again.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -128,17 +134,31 @@ class Batch:
     def state_folder(self, row: Row) -> Path:
         return self.state_root / row.digest(self.template)[:32]
 
-    def finished(self, row: Row) -> str | None:
-        """The thing name when the row was done by an earlier run, else None."""
+    def finished(self, row: Row) -> Outcome | None:
+        """The row's "done" outcome when an earlier run provisioned it, else None.
+
+        thing-name is written after the device's folder is complete, so a recorded row whose folder
+        is gone was removed since: provisioning it again would mint a second identity, so it is
+        reported (reason: the missing folder) instead."""
         state = self.state_folder(row)
         try:
             thing_name = (state / "thing-name").read_text("utf-8").strip()
         except FileNotFoundError:
             return None
-        if not is_complete(device_folder(self.out_dir, thing_name)):
-            return None
-        (state / "private.key").unlink(missing_ok=True)  # a crash right before the cleanup
-        return thing_name
+        folder = device_folder(self.out_dir, thing_name)
+        kept_key = state / "private.key"
+        if is_complete(folder):
+            kept_key.unlink(missing_ok=True)  # a crash right before the cleanup
+            return Outcome(row, "done", thing_name)
+        if kept_key.exists():  # now the only copy of the device's key: keep it
+            where = f"its private key is still in {kept_key}"
+        else:
+            where = "its private key was only there"
+        reason = (
+            f"provisioned earlier as {thing_name}, but its folder {folder} is missing ({where}); "
+            f"restore the folder, or revoke its certificate and delete {state} to provision it anew"
+        )
+        return Outcome(row, "done", thing_name, reason=reason)
 
     def prepare(self, rows: Iterable[Row]) -> tuple[list[Outcome], list[Row]]:
         """The outcomes known without sending anything (done by an earlier run, repeated rows),
@@ -154,9 +174,9 @@ class Batch:
                 known.append(Outcome(row, "failed", reason=reason))
                 continue
             first[digest] = row
-            thing_name = self.finished(row)
-            if thing_name is not None:
-                known.append(Outcome(row, "done", thing_name))
+            outcome = self.finished(row)
+            if outcome is not None:
+                known.append(outcome)
             else:
                 todo.append(row)
         return known, todo
@@ -218,7 +238,7 @@ class Batch:
         state = make_directory(self.state_folder(row), private=True)
         key = self._key(state)
         csr = self._csr(state, key, row)
-        idempotency_key = self._idempotency_key(state, row)
+        idempotency_key = self._idempotency_key(state)
         result = self.client.provision(
             self.template, row.parameters, csr.decode("ascii"), idempotency_key=idempotency_key
         )
@@ -233,6 +253,10 @@ class Batch:
         path = state / "private.key"
         if path.exists():
             return keys.load_key(path.read_bytes())
+        # A new key pair is a new request: a CSR or Idempotency-Key left from an earlier key (whose
+        # file is gone) must never be sent with it.
+        (state / "request.csr").unlink(missing_ok=True)
+        (state / "idempotency-key").unlink(missing_ok=True)
         key = keys.make_key(use_rsa=self.use_rsa)
         write_atomic(path, keys.key_pem(key), mode=SECRET)
         return key
@@ -246,11 +270,14 @@ class Batch:
         write_atomic(path, csr)
         return csr
 
-    def _idempotency_key(self, state: Path, row: Row) -> str:
+    @staticmethod
+    def _idempotency_key(state: Path) -> str:
+        # Random, kept with the CSR it goes with: a key derived from the row would come back with
+        # another CSR from another --out folder or after lost state, and the service answers 422.
         path = state / "idempotency-key"
         if path.exists():
             return path.read_text("ascii").strip()
-        key = "iot-factory-" + row.digest(self.template)
+        key = f"iot-factory-{uuid.uuid4()}"
         write_atomic(path, key.encode("ascii"))
         return key
 

@@ -30,6 +30,14 @@ def print_summary(console: Console, report: Report, failures_csv: Path | None) -
         table.add_row("not attempted", str(report.not_attempted))
     table.add_row("total rows", str(report.total))
     console.print(table)
+    missing = sorted((o for o in report.outcomes if o.state == "done" and o.reason), key=lambda o: o.row.line)
+    if missing:
+        shown = Table("line", "thing", "reason", title="Already done, but the device folder is missing")
+        for outcome in missing[:SHOWN_FAILURES]:
+            shown.add_row(str(outcome.row.line), outcome.thing_name or "", outcome.reason)
+        console.print(shown)
+        if len(missing) > SHOWN_FAILURES:
+            console.print(f"... and {len(missing) - SHOWN_FAILURES} more")
     failures = report.failures
     if failures:
         shown = Table("line", "parameters", "status", "reason", title="Failed rows")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
 import stat
 import subprocess
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -217,3 +219,89 @@ def test_batch_against_no_service_stops_after_the_retries_and_exits_1(
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "cannot reach the provisioning service" in done.stdout and "not attempted" in done.stdout
+
+
+def batch_args(rows: Path, out: Path) -> list[str]:
+    return [
+        "batch",
+        "--csv",
+        str(rows),
+        "--template",
+        "demo",
+        "--out",
+        str(out),
+        "--column",
+        "SerialNumber=serial",
+    ]
+
+
+def fleet_certificates(emulator: Emulator) -> list[str]:
+    return [
+        c["certificateId"]
+        for c in emulator.registry.list_certificates()
+        if c["owner"] == "fleet-provisioning"
+    ]
+
+
+def test_batch_reports_a_done_row_whose_folder_was_removed_and_does_not_provision_it_again(
+    service: Service, emulator: Emulator, run_cli: RunCli, tmp_path: Path
+) -> None:
+    rows = write_csv(tmp_path / "serials.csv", ["SN-1", "SN-2"])
+    out = tmp_path / "devices"
+    first = run_cli(*batch_args(rows, out))
+    assert first.returncode == 0, first.stdout + first.stderr
+    issued = fleet_certificates(emulator)
+    assert len(issued) == 2
+    shutil.rmtree(out / "demo-SN-1")  # its private key existed only there
+
+    rerun = run_cli(*batch_args(rows, out))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "Traceback" not in rerun.stderr
+    assert "folder is missing" in rerun.stdout and "demo-SN-1" in rerun.stdout
+    assert "demo-SN-2" not in rerun.stdout  # its folder is there: nothing to say
+    assert not (out / "demo-SN-1").exists()
+    assert fleet_certificates(emulator) == issued  # no second identity
+    assert len(service.registrations(template="demo")) == 2  # nothing was sent
+
+
+def test_batch_replaces_a_lost_key_with_a_new_csr_and_idempotency_key(
+    service: Service, emulator: Emulator, run_cli: RunCli, tmp_path: Path
+) -> None:
+    rows = write_csv(tmp_path / "serials.csv", ["SN-1"])
+    out = tmp_path / "devices"
+    emulator.set_fault("register_thing", Fault(reject=(500, "InternalFailure", "try later")))
+    failed = run_cli(*batch_args(rows, out), "--max-retries", "0")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    (state,) = (out / ".batch").iterdir()
+    old_csr = (state / "request.csr").read_bytes()
+    old_key = (state / "idempotency-key").read_text()
+    (state / "private.key").unlink()  # lost: the CSR and Idempotency-Key that went with it are stale
+
+    emulator.faults.clear()
+    rerun = run_cli(*batch_args(rows, out))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert (state / "request.csr").read_bytes() != old_csr
+    new_key = (state / "idempotency-key").read_text()
+    assert new_key != old_key
+    config = json.loads((out / "demo-SN-1" / "config.json").read_text())
+    thing = emulator.registry.describe_thing("demo-SN-1")
+    assert thing is not None and thing["principals"] == [config["certificateId"]]
+    provisioned = [r for r in service.registrations(template="demo") if r["outcome"] == "provisioned"]
+    assert [r["idempotencyKey"] for r in provisioned] == [new_key]
+
+
+def test_batch_into_another_out_folder_uses_its_own_idempotency_keys(
+    service: Service, emulator: Emulator, run_cli: RunCli, tmp_path: Path
+) -> None:
+    rows = write_csv(tmp_path / "serials.csv", ["SN-1"])
+    keys = []
+    for name in ("line-a", "line-b"):
+        done = run_cli(*batch_args(rows, tmp_path / name))
+        assert done.returncode == 0, done.stdout + done.stderr  # not 422 idempotency-key-reused
+        (state,) = (tmp_path / name / ".batch").iterdir()
+        key = (state / "idempotency-key").read_text()
+        assert key.startswith("iot-factory-") and uuid.UUID(key.removeprefix("iot-factory-")).version == 4
+        keys.append(key)
+    assert keys[0] != keys[1]
+    provisioned = [r for r in service.registrations(template="demo") if r["outcome"] == "provisioned"]
+    assert sorted(r["idempotencyKey"] for r in provisioned) == sorted(keys)

@@ -5,6 +5,8 @@ find it in the audit trail; issue a key; import enrollments and read a bad line'
 from __future__ import annotations
 
 import json
+import threading
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 from ui_service import UiService
 
 from emulator import Fault
@@ -220,6 +222,109 @@ def test_an_attempt_without_an_answer_is_sent_again_as_the_same_request(
     assert [r["outcome"] for r in records] == ["provisioned", "failed"]
     assert records[0]["idempotencyKey"] is not None
     assert records[0]["idempotencyKey"] == records[1]["idempotencyKey"]
+
+
+def registrations(service: UiService) -> list[dict[str, Any]]:
+    response = requests.get(
+        f"{service.base_url}/admin/registrations?template=demo",
+        headers={"Authorization": f"Bearer {service.admin_key}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+def test_a_request_still_running_is_sent_again_as_the_same_request(page: Page, ui_service: UiService) -> None:
+    # The first answer is lost (the connection drops) while the service is still at work on it:
+    # the next click gets 409 idempotency-in-progress, and the one after that the first's 201 replayed,
+    # never a second key pair (whose identity would orphan the first's).
+    ui_service.emulator.set_fault("register_thing", Fault(latency=(3, 3), count=1))
+    sign_in(page, ui_service)
+    page.fill("#template", "demo")
+    page.locator(".param-name").fill("SerialNumber")
+    page.locator(".param-value").fill("SN-BUSY")
+    first: list[requests.Response] = []
+    running: list[threading.Thread] = []
+
+    def lose_the_answer(route: Route) -> None:
+        # What the browser sent reaches the service; the browser only sees the connection reset.
+        sent = route.request
+        headers = {
+            name: value
+            for name, value in sent.all_headers().items()
+            if name.lower() in ("authorization", "content-type", "idempotency-key")
+        }
+
+        def send() -> None:
+            first.append(requests.post(sent.url, data=sent.post_data_buffer, headers=headers, timeout=30))
+
+        thread = threading.Thread(target=send, name="first-provision")
+        thread.start()
+        running.append(thread)
+        time.sleep(0.5)  # the service has begun (it waits 3 s on RegisterThing)
+        assert thread.is_alive()
+        route.abort("connectionreset")
+
+    page.route("**/provision", lose_the_answer, times=1)
+    page.click("#provision-submit")
+    problem = page.locator("#provision-error")
+    expect(problem).to_contain_text("could not be reached")
+
+    page.click("#provision-submit")  # the first is still running
+    expect(problem).to_contain_text("(409)")
+    expect(page.locator("#provision-status")).to_contain_text(
+        "press Provision again to retry the same request"
+    )
+    assert running[0].is_alive(), "the second click came after the first request finished"
+    running[0].join(timeout=30)
+    assert [response.status_code for response in first] == [201]
+
+    page.click("#provision-submit")  # the same key pair, CSR and Idempotency-Key: the first's answer
+    expect(page.locator("#result-thing")).to_have_text("demo-SN-BUSY")
+    expect(page.locator("#result-detail")).to_contain_text("the service replayed its first answer")
+    expect(problem).to_be_hidden()
+
+    records = registrations(ui_service)
+    assert sorted(r["outcome"] for r in records) == ["provisioned", "refused", "replayed"]
+    assert len({r["idempotencyKey"] for r in records}) == 1
+    assert records[0]["idempotencyKey"] is not None
+    registry = ui_service.emulator.registry
+    assert [thing["thingName"] for thing in registry.list_things()] == ["demo-SN-BUSY"]
+    issued = [c["certificateId"] for c in registry.list_certificates() if c["owner"] == "fleet-provisioning"]
+    assert issued == [first[0].json()["certificateId"]]
+    thing = registry.describe_thing("demo-SN-BUSY")
+    assert thing is not None
+    assert thing["principals"] == issued
+
+
+def test_a_rate_limited_attempt_keeps_its_idempotency_key(page: Page, ui_service: UiService) -> None:
+    token = issue_key(ui_service, role="provision", templates=["demo"], ratePerMinute=1)
+    left_in_minute = 60 - time.time() % 60
+    if left_in_minute < 15:  # the three clicks in one rate window
+        time.sleep(left_in_minute + 0.2)
+    ui_service.emulator.set_fault(
+        "register_thing", Fault(reject=(500, "InternalFailure", "try later"), count=1)
+    )
+    sign_in(page, ui_service, token)
+    page.locator(".param-name").fill("SerialNumber")
+    page.locator(".param-value").fill("SN-RATE")
+    page.click("#provision-submit")
+    problem = page.locator("#provision-error")
+    expect(problem).to_contain_text("(502)")
+
+    for attempt in (2, 3):
+        page.click("#provision-submit")
+        expect(problem).to_contain_text("(429)")
+        expect(page.locator("#provision-status")).to_contain_text("Rate limited")
+        expect(page.locator("#provision-status")).to_contain_text("retry the same request")
+        assert len(registrations(ui_service)) == attempt
+
+    records = registrations(ui_service)
+    assert sorted(r["outcome"] for r in records) == ["failed", "refused", "refused"]
+    assert len({r["idempotencyKey"] for r in records}) == 1
+    assert records[0]["idempotencyKey"] is not None
+    assert ui_service.emulator.registry.list_things() == []
 
 
 def test_the_key_stays_in_the_tab_until_sign_out(page: Page, ui_service: UiService) -> None:

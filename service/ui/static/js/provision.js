@@ -7,8 +7,9 @@ import { byId, clearProblem, download, h, showProblem } from "./dom.js";
 import { zip } from "./zip.js";
 
 let scope = null;
-// The attempt whose answer never came (network error, 5xx): sent again unchanged, with the same
-// Idempotency-Key and CSR, the service replays its first answer instead of provisioning twice.
+// The attempt whose answer never came (network error, 5xx) or that was told to wait (409 still
+// running, 429): sent again unchanged, with the same Idempotency-Key and CSR, the service replays
+// its first answer instead of provisioning twice. Only a final refusal lets it go.
 let unsettled = null;
 
 export function setUp() {
@@ -86,12 +87,29 @@ async function provision() {
     await showResult(form, answer, attempt.privateKeyPem);
   } catch (error) {
     status.textContent = "";
-    // A refusal (4xx) is final for this key pair; anything else may be retried as the same request.
-    if (error instanceof ApiError && error.status >= 400 && error.status < 500) unsettled = null;
+    // A refusal (4xx) is final for this key pair, except "still running" and "too many requests":
+    // the first request may yet finish, so a new key pair would orphan its identity and mint a
+    // second. Anything else (network error, 5xx) may also be retried as the same request.
+    const waiting = error instanceof ApiError && mustWait(error);
+    if (error instanceof ApiError && error.status >= 400 && error.status < 500 && !waiting) unsettled = null;
     showProblem(problem, error);
+    if (waiting) {
+      status.textContent =
+        error.status === 429
+          ? "Rate limited: press Provision again (after the wait) to retry the same request."
+          : "Still being provisioned: press Provision again to retry the same request.";
+    }
   } finally {
     button.disabled = false;
   }
+}
+
+// 409 while the first request with this Idempotency-Key (or for this device) still runs, or 429.
+function mustWait(error) {
+  if (error.status === 429) return true;
+  if (error.status !== 409) return false;
+  const problem = error.problem || {};
+  return String(problem.type || "").endsWith("/idempotency-in-progress") || problem.inProgress === true;
 }
 
 async function showResult(form, answer, privateKeyPem) {
