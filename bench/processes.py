@@ -21,6 +21,8 @@ from typing import IO, Any
 
 import psutil
 
+from service.launcher import gunicorn_command
+
 SETUP_TIMEOUT = 20.0  # emulator ready line, gunicorn workers ready
 STOP_TIMEOUT = 10.0
 
@@ -129,15 +131,7 @@ class ServiceProcess:
         self.port = free_port()
         self.workers_wanted = workers
         self.env = {**env, "PROVISIONER_BIND": f"127.0.0.1:{self.port}", "PROVISIONER_WORKERS": str(workers)}
-        self.command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:service.gunicorn_conf",
-            *_no_control_socket(),
-            "service:create_app()",
-        ]
+        self.command = gunicorn_command()
         self.proc = subprocess.Popen(
             self.command, env={**os.environ, **self.env}, stdout=log_file, stderr=log_file, text=True
         )
@@ -204,13 +198,3 @@ class ServiceProcess:
     def stop(self) -> None:
         # SIGTERM: gunicorn's graceful shutdown (workers drain their pools, then exit).
         _stop(self.proc, signal.SIGTERM, "gunicorn")
-
-
-def _no_control_socket() -> list[str]:
-    # gunicorn >= 25 opens a control socket at a fixed path under $HOME; a benchmark must not
-    # collide with (or take over) another gunicorn on the same machine.
-    try:
-        from gunicorn.config import KNOWN_SETTINGS
-    except ImportError:
-        return []
-    return ["--no-control-socket"] if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else []

@@ -26,6 +26,8 @@ from typing import Any
 
 import requests
 
+from service.launcher import gunicorn_command
+
 BODY_BYTES = 60_000
 PROBE_TIMEOUT = 2.0
 
@@ -178,14 +180,7 @@ def run_shape(shape: str, env: dict[str, str], args: argparse.Namespace, work: P
     port = _free_port()
     env = {**env, "PROVISIONER_BIND": f"127.0.0.1:{port}"}
     if shape == "direct":
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:service.gunicorn_conf",
-            "service:create_app()",
-        ]
+        command = gunicorn_command()
     else:
         command = [sys.executable, "-m", "service.production", "--run-dir", str(work / "run")]
     with open(work / f"{shape}.log", "ab") as log:

@@ -17,6 +17,20 @@ from service import local_mode as local
 from service.config import Settings, SettingsError
 
 
+def gunicorn_command(*gunicorn_args: str) -> list[str]:
+    """How the service runs in production: gunicorn with `service.gunicorn_conf` (gthread workers,
+    the pool made after the fork, settings from PROVISIONER_*). Every launcher uses this one."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:service.gunicorn_conf",
+        "service:create_app()",
+        *gunicorn_args,
+    ]
+
+
 def run(gunicorn_args: Sequence[str]) -> int:
     try:
         Settings.from_env()
@@ -27,16 +41,7 @@ def run(gunicorn_args: Sequence[str]) -> int:
     bind = env.setdefault("PROVISIONER_BIND", "127.0.0.1:8000")
     # The emulator belongs to this process, not to a worker: started here, stopped at our exit.
     local.export_for_workers(env, bind)
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        "python:service.gunicorn_conf",
-        "service:create_app()",
-        *gunicorn_args,
-    ]
-    process = subprocess.Popen(command, env=env)
+    process = subprocess.Popen(gunicorn_command(*gunicorn_args), env=env)
 
     def forward(signum: int, frame: object) -> None:
         # gunicorn drains on SIGTERM; we wait for it, then atexit stops the emulator.

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from service import local_mode as local
 from service.config import Settings, SettingsError
+from service.launcher import gunicorn_command
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf.template"
 # nginx buffers a body up to the limit in memory; the margin covers chunked framing overhead.
@@ -134,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Their own sessions: Ctrl-C reaches only us, and we stop both gracefully (gunicorn takes
     # SIGINT as a quick shutdown that does not drain).
     gunicorn = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service:create_app()"],
+        gunicorn_command(),
         env=env,
         start_new_session=True,
     )

@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from device_keys import make_csr
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
+from service.launcher import gunicorn_command
 from service.mqtt import payloads
 from service.mqtt.link import MqttLink
 
@@ -83,7 +83,7 @@ def _start_gunicorn(emulator: Emulator, tmp_path: Path, log_path: Path) -> tuple
     )
     with log_path.open("w") as log:  # a file, not a pipe: 300 requests of warnings would fill it
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service:create_app()"],
+            gunicorn_command(),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
+from service.launcher import gunicorn_command
 
 API_KEY = "running-test-key-0123456789"
 
@@ -68,7 +69,7 @@ def test_gunicorn_sigterm_finishes_in_flight_requests_then_disconnects(emulator:
         "AWS_SECRET_ACCESS_KEY": DEFAULT_SECRET_ACCESS_KEY,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service:create_app()"],
+        gunicorn_command(),
         env=env,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import requests
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator
+from service.launcher import gunicorn_command
 
 API_KEY = "served-test-key-0123456789"
 
@@ -45,7 +45,7 @@ def start_gunicorn(env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]
     """gunicorn with the service's config; its stderr goes to `log`."""
     with open(log, "ab") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service:create_app()"],
+            gunicorn_command(),
             env=dict(env),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
