@@ -12,13 +12,12 @@ import asyncio
 import hashlib
 import itertools
 import logging
-import secrets
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from emulator.config import Limits
 from emulator.errors import ProtocolError
-from emulator.mqtt import packets, packets5, topics
+from emulator.mqtt import handshake, packets, packets5, topics
 from emulator.mqtt.outbox import Outbox
 from emulator.mqtt.packets import Bare, Connect, PacketId, Publish, Subscribe, Unsubscribe
 from emulator.mqtt.properties import Properties
@@ -53,11 +52,11 @@ class Connection:
             transport, send_delay=send_delay, max_queued_bytes=limits.max_queued_bytes, on_overflow=self.abort
         )
         self._buffer = bytearray()
-        self._keep_alive_timeout: float | None = None
+        self.keep_alive_timeout: float | None = None
         self._writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._clean_exit = False
-        self._connacked = False
+        self.connacked = False
         self._aborted = False
 
     def __repr__(self) -> str:
@@ -85,7 +84,7 @@ class Connection:
             connect = await self._read_first_packet()
             if await self.on_connect(connect):
                 while True:
-                    packet = await self._read_packet(self._keep_alive_timeout)
+                    packet = await self._read_packet(self.keep_alive_timeout)
                     if packet is None:
                         break
                     if isinstance(packet, Bare) and packet.kind == packets.DISCONNECT:
@@ -100,7 +99,7 @@ class Connection:
             log.info(
                 "%s disconnected: keep-alive expired (no packet within %.0f s)",
                 self.name,
-                self._keep_alive_timeout or self.limits.connect_timeout,
+                self.keep_alive_timeout or self.limits.connect_timeout,
             )
             self._say_goodbye(packets5.KEEP_ALIVE_TIMEOUT, "keep-alive timeout")
         except (ConnectionError, OSError) as exc:
@@ -111,7 +110,7 @@ class Connection:
     def _say_goodbye(self, reason_code: int, reason: str) -> None:
         # MQTT 5.0 section 4.13: the server SHOULD send DISCONNECT with a reason code before
         # closing for an error (AWS IoT Core does). A 3.1.1 client only sees the socket close.
-        if self.mqtt5 and self._connacked and not self._aborted:
+        if self.mqtt5 and self.connacked and not self._aborted:
             self.send(packets5.disconnect(reason_code, reason))
 
     async def _shutdown(self) -> None:
@@ -146,7 +145,7 @@ class Connection:
         """
         log.info("%s closed by server: %s", self.name, reason)
         self._clean_exit = True  # no will for server-side closes we chose
-        if reason_code is not None and self.mqtt5 and self._connacked and not self._aborted:
+        if reason_code is not None and self.mqtt5 and self.connacked and not self._aborted:
             self.send(packets5.disconnect(reason_code, reason))
             self.outbox.finish()
             await self._stop_writer()
@@ -248,92 +247,7 @@ class Connection:
     # -- packets -----------------------------------------------------------------------------
 
     async def on_connect(self, connect: Connect) -> bool:
-        if connect.protocol_name != "MQTT" or connect.protocol_level not in (4, 5):
-            # AWS IoT speaks MQTT 3.1.1 and 5; anything else gets the 3.1.1 refusal.
-            self.send(packets.connack(False, packets.UNACCEPTABLE_PROTOCOL))
-            raise ProtocolError(
-                f"unsupported protocol {connect.protocol_name!r} level "
-                f"{connect.protocol_level} (MQTT 3.1.1 and 5 only)"
-            )
-        self.protocol_level = connect.protocol_level
-        session5 = Session5.negotiate(connect) if self.mqtt5 else None
-        if session5 is not None and session5.refusal is not None:
-            self._refuse(packets.NOT_AUTHORIZED, *session5.refusal)
-        client_id = connect.client_id
-        if len(client_id.encode("utf-8")) > self.limits.max_client_id_bytes:
-            self._refuse(
-                packets.IDENTIFIER_REJECTED,
-                packets5.CLIENT_IDENTIFIER_NOT_VALID,
-                f"client id longer than {self.limits.max_client_id_bytes} bytes",
-            )
-        assigned = None
-        if not client_id:
-            if not connect.clean_session:
-                self._refuse(
-                    packets.IDENTIFIER_REJECTED,
-                    packets5.CLIENT_IDENTIFIER_NOT_VALID,
-                    "empty client id without clean session",
-                )
-            client_id = assigned = "auto-" + secrets.token_hex(8)
-        if connect.will_qos == 2:
-            self._refuse(
-                packets.NOT_AUTHORIZED,
-                packets5.QOS_NOT_SUPPORTED,
-                "will QoS 2 is not supported (AWS IoT supports QoS 0 and 1)",
-            )
-        self.client_id = client_id
-        refusal = self.broker.authorize(self)
-        if refusal:
-            # AWS closes a 3.1.1 connection of a refused certificate without a CONNACK; an
-            # MQTT 5 client is told 0x87 Not authorized.
-            if self.mqtt5:
-                self.send(packets5.connack(False, packets5.NOT_AUTHORIZED))
-            raise ProtocolError(f"not authorized: {refusal}")
-        # AWS clamps keep-alive into 30-1200 s; 0 (off in MQTT) is taken as the maximum here, so
-        # a silent client is still dropped (AWS's handling of 0 is unconfirmed).
-        keep_alive = connect.keep_alive or self.limits.max_keep_alive
-        keep_alive = min(max(keep_alive, self.limits.min_keep_alive), self.limits.max_keep_alive)
-        self._keep_alive_timeout = keep_alive * 1.5
-        if connect.will_topic is not None:
-            try:
-                topics.check_topic_name(
-                    connect.will_topic,
-                    max_bytes=self.limits.max_topic_bytes,
-                    max_slashes=self.limits.max_topic_slashes,
-                )
-            except ProtocolError as exc:
-                if self.mqtt5:
-                    self.send(packets5.connack(False, packets5.TOPIC_NAME_INVALID))
-                raise exc
-            self.will = Publish(
-                connect.will_topic,
-                connect.will_payload or b"",
-                qos=connect.will_qos,
-                properties=connect.will_properties.forwarded(),
-            )
-        await self.broker.register(self)
-        # Sessions are always clean here: a persistent-session request is served as a new
-        # session and says so with session present = 0.
-        if session5 is not None:
-            self.session5 = session5
-            self.outbox.receive_maximum = session5.receive_maximum
-            self.send(
-                packets5.connack(False, packets5.SUCCESS, session5.connack_properties(keep_alive, assigned))
-            )
-        else:
-            self.send(packets.connack(False, packets.ACCEPTED))
-        self._connacked = True
-        log.info(
-            "%s connected (MQTT %s, keep-alive %ss)", self.name, "5" if self.mqtt5 else "3.1.1", keep_alive
-        )
-        return True
-
-    def _refuse(self, code311: int, code5: int, reason: str) -> NoReturn:
-        if self.mqtt5:
-            self.send(packets5.connack(False, code5))
-        else:
-            self.send(packets.connack(False, code311))
-        raise ProtocolError(reason)
+        return await handshake.accept(self, connect)
 
     async def on_publish(self, publish: Publish) -> None:
         if publish.qos == 2:
