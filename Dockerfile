@@ -6,8 +6,12 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY emulator ./emulator
 COPY service ./service
-RUN pip install . && useradd --create-home --uid 10001 provisioner
+RUN pip install . && useradd --create-home --uid 10001 provisioner \
+    && mkdir -p /var/lib/provisioner && chown provisioner /var/lib/provisioner
 USER provisioner
+# The embedded store (SQLite) unless PROVISIONER_DATABASE_URL names a PostgreSQL database.
+ENV PROVISIONER_DATA_DIR=/var/lib/provisioner
+VOLUME /var/lib/provisioner
 
 ENV PROVISIONER_BIND=0.0.0.0:8000
 EXPOSE 8000
