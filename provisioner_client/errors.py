@@ -77,7 +77,9 @@ class ForbiddenError(ProvisionerError):
     pass
 
 
-class AlreadyProvisionedError(ProvisionerError):
+class _NamesAnIdentity(ProvisionerError):
+    """A refusal that names the identity already issued (409 already provisioned, 410)."""
+
     @property
     def thing_name(self) -> str | None:
         return self.problem.get("thingName")
@@ -86,6 +88,8 @@ class AlreadyProvisionedError(ProvisionerError):
     def certificate_id(self) -> str | None:
         return self.problem.get("certificateId")
 
+
+class AlreadyProvisionedError(_NamesAnIdentity):
     @property
     def in_progress(self) -> bool:
         return self.problem.get("inProgress") is True
@@ -95,14 +99,8 @@ class IdempotencyConflict(ProvisionerError):
     pass
 
 
-class KeyNotReplayableError(ProvisionerError):
-    @property
-    def thing_name(self) -> str | None:
-        return self.problem.get("thingName")
-
-    @property
-    def certificate_id(self) -> str | None:
-        return self.problem.get("certificateId")
+class KeyNotReplayableError(_NamesAnIdentity):
+    pass
 
 
 class RateLimitedError(ProvisionerError):
