@@ -4,12 +4,19 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run run-production test lint emulator bench clean
+# Every install takes the exact versions (with hashes) of the lock: uv.lock, exported for pip as
+# requirements/dev.txt (runtime + dev) and requirements/runtime.txt (the image). pyproject.toml keeps
+# the compatible ranges for people who install the package as a library.
+LOCKED := requirements/dev.txt
+UV_EXPORT := $(VENV)/bin/uv export --frozen --quiet --format requirements-txt --no-emit-project --python 3.11
+LATEST_VENV ?= .venv-latest
 
-$(STAMP): pyproject.toml
+.PHONY: run run-production test test-latest lint lock lock-check emulator bench clean
+
+$(STAMP): pyproject.toml $(LOCKED)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCKED)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP)  ## the service on http://127.0.0.1:8000 against the local emulator
@@ -29,8 +36,24 @@ lint: $(STAMP)  ## ruff (lint and formatting) and mypy
 	$(PY) -m ruff format --check emulator service provisioner_client tests bench
 	$(PY) -m mypy service emulator provisioner_client
 
+test-latest:  ## the suite on the newest versions pyproject.toml allows (a venv of its own, not the lock)
+	test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST_VENV)/bin/python -m pip list --format freeze > $(LATEST_VENV)/versions.txt
+	$(LATEST_VENV)/bin/python -m pytest -q
+
+lock: $(STAMP)  ## re-resolve uv.lock to the newest versions the ranges allow, export requirements/*.txt
+	$(VENV)/bin/uv lock --upgrade --python 3.11
+	$(UV_EXPORT) --extra dev > requirements/dev.txt
+	$(UV_EXPORT) > requirements/runtime.txt
+
+lock-check: $(STAMP)  ## fails when uv.lock no longer matches pyproject.toml or requirements/*.txt uv.lock
+	$(VENV)/bin/uv lock --check --offline --python 3.11
+	$(UV_EXPORT) --extra dev | diff -u requirements/dev.txt - >&2
+	$(UV_EXPORT) | diff -u requirements/runtime.txt - >&2
+
 bench: $(STAMP)  ## issue 4's benchmark: service vs connect-per-request vs direct pool
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .emulator-data data .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) .emulator-data data .pytest_cache

@@ -19,9 +19,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, PublicKeyAlgorithmOID
 
 from .errors import ConfigError, InvalidRequest
 from .keys import KeyPool, PrivateKey, generate_key
@@ -84,6 +84,10 @@ def load_csr(text: str) -> x509.CertificateSigningRequest:
         )
     try:
         csr = x509.load_pem_x509_csr(data)
+        family = _KEY_FAMILIES.get(csr.public_key_algorithm_oid)
+        if family not in ("RSA", "EC"):
+            name = family or f"of the algorithm {csr.public_key_algorithm_oid.dotted_string}"
+            raise InvalidRequest(f"CSR key is {name}, which is not supported; {ACCEPTED_KEYS}")
         public_key = csr.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InvalidRequest("certificateSigningRequest is not a PEM certificate signing request") from exc
@@ -97,8 +101,6 @@ def load_csr(text: str) -> x509.CertificateSigningRequest:
             raise InvalidRequest(
                 f"CSR key is EC on curve {public_key.curve.name}, which is not supported; {ACCEPTED_KEYS}"
             )
-    else:
-        raise InvalidRequest(f"CSR key is {_key_type(public_key)}, which is not supported; {ACCEPTED_KEYS}")
     try:
         valid = csr.is_signature_valid
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -108,16 +110,18 @@ def load_csr(text: str) -> x509.CertificateSigningRequest:
     return csr
 
 
-def _key_type(public_key: object) -> str:
-    # cryptography's concrete classes have private names (_Ed25519PublicKey...): name the family.
-    for family, label in (
-        (ed25519.Ed25519PublicKey, "Ed25519"),
-        (ed448.Ed448PublicKey, "Ed448"),
-        (dsa.DSAPublicKey, "DSA"),
-    ):
-        if isinstance(public_key, family):
-            return label
-    return type(public_key).__name__.lstrip("_")
+# A CSR's key family, read from its SubjectPublicKeyInfo algorithm before the key is loaded: loading
+# or verifying a DSA key warns (deprecated since cryptography 51), and a refused key needs only a name.
+_KEY_FAMILIES = {
+    PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5: "RSA",
+    PublicKeyAlgorithmOID.RSASSA_PSS: "RSA",
+    PublicKeyAlgorithmOID.EC_PUBLIC_KEY: "EC",
+    PublicKeyAlgorithmOID.DSA: "DSA",
+    PublicKeyAlgorithmOID.ED25519: "Ed25519",
+    PublicKeyAlgorithmOID.ED448: "Ed448",
+    PublicKeyAlgorithmOID.X25519: "X25519",
+    PublicKeyAlgorithmOID.X448: "X448",
+}
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,14 @@
 
 The service URL and API key come from --url/--api-key or IOT_FACTORY_URL/IOT_FACTORY_API_KEY (the
 environment is better for the key: a command line is visible to every user of the machine).
-Exit status: 0 all done, 1 a device failed, 2 a usage error, 130 interrupted.
+Exit status: 0 all done, 1 a device failed, 2 a usage error, 130 interrupted (Ctrl-C or SIGTERM:
+a batch lets the devices under way finish first; a second signal abandons them).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -352,5 +354,21 @@ def _service_errors() -> Iterator[None]:
         raise click.exceptions.Exit(1) from None
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM both raise KeyboardInterrupt, which a batch handles gracefully.
+
+    Installed explicitly: a process started with SIGINT ignored (a background job of a shell or a
+    factory script) inherits SIG_IGN, and Python then leaves Ctrl-C ignored; SIGTERM (a supervisor
+    stopping the line) would otherwise kill the batch without recording the devices under way.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> None:
+    _stop_on_signals()
     cli(prog_name="iot-factory")

@@ -15,7 +15,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, validate, validates
 
 from service.http.body import json_type
@@ -37,6 +38,18 @@ PRIVATE_KEY_SENT = (
 # or P-521 (AWS IoT developer guide, "X.509 client certificates": supported key algorithms).
 MIN_RSA_BITS = 2048
 AWS_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+# A CSR's key family, read from its SubjectPublicKeyInfo algorithm before the key is loaded: loading
+# or verifying a DSA key warns (deprecated since cryptography 51), and a refused key needs only a name.
+_KEY_FAMILIES = {
+    PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5: "RSA",
+    PublicKeyAlgorithmOID.RSASSA_PSS: "RSA",
+    PublicKeyAlgorithmOID.EC_PUBLIC_KEY: "ECC",
+    PublicKeyAlgorithmOID.DSA: "DSA",
+    PublicKeyAlgorithmOID.ED25519: "Ed25519",
+    PublicKeyAlgorithmOID.ED448: "Ed448",
+    PublicKeyAlgorithmOID.X25519: "X25519",
+    PublicKeyAlgorithmOID.X448: "X448",
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,9 @@ def parse_csr(value: str) -> x509.CertificateSigningRequest:
         )
     try:
         csr = x509.load_pem_x509_csr(blocks[0].group(0).encode("ascii"))
+        family = _KEY_FAMILIES.get(csr.public_key_algorithm_oid)
+        if family not in ("RSA", "ECC"):
+            raise ValidationError(f"the CSR's key is {_family_name(csr, family)}; {_ACCEPTED_KEYS}")
         signed = csr.is_signature_valid
         public_key = csr.public_key()
     except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm):
@@ -80,23 +96,27 @@ def parse_csr(value: str) -> x509.CertificateSigningRequest:
         raise ValidationError(
             "not a valid PEM certificate signing request (its signature does not match its public key)"
         )
-    _check_key_type(public_key)
+    _check_key_size(public_key)
     return csr
 
 
-def _check_key_type(key: object) -> None:
-    accepted = f"AWS IoT accepts RSA of {MIN_RSA_BITS} bits or more, or ECC on P-256, P-384 or P-521"
+_ACCEPTED_KEYS = f"AWS IoT accepts RSA of {MIN_RSA_BITS} bits or more, or ECC on P-256, P-384 or P-521"
+
+
+def _family_name(csr: x509.CertificateSigningRequest, family: str | None) -> str:
+    return family or f"of the algorithm {csr.public_key_algorithm_oid.dotted_string}"
+
+
+def _check_key_size(key: object) -> None:
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
-            raise ValidationError(f"the CSR's key is RSA {key.key_size} bits; {accepted}")
+            raise ValidationError(f"the CSR's key is RSA {key.key_size} bits; {_ACCEPTED_KEYS}")
         return
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in AWS_CURVES:
-            raise ValidationError(f"the CSR's key is ECC on {key.curve.name}; {accepted}")
+            raise ValidationError(f"the CSR's key is ECC on {key.curve.name}; {_ACCEPTED_KEYS}")
         return
-    names = {ed25519.Ed25519PublicKey: "Ed25519", ed448.Ed448PublicKey: "Ed448", dsa.DSAPublicKey: "DSA"}
-    name = next((n for kind, n in names.items() if isinstance(key, kind)), type(key).__name__)
-    raise ValidationError(f"the CSR's key is {name}; {accepted}")
+    raise ValidationError(f"the CSR's key is {type(key).__name__}; {_ACCEPTED_KEYS}")
 
 
 def check_csr(value: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import shutil
 import signal
 import stat
@@ -14,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from factory_service import CLI, CLI_TIMEOUT, Service
 
 from emulator import Emulator, Fault
@@ -146,8 +148,18 @@ def test_batch_usage_errors_exit_2(run_cli: RunCli, tmp_path: Path) -> None:
     assert done.returncode == 2 and "no column nosuch" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("stop", "sigint_ignored"),
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["ctrl-c", "ctrl-c-started-with-sigint-ignored", "sigterm"],
+)
 def test_batch_ctrl_c_lets_the_devices_under_way_finish_and_exits_130(
-    emulator: Emulator, cli_env: dict[str, str], run_cli: RunCli, tmp_path: Path
+    emulator: Emulator,
+    cli_env: dict[str, str],
+    run_cli: RunCli,
+    tmp_path: Path,
+    stop: signal.Signals,
+    sigint_ignored: bool,
 ) -> None:
     serials = [f"I-{n:02d}" for n in range(20)]
     rows = write_csv(tmp_path / "serials.csv", serials)
@@ -156,13 +168,14 @@ def test_batch_ctrl_c_lets_the_devices_under_way_finish_and_exits_130(
             "--column", "SerialNumber=serial"]  # fmt: skip
     emulator.set_fault("register_thing", Fault(latency=(0.3, 0.3)))
 
-    first = subprocess.Popen(
-        [*CLI, *args], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    command = [*CLI, *args]
+    if sigint_ignored:  # as a shell starts a background job: the CLI inherits SIG_IGN for SIGINT
+        command = ["sh", "-c", f"trap '' INT; exec {shlex.join(command)}"]
+    first = subprocess.Popen(command, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + CLI_TIMEOUT
     while len(complete_folders(out)) < 3 and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    first.send_signal(signal.SIGINT)
+    first.send_signal(stop)
     stdout, stderr = first.communicate(timeout=30)
     assert first.returncode == 130, stdout + stderr
     assert "Interrupted" in stdout and "not attempted" in stdout and "Traceback" not in stderr

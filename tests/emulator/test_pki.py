@@ -269,6 +269,16 @@ def test_load_csr_rejects_ed25519_naming_the_key_type() -> None:
     assert caught.value.message.startswith("CSR key is Ed25519, which is not supported; ")
 
 
+def test_load_csr_rejects_dsa_naming_the_key_type_without_a_deprecation_warning() -> None:
+    # Made once with openssl: cryptography deprecates DSA, and filterwarnings = error would catch
+    # any use of its DSA classes on this path.
+    dsa_csr = (Path(__file__).parents[1] / "data" / "dsa-2048.csr").read_text()
+
+    with pytest.raises(InvalidRequest) as caught:
+        load_csr(dsa_csr)
+    assert caught.value.message.startswith("CSR key is DSA, which is not supported; ")
+
+
 def test_load_csr_rejects_a_tampered_signature() -> None:
     pem_text = make_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     der = x509.load_pem_x509_csr(pem_text.encode()).public_bytes(serialization.Encoding.DER)

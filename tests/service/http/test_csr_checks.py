@@ -3,22 +3,27 @@ what goes on to AWS IoT is the CSR re-encoded, never the caller's string. Over r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from emulator import Emulator
 from service.http.schemas import ProvisionRequestSchema
 
 Key = Any
+# A DSA CSR made once with openssl (gendsa 2048): cryptography deprecates DSA (51), so the suite
+# cannot make one without the warning the service must not trigger either.
+DSA_CSR = (Path(__file__).parents[2] / "data" / "dsa-2048.csr").read_text()
 
 
 def csr_for(key: Key) -> str:
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    edwards = isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
+    algorithm = None if edwards else hashes.SHA256()
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
@@ -100,17 +105,18 @@ def test_anything_but_one_csr_block_is_refused(api: Any, extra: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("make_key", "named"),
+    ("make_csr", "named"),
     [
-        (lambda: ed25519.Ed25519PrivateKey.generate(), "Ed25519"),
-        (lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024), "RSA 1024"),
-        (lambda: ec.generate_private_key(ec.SECP256K1()), "secp256k1"),
-        (lambda: dsa.generate_private_key(key_size=2048), "DSA"),
+        (lambda: csr_for(ed25519.Ed25519PrivateKey.generate()), "Ed25519"),
+        (lambda: csr_for(ed448.Ed448PrivateKey.generate()), "Ed448"),
+        (lambda: csr_for(rsa.generate_private_key(public_exponent=65537, key_size=1024)), "RSA 1024"),
+        (lambda: csr_for(ec.generate_private_key(ec.SECP256K1())), "secp256k1"),
+        (lambda: DSA_CSR, "DSA"),
     ],
-    ids=["ed25519", "rsa-1024", "secp256k1", "dsa"],
+    ids=["ed25519", "ed448", "rsa-1024", "secp256k1", "dsa"],
 )
-def test_key_types_aws_refuses_are_refused_before_any_mqtt(api: Any, make_key: Any, named: str) -> None:
-    detail = refused(provision(api, csr_for(make_key())))
+def test_key_types_aws_refuses_are_refused_before_any_mqtt(api: Any, make_csr: Any, named: str) -> None:
+    detail = refused(provision(api, make_csr()))
     assert named in detail and "AWS IoT accepts" in detail
     assert api.app.extensions["provisioner"].current is None
 
