@@ -15,6 +15,9 @@ from provisioner_client.batch import Report
 from provisioner_client.files import write_atomic
 
 SHOWN_FAILURES = 20
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection"): a
+# serial or a service's message like `=cmd|'/C calc'!A0` would run on the operator's machine.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def print_summary(console: Console, report: Report, failures_csv: Path | None) -> None:
@@ -74,12 +77,17 @@ def write_failures(report: Report, path: Path) -> None:
         writer.writerow(
             [
                 outcome.row.line,
-                json.dumps(dict(outcome.row.parameters), sort_keys=True),
+                _csv_cell(json.dumps(dict(outcome.row.parameters), sort_keys=True)),
                 outcome.status or "",
-                outcome.reason,
+                _csv_cell(outcome.reason),
             ]
         )
     write_atomic(path, buffer.getvalue().encode("utf-8"))
+
+
+def _csv_cell(text: str) -> str:
+    """A cell a spreadsheet shows as text: a leading apostrophe before a formula's first character."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _parameters(parameters: Mapping[str, str]) -> str:

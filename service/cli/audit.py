@@ -1,7 +1,8 @@
 """`audit`: the registration records (one per POST /provision), newest first; `audit prune`.
 
 Formats: `table` (default), `json` (one JSON array of the admin API's registration objects,
-written as the records are read), `csv` (header: the same field names; parameters as JSON).
+written as the records are read), `csv` (header: the same field names; parameters as JSON; a
+text cell that a spreadsheet would run as a formula starts with an apostrophe).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import click
 from service.audit import Audit
 from service.callers.views import REGISTRATION_FIELDS, registration_view
 from service.cli.context import Runtime, now, pass_runtime
-from service.cli.output import table
+from service.cli.output import csv_cell, table
 from service.cli.values import Moment
 from service.errors import InvalidInput
 from service.store import Registration, RegistrationFilter, Store
@@ -118,8 +119,8 @@ def _csv(records: Iterator[Registration]) -> None:
 
 def _csv_value(value: Any) -> Any:
     if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return "" if value is None else value
+        value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return "" if value is None else csv_cell(value)
 
 
 @group.command("prune")

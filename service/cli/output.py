@@ -38,5 +38,18 @@ def fields(pairs: Iterable[tuple[str, object]]) -> None:
         click.echo(f"{name + ':':<{width}} {cell(value)}")
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection"):
+# `=cmd|'/C calc'!A0` sent as an Idempotency-Key would run on the auditor's machine.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a string starting like a formula gets a leading
+    apostrophe (OWASP's advice); numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def as_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)

@@ -294,6 +294,32 @@ def test_audit_json_and_csv_are_newest_first_and_filtered(cli: Any, store: Store
     assert json.loads(row["parameters"]) == {"SerialNumber": "SN-1", "Note": "a,b"}
 
 
+def test_audit_csv_cells_that_a_spreadsheet_would_run_start_with_an_apostrophe(
+    url: str, serve: Any, unreachable_settings: Any
+) -> None:
+    # Any key holder picks their Idempotency-Key, and it lands in the auditor's spreadsheet.
+    api = serve(unreachable_settings(PROVISIONER_DATABASE_URL=url))
+    created = api.post("/admin/keys", json={"name": "@SUM(1+1)", "templates": ["other"]})
+    assert created.status_code == 201, created.text
+    payloads = ["=cmd|'/Ccalc'!A0", "+1+1", "-1+1", "@SUM(A1)"]
+    for payload in payloads:
+        refused = api.post(
+            "/provision",
+            json={"templateName": "demo"},
+            key=created.json()["apiKey"],
+            headers={"Idempotency-Key": payload},
+        )
+        assert refused.status_code == 403, refused.text
+
+    done = run(url, "audit", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert sorted(row["idempotencyKey"] for row in rows) == sorted("'" + p for p in payloads)
+    for row in rows:
+        for value in row.values():
+            assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), row
+
+
 def test_audit_table_and_limit_0_reads_every_page(cli: Any, store: Store) -> None:
     now = datetime.now(UTC)
     for number in range(1205):  # more than one page of the store's queries
