@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
@@ -10,6 +11,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from service.callers.model import MAX_RULE_LENGTH, ROLES
 
 TEMPLATE_NAME = validate.Regexp(r"^[0-9A-Za-z_-]{1,36}\Z", error="must be 1-36 characters of [0-9A-Za-z_-]")
+# strict: 1.5 is refused, not truncated to 1 (a quota of 1.5 provisions has no meaning).
+WHOLE_NUMBER = {"invalid": "must be a whole number"}
 
 
 class KeyCreateSchema(Schema):
@@ -29,11 +32,32 @@ class KeyCreateSchema(Schema):
     enrolled_only = fields.Boolean(data_key="enrolledOnly", load_default=False)
     expires_at = fields.AwareDateTime(data_key="expiresAt", load_default=None, allow_none=True)
     max_provisions = fields.Integer(
-        data_key="maxProvisions", load_default=None, allow_none=True, validate=validate.Range(1, 10**9)
+        data_key="maxProvisions",
+        load_default=None,
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(1, 10**9),
+        error_messages=WHOLE_NUMBER,
     )
     rate_per_minute = fields.Integer(
-        data_key="ratePerMinute", load_default=None, allow_none=True, validate=validate.Range(1, 10**6)
+        data_key="ratePerMinute",
+        load_default=None,
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(1, 10**6),
+        error_messages=WHOLE_NUMBER,
     )
+
+    @validates("expires_at")
+    def _check_expiry(self, value: datetime | None, **kwargs: Any) -> None:
+        if value is None:
+            return
+        try:
+            expires = value.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("must be a time between the years 1 and 9999 in UTC") from None
+        if expires <= datetime.now(UTC):
+            raise ValidationError("must be in the future: a key that expired before it was made never works")
 
     @validates("parameter_rules")
     def _check_rules(self, value: dict[str, str], **kwargs: Any) -> None:

@@ -172,6 +172,9 @@ class ProvisionRequestSchema(Schema):
                 problems.append(f"parameter {shown!r} must be a string, got {json_type(item)}")
             elif len(item) > limits.max_value_length:
                 problems.append(f"parameter {shown!r} is longer than {limits.max_value_length} characters")
+            elif _PRIVATE_KEY.search(item):
+                # As in `csr`: refused before it reaches AWS, the audit trail or a log.
+                problems.append(f"parameter {shown!r}: {PRIVATE_KEY_SENT}")
         if problems:
             raise ValidationError(problems)
 

@@ -7,6 +7,7 @@ import logging
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,10 @@ def test_issued_key_provisions_and_is_shown_once(gated: Any, emulator: Any) -> N
 def test_unknown_revoked_and_expired_keys_are_401_alike(gated: Any) -> None:
     token = issue_key(gated)
     key_id = token.split("_")[1]
-    expired = issue_key(gated, expiresAt="2020-01-01T00:00:00Z")
+    # A key cannot be made expired (422): this one expires a moment after it is made.
+    expires = datetime.now(UTC) + timedelta(seconds=0.5)
+    expired = issue_key(gated, expiresAt=expires.isoformat())
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
     revoked = gated.request("DELETE", f"/admin/keys/{key_id}")
     assert revoked.status_code == 200 and revoked.json()["state"] == "revoked"
     forged = f"iotp_{key_id}_{'A' * 43}"

@@ -88,6 +88,25 @@ def test_a_private_key_alone_is_refused_as_a_private_key(api: Any) -> None:
     assert "private key was sent" in refused(provision(api, PRIVATE_KEYS["PKCS#8"]))
 
 
+@pytest.mark.parametrize("kind", list(PRIVATE_KEYS))
+def test_a_private_key_in_a_parameter_is_refused_and_never_kept_in_the_audit_trail(
+    api: Any, kind: str
+) -> None:
+    device_key = PRIVATE_KEYS[kind]
+    body = {"templateName": "demo", "parameters": {"SerialNumber": "SN-1", "Note": device_key}}
+    response = api.post("/provision", json=body)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert list(problem["errors"]) == ["parameters"]
+    assert "'Note'" in problem["detail"] and "private key was sent" in problem["detail"]
+    body_lines = [line for line in device_key.splitlines() if "-----" not in line]
+    assert not any(line in response.text for line in body_lines), "the key was echoed"
+    assert api.app.extensions["provisioner"].current is None  # no MQTT traffic at all
+    trail = api.get("/admin/registrations").json()["items"]
+    assert [r["httpStatus"] for r in trail] == [422]
+    assert not any(line in str(trail) for line in body_lines), "the key was kept in the audit trail"
+
+
 @pytest.mark.parametrize(
     "extra",
     [
