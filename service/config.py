@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,8 +145,9 @@ class Settings:
             "claim_cert": env.path("PROVISIONER_CLAIM_CERT"),
             "claim_key": env.path("PROVISIONER_CLAIM_KEY"),
             "ca_file": env.path("PROVISIONER_CA_FILE"),
+            # Comma-separated; a _FILE may also hold one key per line.
             "api_keys": tuple(
-                k.strip() for k in (env.text("PROVISIONER_API_KEYS") or "").split(",") if k.strip()
+                k.strip() for k in re.split(r"[,\n]", env.secret("PROVISIONER_API_KEYS") or "") if k.strip()
             ),
             "allow_server_generated_keys": env.boolean("PROVISIONER_ALLOW_SERVER_KEYS", True),
             "log_level": env.choice("PROVISIONER_LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
@@ -156,7 +158,7 @@ class Settings:
             "bind": env.text("PROVISIONER_BIND") or "127.0.0.1:8000",
             "threads": env.number("PROVISIONER_THREADS", int, None, 1, 1000),
             "control_socket": env.path("PROVISIONER_CONTROL_SOCKET"),
-            "database_url": env.text("PROVISIONER_DATABASE_URL"),
+            "database_url": env.secret("PROVISIONER_DATABASE_URL"),
             "data_dir": env.path("PROVISIONER_DATA_DIR") or Path.cwd() / "data",
             "emulator_mode": env.choice("PROVISIONER_EMULATOR_MODE", AUTH_MODES, "sigv4"),
             "emulator_data_dir": env.path("PROVISIONER_EMULATOR_DATA_DIR") or Path.cwd() / ".emulator-data",
@@ -234,6 +236,25 @@ class _Reader:
     def text(self, name: str) -> str | None:
         value = self.environ.get(name, "").strip()
         return value or None
+
+    def secret(self, name: str) -> str | None:
+        """`name`, or the content of the file `name`_FILE names (Docker and Kubernetes secrets
+        are mounted as files; an environment variable shows in `docker inspect`)."""
+        value, file_name = self.text(name), self.text(name + "_FILE")
+        if file_name is None:
+            return value
+        if value is not None:
+            self.problems.append(f"{name} and {name}_FILE are both set; set one of them")
+            return value
+        try:
+            content = Path(file_name).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8"
+            self.problems.append(f"{name}_FILE={file_name!r} cannot be read: {reason}")
+            return None
+        if not content:
+            self.problems.append(f"{name}_FILE={file_name!r} is empty")
+        return content or None
 
     def path(self, name: str) -> Path | None:
         value = self.text(name)

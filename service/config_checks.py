@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
+from urllib.parse import urlsplit
 
 from service.endpoint import AuthMode, Endpoint, parse_endpoint, region_of
 
@@ -27,6 +28,9 @@ AWS_MAX_PAYLOAD_BYTES = 128 * 1024
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
 # Characters a key may hold so that it survives an `Authorization: Bearer` header unchanged.
 _API_KEY = re.compile(r"^[\x21-\x7e]+$")
+# Words of the placeholders that examples and compose files carry ("change-me-to-a-long-random-key"):
+# a secret holding one was copied, not chosen, and would let anyone who read the example in.
+PLACEHOLDERS = ("change-me", "changeme", "change_me", "replace-me", "replaceme", "placeholder")
 
 # field: (type, lowest, highest); the environment variable is PROVISIONER_<FIELD>.
 NUMBERS: dict[str, tuple[type, float, float]] = {
@@ -92,6 +96,7 @@ def check(settings: Settings) -> list[str]:
     if s.iot_port is not None and not 1 <= s.iot_port <= 65535:
         problems.append(f"PROVISIONER_IOT_PORT must be an integer between 1 and 65535, got {s.iot_port!r}")
     problems += _check_api_keys(s)
+    problems += _check_database_password(s.database_url)
     if s.static_credentials is not None and (len(s.static_credentials) != 2 or not all(s.static_credentials)):
         problems.append("static_credentials must be (access key id, secret access key)")
     if s.local_mode:
@@ -153,7 +158,31 @@ def _check_api_keys(s: Settings) -> list[str]:
                 f"PROVISIONER_API_KEYS key #{number} contains spaces or characters "
                 "outside printable ASCII, which an Authorization header cannot carry"
             )
+        elif _is_placeholder(key):
+            problems.append(
+                f"PROVISIONER_API_KEYS key #{number} is a placeholder from an example, not a secret: "
+                "set a random key (openssl rand -hex 24)"
+            )
     return problems
+
+
+def _check_database_password(url: str | None) -> list[str]:
+    # The URL is never quoted: it holds the password.
+    try:
+        password = urlsplit(url).password if url else None
+    except ValueError:
+        return []  # not a URL at all: the store says so when it opens it
+    if password and _is_placeholder(password):
+        return [
+            "PROVISIONER_DATABASE_URL has a placeholder from an example as its password, not a "
+            "secret: set a random one (openssl rand -hex 24)"
+        ]
+    return []
+
+
+def _is_placeholder(secret: str) -> bool:
+    lowered = secret.lower()
+    return any(word in lowered for word in PLACEHOLDERS)
 
 
 def _check_connection(s: Settings, endpoint: Endpoint) -> list[str]:

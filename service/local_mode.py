@@ -80,7 +80,14 @@ def export_for_workers(environ: MutableMapping[str, str], bind: str) -> Settings
         return None
     prepared = prepare(settings)
     environ.update(worker_environment(prepared))
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "PROVISIONER_AWS_PROFILE"):
+    # The keys and the database URL now travel inline; their _FILE forms would conflict.
+    for name in (
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "PROVISIONER_AWS_PROFILE",
+        "PROVISIONER_API_KEYS_FILE",
+        "PROVISIONER_DATABASE_URL_FILE",
+    ):
         environ.pop(name, None)
     # A configured key is the operator's secret: never printed. Only a key made here is shown.
     key = prepared.api_keys[0] if settings.generate_api_key else "<your key>"

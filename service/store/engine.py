@@ -95,6 +95,8 @@ def migrate(engine: Engine) -> None:
         config = _alembic_config()
         config.attributes["connection"] = connection
         before = MigrationContext.configure(connection).get_current_revision()
+        if before == head_revision():
+            return  # another process (a replica started at the same time) migrated while we waited
         command.upgrade(config, "head")
         connection.commit()
         log.info("store: schema migrated from %s to %s", before or "empty", head_revision())
