@@ -33,26 +33,61 @@ TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf.templ
 # nginx buffers a body up to the limit in memory; the margin covers chunked framing overhead.
 BODY_BUFFER_MARGIN = 16 * 1024
 PROBLEM_BASE = "https://iot-provisioner.dev/problems/"
+# How long nginx keeps a resolver's answer (render_nginx_config's `resolver`).
+RESOLVE_VALID_SECONDS = 2
 
 
 def render_nginx_config(
-    *, listen: str, upstream: str, run_dir: Path, max_body_bytes: int, as_root: bool = False
+    *,
+    listen: str,
+    upstream: str,
+    run_dir: Path,
+    max_body_bytes: int,
+    as_root: bool = False,
+    resolver: str | None = None,
 ) -> str:
-    """nginx.conf for the service. `upstream` is nginx's form: `unix:/path` or `host:port`."""
-    problem = {
+    """nginx.conf for the service. `upstream` is nginx's form: `unix:/path` or `host:port`.
+
+    With `resolver` (a DNS server: Docker's is 127.0.0.11), `upstream`'s name is looked up at
+    request time, its answer kept RESOLVE_VALID_SECONDS: compose replicas get new addresses when
+    they are recreated, killed or scaled, and nginx would otherwise keep the ones it found at start.
+    """
+    too_large = {
         "type": PROBLEM_BASE + "payload-too-large",
         "title": "Request body too large",
         "status": 413,
         "detail": f"The body is larger than {max_body_bytes} bytes.",
         "requestId": "$request_id",
     }
+    upstream_failed = {
+        "type": PROBLEM_BASE + "upstream-unavailable",
+        "title": "The service did not answer",
+        "status": 502,
+        "detail": (
+            "No instance of the service answered this request in full (one may have stopped while "
+            "handling it). Retry after Retry-After with the same Idempotency-Key."
+        ),
+        "requestId": "$request_id",
+    }
+    if resolver is None:
+        upstream_block = f"upstream service {{\n        server {upstream};\n        keepalive 32;\n    }}"
+        proxy_pass = "proxy_pass http://service;"
+    else:
+        # A variable in proxy_pass is what makes nginx resolve at request time (it round-robins
+        # the addresses it gets); there is no keepalive pool without an upstream block.
+        upstream_block = (
+            f"resolver {resolver} valid={RESOLVE_VALID_SECONDS}s ipv6=off;\n    resolver_timeout 2s;"
+        )
+        proxy_pass = f"set $service_upstream {upstream};\n            proxy_pass http://$service_upstream;"
     values = {
         "RUN_DIR": str(run_dir),
         "LISTEN": listen,
-        "UPSTREAM": upstream,
+        "UPSTREAM": upstream_block,
+        "PROXY_PASS": proxy_pass,
         "MAX_BODY_BYTES": str(max_body_bytes),
         "BODY_BUFFER_BYTES": str(max_body_bytes + BODY_BUFFER_MARGIN),
-        "TOO_LARGE_PROBLEM": json.dumps(problem),
+        "TOO_LARGE_PROBLEM": json.dumps(too_large),
+        "UPSTREAM_FAILED_PROBLEM": json.dumps(upstream_failed),
         # As root nginx's workers would run as nobody, who cannot reach a socket in a private
         # run directory; under any other user they run as that user and this line is ignored.
         "USER": "user root;" if as_root else "",
@@ -92,6 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="UPSTREAM",
         help="only print nginx.conf for gunicorn at UPSTREAM (host:port; deploy/nginx.compose.conf)",
     )
+    parser.add_argument(
+        "--resolver",
+        metavar="ADDRESS",
+        help="with --render: look UPSTREAM's name up at request time through this DNS server "
+        "(compose: Docker's 127.0.0.11)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -105,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 upstream=args.render,
                 run_dir=args.run_dir or Path("/tmp"),
                 max_body_bytes=settings.max_body_bytes,
+                resolver=args.resolver,
             ),
             end="",
         )
@@ -156,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         processes.insert(0, nginx_process)
         print(
             f"production shape: nginx on http://{listen} -> gunicorn on unix:{socket_path}\n"
-            f"  nginx config and logs in {run_dir}",
+            f"  nginx config in {run_dir}",
             file=sys.stderr,
             flush=True,
         )

@@ -96,9 +96,13 @@ def test_nginx_config_buffers_the_whole_body_and_matches_the_limit() -> None:
 
 def test_compose_nginx_config_is_the_rendered_one() -> None:
     rendered = render_nginx_config(
-        listen="0.0.0.0:8080", upstream="service:8000", run_dir=Path("/tmp"), max_body_bytes=65536
+        listen="0.0.0.0:8080",
+        upstream="service:8000",
+        run_dir=Path("/tmp"),
+        max_body_bytes=65536,
+        resolver="127.0.0.11",
     )
     assert (REPO_ROOT / "deploy" / "nginx.compose.conf").read_text() == rendered, (
         "regenerate: PROVISIONER_BIND=0.0.0.0:8080 python -m service.production --render service:8000 "
-        "> deploy/nginx.compose.conf"
+        "--resolver 127.0.0.11 > deploy/nginx.compose.conf"
     )
