@@ -139,7 +139,9 @@ async def _run(args: argparse.Namespace) -> None:
 
     emulator = Emulator(config_from_args(args))
     for spec in args.fault:
-        emulator.set_fault(*parse_spec(spec))
+        operation, fault = parse_spec(spec)
+        # With a chance, several --fault values for one operation make a mix.
+        (emulator.add_fault if fault.chance is not None else emulator.set_fault)(operation, fault)
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(emulator.serve())
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -17,6 +17,12 @@ SPEC grammar: `OPERATION:ACTION[=VALUE][,ACTION[=VALUE]...]`, for example
     register_thing:process_twice=0.01      ...the second copy arriving 10 ms after the first
     create_keys_and_certificate:drop_connection
     register_thing:throttle=10/5           token bucket: 10 per second, burst 5
+    register_thing:late=3,chance=0.05      ...only 5% of the requests, drawn at random
+
+A fault with a `chance` joins a mix: several `--fault` values (or `Faults.add`) for one operation
+with chances summing to at most 1, and each request meets at most one of them (a fault-mix
+benchmark: 5% late, 10% answered twice, 2% dropped...). A fault without one applies to every
+request and replaces whatever the operation had.
 
 From Python, `Fault(answer_twice=True)`, `Fault(answer_twice=0.03)` or
 `Fault(answer_twice=(0.02, 0.05))`; the same forms for `process_twice`.
@@ -31,6 +37,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from emulator.errors import ConfigError
@@ -53,10 +60,13 @@ class Fault:
     drop_connection: bool = False
     throttle: tuple[float, float] | None = None  # rate per second, burst
     count: int | None = None  # only the next N requests, then disarmed
+    chance: float | None = None  # the share of requests it applies to (None: all)
 
     def __post_init__(self) -> None:
         for name in ("answer_twice", "process_twice"):
             _delay(getattr(self, name), name)  # refuse a bad value when the fault is made
+        if self.chance is not None and not 0 < self.chance <= 1:
+            raise ConfigError(f"chance: expected a share in (0, 1], got {self.chance!r}")
 
     def latency_seconds(self) -> float:
         if not self.latency:
@@ -67,6 +77,13 @@ class Fault:
     def second_answer_delay(self) -> float | None:
         """Seconds before the repeated answer, or None for no repeat."""
         return _delay(self.answer_twice, "answer_twice")
+
+    def kind(self) -> str:
+        """What this fault does, in a word (the first that applies): how `Faults.met` counts it."""
+        for name in ("drop_connection", "never_answer", "late", "reject", "process_twice", "answer_twice"):
+            if getattr(self, name):
+                return name
+        return "latency" if self.latency else "throttle" if self.throttle else "none"
 
     def second_copy_delay(self) -> float | None:
         """Seconds before the second copy of the request is handled, or None for no copy."""
@@ -117,23 +134,41 @@ class _TokenBucket:
 class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._faults: dict[str, Fault] = {}
+        # Per operation (or "*"): one fault that applies always, or a mix of faults by chance.
+        self._faults: dict[str, list[Fault]] = {}
         self._buckets: dict[str, _TokenBucket] = {}
+        # Requests that met a fault, by operation and kind (Fault.kind; "throttled" for the bucket).
+        self.met: Counter[tuple[str, str]] = Counter()
 
     def set(self, operation: str, fault: Fault) -> None:
-        if operation != "*" and operation not in OPERATIONS:
-            raise ConfigError(f"unknown operation {operation!r}; use one of {', '.join(OPERATIONS)} or *")
+        """Make `fault` the operation's only fault (a chance, if given, still applies)."""
+        _check_operation(operation)
         with self._lock:
-            self._faults[operation] = fault
+            self._faults[operation] = [fault]
             self._buckets.pop(operation, None)
             if fault.throttle:
                 self._buckets[operation] = _TokenBucket(*fault.throttle)
+
+    def add(self, operation: str, fault: Fault) -> None:
+        """Add `fault` to the operation's mix; every fault in a mix needs a chance, summing to <= 1."""
+        _check_operation(operation)
+        if fault.chance is None or fault.throttle:
+            raise ConfigError("a fault in a mix needs a chance, and throttle cannot be one (use set)")
+        with self._lock:
+            mix = self._faults.get(operation, [])
+            if any(other.chance is None for other in mix):
+                raise ConfigError(f"{operation} has a fault that applies always; clear it first")
+            total = sum(other.chance or 0 for other in mix) + fault.chance
+            if total > 1 + 1e-9:
+                raise ConfigError(f"the chances of {operation}'s faults would sum to {total:g}, over 1")
+            self._faults[operation] = [*mix, fault]
 
     def clear(self, operation: str | None = None) -> None:
         with self._lock:
             if operation is None:
                 self._faults.clear()
                 self._buckets.clear()
+                self.met.clear()
             else:
                 self._faults.pop(operation, None)
                 self._buckets.pop(operation, None)
@@ -141,17 +176,43 @@ class Faults:
     def plan(self, operation: str) -> Plan:
         with self._lock:
             key = operation if operation in self._faults else "*"
-            fault = self._faults.get(key)
-            if fault is None:
+            mix = self._faults.get(key)
+            if not mix:
                 return Plan(None)
-            if fault.count is not None:
-                if fault.count <= 1:
-                    del self._faults[key]
-                else:
-                    self._faults[key] = replace(fault, count=fault.count - 1)
             bucket = self._buckets.get(key)
             throttled = bucket is not None and not bucket.take()
+            if throttled:
+                self.met[operation, "throttled"] += 1
+            fault = _draw(mix)
+            if fault is None:
+                return Plan(None, throttled)
+            self.met[operation, fault.kind()] += 1
+            if fault.count is not None:
+                index = mix.index(fault)
+                if fault.count <= 1:
+                    del mix[index]
+                    if not mix:
+                        del self._faults[key]
+                else:
+                    mix[index] = replace(fault, count=fault.count - 1)
             return Plan(fault, throttled)
+
+
+def _draw(mix: list[Fault]) -> Fault | None:
+    """The fault this request meets: each by its chance (None: always), at most one."""
+    roll = random.random()
+    for fault in mix:
+        if fault.chance is None:
+            return fault
+        if roll < fault.chance:
+            return fault
+        roll -= fault.chance
+    return None
+
+
+def _check_operation(operation: str) -> None:
+    if operation != "*" and operation not in OPERATIONS:
+        raise ConfigError(f"unknown operation {operation!r}; use one of {', '.join(OPERATIONS)} or *")
 
 
 def parse_spec(spec: str) -> tuple[str, Fault]:
@@ -187,6 +248,8 @@ def parse_spec(spec: str) -> tuple[str, Fault]:
                 fields["throttle"] = (float(rate), float(burst or rate))
             elif name == "count":
                 fields["count"] = int(value)
+            elif name == "chance":
+                fields["chance"] = float(value)
             else:
                 raise ConfigError(f"fault {spec!r}: unknown action {name!r}")
         except ValueError as exc:

@@ -84,9 +84,11 @@ def load_csr(text: str) -> x509.CertificateSigningRequest:
         )
     try:
         csr = x509.load_pem_x509_csr(data)
-        family = _KEY_FAMILIES.get(csr.public_key_algorithm_oid)
+        # On the CSR since cryptography 44, though its type stub names it only on Certificate.
+        algorithm = csr.public_key_algorithm_oid  # type: ignore[attr-defined]
+        family = _KEY_FAMILIES.get(algorithm)
         if family not in ("RSA", "EC"):
-            name = family or f"of the algorithm {csr.public_key_algorithm_oid.dotted_string}"
+            name = family or f"of the algorithm {algorithm.dotted_string}"
             raise InvalidRequest(f"CSR key is {name}, which is not supported; {ACCEPTED_KEYS}")
         public_key = csr.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:

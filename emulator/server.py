@@ -100,11 +100,27 @@ class Emulator:
     def set_fault(self, operation: str, fault: Fault) -> None:
         self.faults.set(operation, fault)
 
+    def add_fault(self, operation: str, fault: Fault) -> None:
+        """Add a fault with a chance to the operation's mix (`Faults.add`)."""
+        self.faults.add(operation, fault)
+
     def connected_client_ids(self) -> list[str]:
         return [c.client_id for c in self._connections() if c.client_id]
 
     def _connections(self) -> list[Connection]:
         return list(self._factory.connections) if self._factory else []
+
+    def publish_to(self, client_id: str, topic: str, payload: bytes) -> bool:
+        """Send one QoS 0 message to one client if it subscribed to `topic`, from any thread: a
+        stray or foreign answer as a client may meet one (for tests of correlation)."""
+
+        async def send() -> bool:
+            for connection in self._connections():
+                if connection.client_id == client_id:
+                    return connection.deliver(topic, payload, qos=0)
+            return False
+
+        return bool(self._call_in_loop(send()))
 
     def disconnect_all(self) -> None:
         """Drop every client connection (as AWS may at any time), from any thread."""
@@ -218,9 +234,9 @@ class Emulator:
             if removed:
                 log.info("deleted %d unredeemed certificate(s) past the token lifetime", removed)
 
-    def _call_in_loop(self, coroutine: Any) -> None:
+    def _call_in_loop(self, coroutine: Any) -> Any:
         if self._loop is None or self._loop.is_closed():
             coroutine.close()
-            return
+            return None
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        future.result(10)
+        return future.result(10)

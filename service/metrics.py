@@ -159,6 +159,11 @@ connection_replacements = Counter(
     "Connections closed and replaced by a fresh client, by why they could not serve again.",
     ["reason"],
 )
+connections_opened = Counter(
+    "provisioner_mqtt_connections_opened_total",
+    "MQTT connections the pool opened (new clients; paho's own reconnects are counted apart), by why.",
+    ["reason"],
+)
 reconnects = Counter(
     "provisioner_mqtt_reconnects_total",
     "Connections that paho re-established after a loss (not counting first connects).",
@@ -166,6 +171,10 @@ reconnects = Counter(
 duplicates_detected = Counter(
     "provisioner_duplicates_detected_total",
     "Connections dirtied by a message nobody waited for (a late, repeated or foreign answer).",
+)
+answers_before_request = Counter(
+    "provisioner_answers_before_request_total",
+    "Messages on a flow's answer topics that arrived before its request was written (not its answer).",
 )
 answers_unproven = Counter(
     "provisioner_answers_unproven_total",

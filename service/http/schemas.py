@@ -85,9 +85,12 @@ def parse_csr(value: str) -> x509.CertificateSigningRequest:
         )
     try:
         csr = x509.load_pem_x509_csr(blocks[0].group(0).encode("ascii"))
-        family = _KEY_FAMILIES.get(csr.public_key_algorithm_oid)
+        # On the CSR since cryptography 44, though its type stub names it only on Certificate.
+        algorithm = csr.public_key_algorithm_oid  # type: ignore[attr-defined]
+        family = _KEY_FAMILIES.get(algorithm)
         if family not in ("RSA", "ECC"):
-            raise ValidationError(f"the CSR's key is {_family_name(csr, family)}; {_ACCEPTED_KEYS}")
+            name = family or f"of the algorithm {algorithm.dotted_string}"
+            raise ValidationError(f"the CSR's key is {name}; {_ACCEPTED_KEYS}")
         signed = csr.is_signature_valid
         public_key = csr.public_key()
     except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm):
@@ -101,10 +104,6 @@ def parse_csr(value: str) -> x509.CertificateSigningRequest:
 
 
 _ACCEPTED_KEYS = f"AWS IoT accepts RSA of {MIN_RSA_BITS} bits or more, or ECC on P-256, P-384 or P-521"
-
-
-def _family_name(csr: x509.CertificateSigningRequest, family: str | None) -> str:
-    return family or f"of the algorithm {csr.public_key_algorithm_oid.dotted_string}"
 
 
 def _check_key_size(key: object) -> None:

@@ -59,6 +59,9 @@ class FlowCorrelation:
 
     def _init_correlation(self) -> None:
         self._expected: tuple[str, str] | None = None
+        # The flow's request in flight: paho marks it published once its loop thread has written
+        # it to the socket, the thread that also delivers messages (docs/correlation.md).
+        self._request: mqtt.MQTTMessageInfo | None = None
         self._answer: Answer | Lost | Unproven | None = None
         self._recent_certificate_ids: deque[str] = deque(maxlen=32)
         # The flow holding the link: its format, the request topics it published on, and why
@@ -111,7 +114,21 @@ class FlowCorrelation:
         """
         with self._lock:
             expected = self._expected
-            if expected is not None and message.topic in expected and self._answer is None:
+            expected_topic = expected is not None and message.topic in expected and self._answer is None
+            if expected_topic and not self._request_written():
+                # Before the request was written the broker cannot have answered it: over one
+                # connection it answers only what it has read. Not ours; keep waiting for ours.
+                self._spoil_by_message()
+                metrics.answers_before_request.inc()
+                log.warning(
+                    "%s: a message on %s arrived before this flow's request was written: not its "
+                    "answer; the connection will be replaced after the flow",
+                    self.client_id,
+                    message.topic,
+                )
+                return False
+            if expected_topic:
+                assert expected is not None
                 body = payloads.decode(bytes(message.payload), payloads.format_of(message.topic) or "json")
                 outcome = "accepted" if message.topic == expected[0] else "rejected"
                 certificate_id = body.get("certificateId") if body is not None else None
@@ -157,6 +174,10 @@ class FlowCorrelation:
                     age * 1000,
                 )
             return False
+
+    def _request_written(self) -> bool:
+        """Called with the lock held, on paho's loop thread: has the request left for the broker?"""
+        return self._request is not None and self._request.is_published()
 
     def _spoil_by_message(self) -> None:
         """Called with the lock held: a message nobody waited for arrived."""

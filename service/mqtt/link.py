@@ -71,6 +71,9 @@ class MqttLink(FlowCorrelation):
         self.ready = False  # connected and base subscriptions acknowledged
         self.dirty = False  # saw something it did not expect: discard after the flow
         self.dirty_reason: str | None = None  # why, in a word (the replacement metric's label)
+        # When the flow's current request was published (None: not waiting for an answer): the
+        # pool opens a spare connection for a link that waits too long (docs/correlation.md).
+        self.answer_wait_since: float | None = None
         self.closed = False
         self.last_error: str | None = None
         self._subacks: dict[int, list[Any]] = {}
@@ -256,33 +259,40 @@ class MqttLink(FlowCorrelation):
         `topic` must be in the flow's format (`flow_format`); the body is encoded in it.
         """
         fmt = payloads.format_of(topic)
+        if fmt is None or fmt != self.flow_format:
+            raise ValueError(f"{topic} is not in this flow's format ({self.flow_format})")
+        encoded = payloads.encode(body, fmt)
         with self._lock:
-            if fmt is None or fmt != self.flow_format:
-                raise ValueError(f"{topic} is not in this flow's format ({self.flow_format})")
             if not self.ready:
                 raise BrokerUnavailable("the MQTT connection is not ready", step=step, retry_after=1)
             if self._unproven is not None:
                 raise self._refusal(step)  # before publishing: nothing more is created in AWS
             self._flow_requests.add(topic)
             self._expected, self._answer = answers, None
+            # Published with the lock held: the loop thread cannot take a message for this flow
+            # before `_request` is set, so `_take_answer` knows exactly whether the request had
+            # been written when a message arrived (docs/correlation.md, "Exact ordering").
+            try:
+                request = self._request = self._publish(topic, encoded)
+            except BaseException:
+                self._expected = None
+                raise
+            self.answer_wait_since = time.monotonic()
         try:
-            info = self.client.publish(topic, payloads.encode(body, fmt), qos=QOS)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            if request.rc != mqtt.MQTT_ERR_SUCCESS:
                 self.spoil("publish-failed")
                 raise BrokerUnavailable(
-                    f"publish failed: {mqtt.error_string(info.rc)}", step=step, retry_after=1
+                    f"publish failed: {mqtt.error_string(request.rc)}", step=step, retry_after=1
                 )
             with self._lock:
                 self._changed.wait_for(
                     lambda: self._answer is not None, max(0.0, deadline - time.monotonic())
                 )
                 answer = self._answer
-                self._expected = None
                 unproven = self._unproven
-        except BaseException:
+        finally:
             with self._lock:
-                self._expected = None
-            raise
+                self._expected = self._request = self.answer_wait_since = None
         if answer is None:
             self.spoil("timeout")  # the answer may still come: this link must not serve again
             raise UpstreamTimeout(f"no answer from AWS IoT to {step} within the deadline", step=step)
@@ -296,6 +306,10 @@ class MqttLink(FlowCorrelation):
                 f"AWS IoT answered {step} with a payload that is not a {fmt.upper()} object", step=step
             )
         return answer
+
+    def _publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        """Queue one request for paho's loop thread, which writes it (called with the lock held)."""
+        return self.client.publish(topic, payload, qos=QOS)
 
     def ensure_subscribed(self, filters: tuple[str, ...], *, what: str, deadline: float) -> None:
         """Subscribe to one group of answer topics once (one SUBSCRIBE); keep it, evicting the

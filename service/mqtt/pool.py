@@ -47,11 +47,12 @@ class ConnectionPool:
         self._ready_gauge = metrics.pool_connections.labels("ready")
         self._busy_gauge = metrics.pool_connections.labels("busy")
         for slot in range(settings.pool_size):
-            self._links.append(self._new_link(slot))
+            self._links.append(self._new_link(slot, "initial"))
 
-    def _new_link(self, slot: int) -> MqttLink:
+    def _new_link(self, slot: int, reason: str) -> MqttLink:
         link = MqttLink(self.settings, slot, self._credentials, self._notify, self._base_filters)
         link.start()
+        metrics.connections_opened.labels(reason).inc()
         return link
 
     def _notify(self) -> None:
@@ -142,7 +143,7 @@ class ConnectionPool:
                 return  # already replaced
             if not self._closed:
                 try:
-                    self._links[slot] = self._new_link(slot)
+                    self._links[slot] = self._new_link(slot, "replacement")
                 except Exception:
                     # The old link stays in the slot, dirty, so the next acquire tries again.
                     log.exception("slot %d: cannot make a new connection", slot)

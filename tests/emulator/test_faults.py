@@ -5,14 +5,16 @@ Over real paho clients against the real emulator; the spec parser is tested on i
 
 from __future__ import annotations
 
+import queue
 import time
+from collections import Counter
 
 import pytest
 from mqtt_support import MqttTestClient
 
 from emulator import Emulator, Fault
 from emulator.errors import ConfigError
-from emulator.faults import parse_spec
+from emulator.faults import Faults, parse_spec
 
 CSR_TOPIC = "$aws/certificates/create-from-csr/json"
 KEYS_TOPIC = "$aws/certificates/create/json"
@@ -68,6 +70,55 @@ def test_fault_api_takes_true_a_delay_or_a_range_and_refuses_the_rest() -> None:
         Fault(process_twice=(0.5, 0.1))
     with pytest.raises(ConfigError, match="answer_twice"):
         Fault(answer_twice=-0.1)
+
+
+# -- a mix of faults by chance -----------------------------------------------------------------
+
+
+def test_fault_spec_reads_a_chance_and_refuses_one_outside_zero_to_one() -> None:
+    assert parse_spec("register_thing:late=3,chance=0.05")[1] == Fault(late=3.0, chance=0.05)
+    for spec in ("register_thing:late=3,chance=0", "register_thing:late=3,chance=1.5"):
+        with pytest.raises(ConfigError, match="chance"):
+            parse_spec(spec)
+
+
+def test_a_mix_gives_each_request_at_most_one_fault_in_proportion() -> None:
+    faults = Faults()
+    faults.add("register_thing", Fault(never_answer=True, chance=0.2))
+    faults.add("register_thing", Fault(drop_connection=True, chance=0.3))
+    met = Counter(
+        "never" if p.fault and p.fault.never_answer else "drop" if p.fault else "none"
+        for p in (faults.plan("register_thing") for _ in range(4000))
+    )
+    assert 0.15 < met["never"] / 4000 < 0.25 and 0.25 < met["drop"] / 4000 < 0.35
+    assert faults.plan("create_certificate_from_csr").fault is None  # other operations untouched
+
+
+def test_a_mix_refuses_chances_over_one_a_fault_without_chance_and_throttle() -> None:
+    faults = Faults()
+    faults.add("*", Fault(late=1.0, chance=0.7))
+    with pytest.raises(ConfigError, match="sum to 1.2"):
+        faults.add("*", Fault(never_answer=True, chance=0.5))
+    with pytest.raises(ConfigError, match="needs a chance"):
+        faults.add("*", Fault(never_answer=True))
+    with pytest.raises(ConfigError, match="needs a chance"):
+        faults.add("*", Fault(throttle=(1, 1), chance=0.1))
+    faults.set("*", Fault(never_answer=True))  # set replaces the mix
+    with pytest.raises(ConfigError, match="applies always"):
+        faults.add("*", Fault(late=1.0, chance=0.1))
+
+
+def test_a_fault_mix_reaches_real_clients(emulator: Emulator, client) -> None:
+    emulator.add_fault("create_keys_and_certificate", Fault(never_answer=True, chance=0.5))
+    client.subscribe(KEYS_TOPIC + "/accepted")
+    answered = 0
+    for _ in range(30):
+        client.publish(KEYS_TOPIC, "{}")
+        try:
+            answered += client.expect(timeout=0.2).topic == KEYS_TOPIC + "/accepted"
+        except queue.Empty:
+            pass
+    assert 5 <= answered <= 25  # about half answered, half withheld (p < 1e-4 outside)
 
 
 # -- answer_twice ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -271,6 +272,47 @@ def test_a_link_dirtied_after_the_pool_chose_it_refuses_its_flow_with_a_retryabl
     retried = provision(api, "STRAY", make_csr()[1])
     assert retried.status_code == 201, retried.text
     assert retried.json()["thingName"] == "demo-STRAY"
+
+
+def test_an_answer_that_arrives_before_the_request_was_written_is_not_the_flows_answer(
+    emulator: Emulator, start_service, monkeypatch
+) -> None:
+    api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_QUIET_WINDOW_SECONDS="0")
+    client_id = api.get("/readyz").json()["connections"][0]["clientId"]
+    publish, take_answer = MqttLink._publish, MqttLink._take_answer
+    foreign: list[str] = []
+    arrived = threading.Event()
+
+    def take_answer_noting_arrival(link: MqttLink, message: Any) -> bool:
+        if message.topic in foreign:
+            arrived.set()  # paho's loop thread has read it; it now waits for the link's lock
+        return take_answer(link, message)
+
+    def publish_after_a_foreign_answer(link: MqttLink, topic: str, payload: bytes) -> Any:
+        # The flow has set what it expects and holds the link's lock; its RegisterThing is not
+        # written yet. Another request's answer reaches the connection in that window (as the
+        # foreign answer of the issue did, 1.7 ms before the request reached the broker).
+        if "/provisioning-templates/" in topic and not foreign:
+            fmt = payloads.format_of(topic) or "json"
+            foreign.append(topic + "/accepted")
+            stray = payloads.encode({"thingName": "demo-FOREIGN", "deviceConfiguration": {}}, fmt)
+            assert emulator.publish_to(link.client_id, foreign[0], stray)
+            assert arrived.wait(5), "the foreign answer never reached the link"
+        return publish(link, topic, payload)
+
+    monkeypatch.setattr(MqttLink, "_take_answer", take_answer_noting_arrival)
+    monkeypatch.setattr(MqttLink, "_publish", publish_after_a_foreign_answer)
+    response = provision(api, "REAL", make_csr()[1])
+    assert foreign, "the flow never sent RegisterThing"
+    # The foreign answer arrived before the request was written, so it cannot be this flow's:
+    # the flow waited on and got its own.
+    assert response.status_code == 201, response.text
+    assert response.json()["thingName"] == "demo-REAL"
+    assert response.json()["deviceConfiguration"]["serial"] == "REAL"
+    # The connection that saw it is replaced before it serves again.
+    api.wait_ready()
+    assert api.get("/readyz").json()["connections"][0]["clientId"] != client_id
+    assert provision(api, "AFTER").json()["thingName"] == "demo-AFTER"
 
 
 def test_consecutive_flows_on_a_connection_alternate_json_and_cbor(start_service) -> None:
