@@ -10,15 +10,17 @@ the master set PROMETHEUS_MULTIPROC_DIR (`service.gunicorn_conf`).
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from flask import Flask
 
 from service import logs
+from service.callers.settlement import Settler
 from service.config import Settings
 from service.process import PerProcess
 from service.provisioning.pace import LocalPace, Pace
-from service.store import Store, StorePace
+from service.store import Store, StorePace, journal
 
 if TYPE_CHECKING:
     from service.provisioning.flow import Provisioner
@@ -39,8 +41,10 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["settings"] = settings
     store_url = settings.store_url
-    store = PerProcess(lambda: Store.open(store_url)) if store_url else None
+    store = PerProcess(lambda: _open_store(store_url, settler)) if store_url else None
+    settler = PerProcess(lambda: _settler(settings, store_url, store)) if store_url and store else None
     app.extensions["store"] = store
+    app.extensions["settler"] = settler
     app.extensions["provisioner"] = PerProcess(
         lambda: Provisioner(settings, pace=_aws_pace(settings, store)), provisioner
     )
@@ -57,6 +61,41 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     app.register_blueprint(caller.blueprint)
     app.register_blueprint(ui_blueprint)
     return app
+
+
+def _open_store(url: str, settler: PerProcess[Settler] | None) -> Store:
+    """This worker's store, at its schema head; then what an earlier worker journaled is written,
+    and keys whose stored rules RE2 cannot run are named."""
+    from service.callers.keys import unusable_rules
+
+    store = Store.open(url)
+    for key_id, parameter, why in unusable_rules(store, datetime.now(UTC)):
+        logging.getLogger("service.store").warning(
+            "API key %s: its rule for parameter '%s' cannot be used (%s); the key refuses every "
+            "provision until an admin replaces it",
+            key_id,
+            parameter,
+            why,
+        )
+    if settler is not None:
+        settler.get().start()
+    return store
+
+
+def _settler(settings: Settings, url: str, store: PerProcess[Store]) -> Settler:
+    """Writes each attempt's settlement, or journals it while the store is unavailable."""
+    path, reserve = journal.path_for(url, settings.data_dir)
+    kept: journal.Journal | None
+    try:
+        kept = journal.Journal(path, reserve=reserve)
+    except OSError as error:
+        logging.getLogger("service.store").error(
+            "settlement journal %s cannot be used (%s): outcomes the store cannot take are kept in memory",
+            path,
+            error,
+        )
+        kept = None
+    return Settler(store.get, kept)
 
 
 def _aws_pace(settings: Settings, store: PerProcess[Store] | None) -> Pace | None:

@@ -3,8 +3,9 @@
 A record holds who (key id, caller address), what (template, parameters, CSR or server key),
 and how it ended (outcome, status, failing step, AWS's error code, thing, certificate id,
 duration, request id, Idempotency-Key). Private keys, ownership tokens, API key secrets and
-credentials have no column to go in. A record that cannot be written is logged, never allowed to
-take a provisioned identity away from its caller.
+credentials have no column to go in. A record is written with the attempt's settlement
+(service.callers.settlement): when the store is unavailable it waits in the local journal and
+is written when the store is back, never allowed to take an identity away from its caller.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ class Audit:
         self._store = store
         self._retention = retention
 
-    def record(self, registration: Registration) -> None:
+    @staticmethod
+    def log_attempt(registration: Registration) -> None:
+        """The attempt's line in the service's log (its record is written by its settlement,
+        service.callers.settlement, with what it reserved)."""
         log.info(
             "provision request_id=%s key=%s template=%s outcome=%s status=%s thing=%s %.0fms",
             registration.request_id,
@@ -45,12 +49,6 @@ class Audit:
                 "step": registration.step,
             },
         )
-        if self._store is None:
-            return
-        try:
-            self._store.registrations.insert(registration)
-        except ServiceError as error:
-            log.error("audit record of request %s not written: %s", registration.request_id, error.detail)
 
     def maybe_prune(self, now: datetime) -> None:
         """Now and then, prune; in a transaction of its own, after the request's have committed

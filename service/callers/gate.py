@@ -1,53 +1,60 @@
 """The gate in front of every provision: the caller's scope, rate and quota, and enrollments.
 
-`Gate.admit` checks the rules in the order a person would ask them (may this key use this
-template, this flow, these parameters; is it within its rate; is the device enrolled and not
-provisioned yet; is the key's quota left) and reserves what must not be used twice (the
-enrollment entry, one unit of quota). The `Admission` it returns settles the reservation: kept
-when the device was provisioned, given back otherwise. Limits hold across workers and hosts
-because every reservation is one atomic statement in the shared store.
+The rules go in the order a person would ask them (may this key use this template, this flow,
+these parameters: `Gate.scope_refusal`, before the store's transaction; is it within its rate;
+is the device enrolled and not provisioned yet; is the key's quota left: `Gate.admit`), which
+reserves what must not be used twice (the enrollment entry, one unit of quota). The `Admission`
+it returns says how to settle the reservation: kept when the device was provisioned, given back
+otherwise. Limits hold across workers and hosts because every reservation is one atomic
+statement in the shared store.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from service.callers import rules, settlement
 from service.callers.model import Caller
+from service.callers.settlement import Op
 from service.errors import AlreadyProvisioned, Forbidden, RateLimited
 from service.store import EnrollmentRecord, Store
 
 
 @dataclass
 class Admission:
-    """What one provision holds until it is settled (in the store given, often a transaction)."""
+    """What one provision holds until its settlement (service.callers.settlement) is written."""
 
     caller: Caller
     enrollment: EnrollmentRecord | None = None
     claim: str | None = None
     quota_taken: bool = False
 
-    def succeeded(self, store: Store | None, thing_name: str, certificate_id: str, at: datetime) -> None:
-        if store is not None and self.enrollment is not None and self.claim is not None:
-            store.enrollments.complete(self.enrollment.id, self.claim, thing_name, certificate_id, at)
+    def succeeded(self, thing_name: str, certificate_id: str, at: datetime) -> list[Op]:
+        if self.enrollment is None or self.claim is None:
+            return []
+        return [
+            settlement.complete_enrollment(self.enrollment.id, self.claim, thing_name, certificate_id, at)
+        ]
 
-    def uncertain(self, store: Store | None, at: datetime) -> None:
+    def uncertain(self, at: datetime) -> list[Op]:
         """The provision may have happened (its answer was lost): keep the quota unit, and count
         it on the enrollment without a thing name, so a 'once' entry refuses a second identity."""
-        if store is not None and self.enrollment is not None and self.claim is not None:
-            store.enrollments.complete(self.enrollment.id, self.claim, None, None, at)
+        if self.enrollment is None or self.claim is None:
+            return []
+        return [settlement.complete_enrollment(self.enrollment.id, self.claim, None, None, at)]
 
-    def failed(self, store: Store | None) -> None:
-        if store is None:
-            return
+    def failed(self) -> list[Op]:
+        """Nothing was provisioned: give the claim and the quota unit back."""
+        ops = []
         if self.enrollment is not None and self.claim is not None:
-            store.enrollments.release(self.enrollment.id, self.claim)
+            ops.append(settlement.release_enrollment(self.enrollment.id, self.claim))
         if self.quota_taken:
-            store.keys.give_back_provision(self.caller.key_id)
+            ops.append(settlement.give_back_quota(self.caller.key_id))
+        return ops
 
 
 class Gate:
@@ -71,10 +78,23 @@ class Gate:
                 retry_after=retry_after,
             )
 
+    @staticmethod
+    def scope_refusal(
+        caller: Caller, *, template: str, parameters: Mapping[str, str], server_key: bool
+    ) -> Forbidden | None:
+        """What the key's scope says of this request, without the store: checked before the
+        store's transaction opens (rules take time), and raised inside it after the rate counted
+        the request (a refusal counts, or a key could probe its scope without limit)."""
+        try:
+            _check_scope(caller, template, parameters, server_key)
+        except Forbidden as refused:
+            return refused
+        return None
+
     def admit(
-        self, caller: Caller, *, template: str, parameters: Mapping[str, str], server_key: bool, now: datetime
+        self, caller: Caller, *, template: str, parameters: Mapping[str, str], now: datetime
     ) -> Admission:
-        _check_scope(caller, template, parameters, server_key)
+        """Reserve the device's enrollment and a unit of the key's quota (the scope was checked)."""
         admission = Admission(caller)
         if self._store is None:
             return admission
@@ -90,10 +110,11 @@ class Gate:
             admission.enrollment = entry
             admission.claim = secrets.token_hex(8)
             if not self._store.enrollments.claim(entry.id, admission.claim, now + self._claim, now):
-                _refuse_enrollment(self._store, entry)
+                _refuse_enrollment(self._store, entry, now)
         if caller.max_provisions is not None:
             if not self._store.keys.take_provision(caller.key_id):
-                admission.failed(self._store)
+                if admission.enrollment is not None and admission.claim is not None:
+                    self._store.enrollments.release(admission.enrollment.id, admission.claim)
                 raise Forbidden(
                     f"API key {caller.key_id} has used all {caller.max_provisions} of its provisions",
                     rule="quota-exhausted",
@@ -117,6 +138,15 @@ def _check_scope(caller: Caller, template: str, parameters: Mapping[str, str], s
             rule="server-keys-not-allowed",
         )
     for name, pattern in scope.parameter_rules.items():
+        unusable = scope.invalid_rules.get(name)
+        if unusable is not None:
+            # Stored before rules ran on RE2: refuse rather than skip the rule.
+            raise Forbidden(
+                f"API key {caller.key_id} has a rule for parameter '{name}' that cannot be used "
+                f"({unusable}); an admin must replace the key",
+                rule="parameter-rule",
+                extra={"parameter": name},
+            )
         value = parameters.get(name)
         if value is None:
             raise Forbidden(
@@ -124,7 +154,7 @@ def _check_scope(caller: Caller, template: str, parameters: Mapping[str, str], s
                 rule="parameter-rule",
                 extra={"parameter": name},
             )
-        if re.fullmatch(pattern, value) is None:
+        if not rules.matches(pattern, value):
             raise Forbidden(
                 f"parameter '{name}' does not match this API key's rule {pattern}",
                 rule="parameter-rule",
@@ -132,7 +162,7 @@ def _check_scope(caller: Caller, template: str, parameters: Mapping[str, str], s
             )
 
 
-def _refuse_enrollment(store: Store, entry: EnrollmentRecord) -> None:
+def _refuse_enrollment(store: Store, entry: EnrollmentRecord, now: datetime) -> None:
     # The claim failed: read the entry again to say why (it may have changed meanwhile).
     current = store.enrollments.get(entry.template, entry.parameter, entry.value) or entry
     device = f"{current.parameter}={current.value}"
@@ -153,6 +183,18 @@ def _refuse_enrollment(store: Store, entry: EnrollmentRecord) -> None:
             f"{device} was already provisioned as thing '{current.last_thing_name}' and its "
             "enrollment allows one provision",
             extra={"thingName": current.last_thing_name, "certificateId": current.last_certificate_id},
+        )
+    if current.claim is not None and current.claim_expires_at is not None and current.claim_expires_at < now:
+        # Held past its holder's deadline: the outcome was never recorded (the store failed after
+        # AWS answered and the settlement waits in a journal, or the worker died).
+        raise AlreadyProvisioned(
+            f"{device} may already be provisioned: the outcome of an earlier request for it (of "
+            f"template '{current.template}') has not been recorded, because the store was "
+            "unavailable when AWS IoT answered or the service stopped. Its enrollment allows one "
+            "provision, so this answer stands until that outcome is written (the service writes "
+            "outcomes it journaled once the store is back: retry later) or an operator checks AWS "
+            "IoT and allows another (reprovision=allow)",
+            extra={"thingName": None, "certificateId": None},
         )
     raise AlreadyProvisioned(
         f"{device} is being provisioned by another request right now; retry when it has finished",

@@ -3,7 +3,8 @@
 Same key and same body: the first response is replayed. A server-generated private key is never
 stored, so replaying such a provision is a 410 that names the thing and certificate. Same key,
 other body: 422. While the first still runs: 409. Only a 201 is kept: after any failure the key
-is free again, so a retry runs anew.
+is free again, so a retry runs anew. What a finished attempt leaves is written by its settlement
+(`service.callers.settlement`): until that is written, the key is not free.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.callers.model import Caller
-from service.errors import IdempotencyConflict, IdempotencyMismatch, InvalidInput, KeyNotReplayable
+from service.errors import (
+    AlreadyProvisioned,
+    IdempotencyConflict,
+    IdempotencyMismatch,
+    InvalidInput,
+    KeyNotReplayable,
+)
 from service.store import Store
 
 # Printable ASCII without spaces, as the draft's examples and Stripe's keys; at most 255.
@@ -41,9 +48,17 @@ class Idempotency:
             raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters without spaces")
         return key
 
-    def begin(self, caller: Caller, key: str, body: dict[str, Any], now: datetime) -> Replay | None:
-        """None for a first attempt (now recorded as running), else the replay; or raise."""
-        digest = _digest(body)
+    @staticmethod
+    def digest(body: dict[str, Any]) -> str:
+        """The request body's canonical hash (computed before the store's transaction opens)."""
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def begin(self, caller: Caller, key: str, digest: str, now: datetime, *, device: str) -> Replay | None:
+        """None for a first attempt (now recorded as running), else the replay; or raise.
+
+        `device` names what the request provisions, for the answer when the first attempt's
+        outcome was never recorded."""
         existing = self._store.idempotency.start(
             caller.key_id, key, digest, now, now + self._lock, now + self._ttl
         )
@@ -53,6 +68,18 @@ class Idempotency:
             raise IdempotencyMismatch(
                 "This Idempotency-Key was already used with a different request body; use a new key "
                 "for a new request"
+            )
+        if existing.state != "done" and existing.locked_until < now:
+            # Its holder's deadline passed long ago without recording an outcome: the store failed
+            # after AWS answered (the outcome waits in a journal) or the worker died. It may have
+            # provisioned, so it is not run again.
+            raise AlreadyProvisioned(
+                f"The first request with this Idempotency-Key ({device}) may already have provisioned "
+                "it: its outcome has not been recorded (the store was unavailable when AWS IoT "
+                "answered, or the service stopped). This answer stands until the outcome is written "
+                "(the service writes outcomes it journaled once the store is back: retry later) or "
+                "the key expires; check AWS IoT before provisioning the device with another key",
+                extra={"thingName": None, "certificateId": None},
             )
         if existing.state != "done" or existing.response is None or existing.http_status is None:
             raise IdempotencyConflict(
@@ -73,14 +100,6 @@ class Idempotency:
             )
         return Replay(existing.http_status, existing.response)
 
-    def succeeded(self, caller: Caller, key: str, status: int, body: dict[str, Any]) -> None:
-        kept = {k: v for k, v in body.items() if k != "privateKey"}
-        self._store.idempotency.finish(caller.key_id, key, status, kept, had_private_key="privateKey" in body)
-
     def failed(self, caller: Caller, key: str) -> None:
+        """Free the key at once (a refusal before AWS IoT was asked)."""
         self._store.idempotency.forget(caller.key_id, key)
-
-
-def _digest(body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

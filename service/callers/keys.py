@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 
+from service.callers import rules
 from service.callers.model import ROLES, Caller, KeySpec, Scope
 from service.errors import InvalidInput, Unauthorized
 from service.store import KeyRecord, Store
@@ -35,6 +36,15 @@ def issue(store: Store, spec: KeySpec, now: datetime) -> tuple[KeyRecord, str]:
     """Create a key; return its record and the token, which is never available again."""
     if spec.role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", status=422)
+    broken = {
+        f"parameterRules.{name}": why for name, why in rules.problems(spec.scope.parameter_rules).items()
+    }
+    if broken:
+        raise InvalidInput(
+            "; ".join(f"{where}: {why}" for where, why in broken.items()),
+            errors={where: [why] for where, why in broken.items()},
+            status=422,
+        )
     key_id = "k" + secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     record = KeyRecord(
@@ -139,3 +149,15 @@ def _bootstrap_index(token: str, keys: Sequence[str]) -> int | None:
 
 def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def unusable_rules(store: Store, now: datetime) -> list[tuple[str, str, str]]:
+    """(key id, parameter, why) for each rule of a live key that RE2 cannot run: rules stored
+    before rules ran on RE2. Such a key refuses every provision until it is replaced."""
+    found = []
+    for record in store.keys.list():
+        if record.revoked_at is not None or (record.expires_at is not None and record.expires_at <= now):
+            continue
+        for name, why in Scope.from_json(record.scope).invalid_rules.items():
+            found.append((record.key_id, name, why))
+    return found

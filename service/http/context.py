@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from service.callers.settlement import Settler
 from service.config import Settings
 from service.process import PerProcess
 from service.provisioning.flow import Provisioner
@@ -23,3 +24,9 @@ def provisioner() -> Provisioner:
 def store() -> Store | None:
     holder: PerProcess[Store] | None = current_app.extensions["store"]
     return holder.get() if holder is not None else None
+
+
+def settler() -> Settler:
+    """This worker's settler (only when the service has a store)."""
+    holder: PerProcess[Settler] = current_app.extensions["settler"]
+    return holder.get()

@@ -1,9 +1,11 @@
 """POST /provision: run fleet provisioning for the caller, behind the gate, with an audit record.
 
-Order of checks: the key (401), the body (400/413/415/422), then in ONE store transaction the
-key's rate (429), the Idempotency-Key (replay, 409, 422), the key's scope and the enrollments
-(403/409) and the quota; then AWS IoT; then one more transaction settles the reservations and
-writes the audit record. A transaction costs more than its statements (docs/gate.md), so a
+Order of checks: the key (401), the body (400/413/415/422), the key's scope (403, evaluated
+before any transaction: rules take time), then in ONE store transaction the key's rate (429),
+the Idempotency-Key (replay, 409, 422), the scope's verdict, the enrollments (403/409) and the
+quota; then AWS IoT; then the attempt's settlement (service.callers.settlement) settles the
+reservations and writes the audit record in one more transaction, or journals both when the
+store is unavailable. A transaction costs more than its statements (docs/gate.md), so a
 provision makes two. Every attempt, whatever its end, leaves one registration record.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,9 +25,10 @@ from marshmallow import ValidationError
 
 from service import logs, metrics
 from service.audit import Audit
-from service.callers.gate import Admission, Gate
+from service.callers import settlement
+from service.callers.gate import Gate
 from service.callers.idempotency import Idempotency
-from service.callers.model import Caller
+from service.callers.settlement import Op, Settlement
 from service.config import Settings
 from service.errors import AlreadyProvisioned, Forbidden, InvalidInput, RateLimited, ServiceError
 from service.http import auth, context
@@ -62,7 +65,8 @@ class _Attempt:
     thing_name: str | None = None
     certificate_id: str | None = None
     replayed: bool = False
-    recorded: bool = False  # the audit record went with the settling transaction
+    # What its settlement writes besides the audit record (settling the reservations).
+    ops: list[Op] = field(default_factory=list)
 
 
 @blueprint.post("/provision")
@@ -77,10 +81,13 @@ def provision() -> Response:
         status, error = raised.status, raised
         raise
     finally:
+        # Before the answer leaves: written to the store, or journaled (docs/gate.md).
         _count(attempt, status, error)
-        if not attempt.recorded:
-            _settle(lambda: _record(context.store(), attempt, status, error))
-        Audit(context.store(), retention=_retention()).maybe_prune(attempt.at)
+        registration = _registration(attempt, status, error)
+        Audit.log_attempt(registration)
+        if context.settings().store_url is not None:
+            context.settler().settle(Settlement(registration, attempt.ops))
+            _maybe_prune(attempt.at)
 
 
 def _provision(attempt: _Attempt) -> Response:
@@ -89,48 +96,59 @@ def _provision(attempt: _Attempt) -> Response:
     caller = auth.caller()
     data, body = _read_request(settings, attempt)
     key = _idempotency_key(attempt, store)
+    template, parameters = data["template_name"], data["parameters"]
+    # Before the transaction: nothing slow runs while it holds the store (SQLite's write lock).
+    digest = Idempotency.digest(body) if key is not None else ""
+    scope_refusal = Gate.scope_refusal(
+        caller, template=template, parameters=parameters, server_key=data["csr"] is None
+    )
     refusal: ServiceError | None = None
+    replay = None
     with _transaction(store) as tx:
-        gate = Gate(tx, claim_seconds=settings.request_timeout_seconds + 30)
+        gate = Gate(tx, claim_seconds=_claim_seconds(settings))
         gate.check_rate(caller, attempt.at)
         if key is not None and tx is not None:
-            replay = _idempotency(tx, settings).begin(caller, key, body, attempt.at)
-            if replay is not None:
-                attempt.replayed = True
-                attempt.thing_name = replay.body.get("thingName")
-                attempt.certificate_id = replay.body.get("certificateId")
-                response = json_response(replay.body, replay.status)
-                response.headers[REPLAY_HEADER] = "true"
-                return response
-        try:
-            admission = gate.admit(
-                caller,
-                template=data["template_name"],
-                parameters=data["parameters"],
-                server_key=data["csr"] is None,
-                now=attempt.at,
-            )
-        except ServiceError as refused:
-            # A refusal still counts against the key's rate (the transaction commits), or a key
-            # could probe scopes and enrollments without limit; the attempt's record goes.
-            if key is not None and tx is not None:
-                _idempotency(tx, settings).failed(caller, key)
-            refusal = refused
+            device = f"template '{template}', {_parameters_text(parameters)}"
+            replay = _idempotency(tx, settings).begin(caller, key, digest, attempt.at, device=device)
+        if replay is None:
+            try:
+                if scope_refusal is not None:
+                    raise scope_refusal
+                admission = gate.admit(caller, template=template, parameters=parameters, now=attempt.at)
+            except ServiceError as refused:
+                # A refusal still counts against the key's rate (the transaction commits), or a key
+                # could probe scopes and enrollments without limit; the attempt's record goes.
+                if key is not None and tx is not None:
+                    _idempotency(tx, settings).failed(caller, key)
+                refusal = refused
+    if replay is not None:
+        attempt.replayed = True
+        attempt.thing_name = replay.body.get("thingName")
+        attempt.certificate_id = replay.body.get("certificateId")
+        response = json_response(replay.body, replay.status)
+        response.headers[REPLAY_HEADER] = "true"
+        return response
     if refusal is not None:
         raise refusal
     try:
         result = context.provisioner().provision(
-            template_name=data["template_name"],
-            parameters=data["parameters"],
-            csr=data["csr"],
-            request_id=request_id(),
+            template_name=template, parameters=parameters, csr=data["csr"], request_id=request_id()
         )
     except BaseException as error:
-        _settle(functools.partial(_failed, store, settings, caller, key, admission, error))
+        if _outcome_unknown(error):
+            # AWS may have registered the thing and the answer was lost: the device's enrollment
+            # counts it (a 'once' entry refuses a second identity) and the quota unit stays used.
+            attempt.ops += admission.uncertain(datetime.now(UTC))
+        else:
+            attempt.ops += admission.failed()
+        if key is not None:
+            attempt.ops.append(settlement.forget_idempotency(caller.key_id, key))
         raise
     attempt.thing_name, attempt.certificate_id = result.thing_name, result.certificate_id
     payload: dict[str, Any] = _RESPONSE_SCHEMA.dump(result)
-    _settle(lambda: _succeeded(store, settings, caller, key, admission, payload, attempt))
+    attempt.ops += admission.succeeded(result.thing_name, result.certificate_id, datetime.now(UTC))
+    if key is not None:
+        attempt.ops.append(settlement.finish_idempotency(caller.key_id, key, 201, payload))
     return json_response(payload, 201)
 
 
@@ -163,45 +181,20 @@ def _transaction(store: Store | None) -> Iterator[Store | None]:
         yield tx
 
 
+def _claim_seconds(settings: Settings) -> float:
+    # How long a running request holds its device and Idempotency-Key: past its deadline and a
+    # margin, an unsettled hold answers "may already be provisioned" (docs/gate.md).
+    return settings.request_timeout_seconds + 30
+
+
 def _idempotency(store: Store, settings: Settings) -> Idempotency:
-    lock = timedelta(seconds=settings.request_timeout_seconds + 30)
+    lock = timedelta(seconds=_claim_seconds(settings))
     return Idempotency(store, ttl=timedelta(hours=settings.idempotency_ttl_hours), lock=lock)
 
 
-def _succeeded(
-    store: Store | None,
-    settings: Settings,
-    caller: Caller,
-    key: str | None,
-    admission: Admission,
-    payload: dict[str, Any],
-    attempt: _Attempt,
-) -> None:
-    with _transaction(store) as tx:
-        admission.succeeded(tx, attempt.thing_name or "", attempt.certificate_id or "", datetime.now(UTC))
-        if key is not None and tx is not None:
-            _idempotency(tx, settings).succeeded(caller, key, 201, payload)
-        _record(tx, attempt, 201, None)
-    attempt.recorded = True  # only once the transaction committed
-
-
-def _failed(
-    store: Store | None,
-    settings: Settings,
-    caller: Caller,
-    key: str | None,
-    admission: Admission,
-    error: BaseException,
-) -> None:
-    with _transaction(store) as tx:
-        if _outcome_unknown(error):
-            # AWS may have registered the thing and the answer was lost: the device's enrollment
-            # counts it (a 'once' entry refuses a second identity) and the quota unit stays used.
-            admission.uncertain(tx, datetime.now(UTC))
-        else:
-            admission.failed(tx)
-        if key is not None and tx is not None:
-            _idempotency(tx, settings).failed(caller, key)
+def _parameters_text(parameters: dict[str, str]) -> str:
+    shown = ", ".join(f"{name}={value[:64]}" for name, value in list(parameters.items())[:4])
+    return shown or "no parameters"
 
 
 def _outcome_unknown(error: BaseException) -> bool:
@@ -224,13 +217,12 @@ def _idempotency_key(attempt: _Attempt, store: Store | None) -> str | None:
     return key
 
 
-def _settle(step: Callable[[], None]) -> None:
-    # Book-keeping after AWS IoT answered: a store failure here must not take the identity away
-    # from its caller (it is issued either way); it is logged for the operator.
+def _maybe_prune(now: datetime) -> None:
     try:
-        step()
-    except ServiceError as error:
-        log.error("request %s: book-keeping failed after provisioning: %s", request_id(), error.detail)
+        store = context.store()
+    except ServiceError:
+        return  # the store is unavailable: pruning waits for another request
+    Audit(store, retention=_retention()).maybe_prune(now)
 
 
 def _problem_name(error: ServiceError | None) -> str | None:
@@ -269,26 +261,24 @@ def _retention() -> timedelta:
     return timedelta(days=context.settings().audit_retention_days)
 
 
-def _record(store: Store | None, attempt: _Attempt, status: int, error: ServiceError | None) -> None:
+def _registration(attempt: _Attempt, status: int, error: ServiceError | None) -> Registration:
     extra = error.extra if error is not None else {}
-    outcome = _outcome(attempt, status)
-    Audit(store, retention=_retention()).record(
-        Registration(
-            at=attempt.at,
-            request_id=request_id(),
-            key_id=auth.key_id_or_none(),
-            caller_address=request.remote_addr,
-            template=attempt.template,
-            parameters=attempt.parameters,
-            flow=attempt.flow,
-            outcome=outcome,
-            http_status=status,
-            step=error.step if error is not None else None,
-            problem=_problem_name(error),
-            aws_error_code=extra.get("errorCode") if isinstance(extra.get("errorCode"), str) else None,
-            thing_name=attempt.thing_name,
-            certificate_id=attempt.certificate_id,
-            duration_ms=(time.monotonic() - attempt.started) * 1000,
-            idempotency_key=attempt.idempotency_key,
-        )
+    return Registration(
+        at=attempt.at,
+        request_id=request_id(),
+        key_id=auth.key_id_or_none(),
+        caller_address=request.remote_addr,
+        template=attempt.template,
+        parameters=attempt.parameters,
+        flow=attempt.flow,
+        outcome=_outcome(attempt, status),
+        http_status=status,
+        step=error.step if error is not None else None,
+        problem=_problem_name(error),
+        aws_error_code=extra.get("errorCode") if isinstance(extra.get("errorCode"), str) else None,
+        thing_name=attempt.thing_name,
+        certificate_id=attempt.certificate_id,
+        duration_ms=(time.monotonic() - attempt.started) * 1000,
+        idempotency_key=attempt.idempotency_key,
+        attempt_id=settlement.new_attempt_id(),
     )

@@ -7,32 +7,43 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.sql import Select
 
 from service.store.base import Queries
 from service.store.tables import enrollments
 
+# A claim whose holder never settled (its outcome is not recorded: the store failed after AWS
+# answered and the settlement waits in a journal, or the worker died) does not lapse back to
+# free on a 'once' entry: the device may exist, so it answers "may already be provisioned" until
+# the settlement arrives or an operator allows another (reprovision=allow). An 'allow' entry
+# may be provisioned again anyway: there a lapsed claim is taken over.
 _CLAIM = (
     update(enrollments)
     .where(
         enrollments.c.id == bindparam("b_entry_id"),
         enrollments.c.enabled.is_(True),
-        or_(enrollments.c.claim.is_(None), enrollments.c.claim_expires_at < bindparam("b_now")),
+        or_(
+            enrollments.c.claim.is_(None),
+            and_(enrollments.c.claim_expires_at < bindparam("b_now"), enrollments.c.reprovision == "allow"),
+        ),
         or_(enrollments.c.reprovision == "allow", enrollments.c.provisions == 0),
     )
     .values(claim=bindparam("b_claim"), claim_expires_at=bindparam("b_until"))
 )
+# Counted whoever holds the entry now: a settlement is applied exactly once (its audit record
+# is its key), and one that arrives late must still count on an 'allow' entry taken over since.
+_OURS = enrollments.c.claim == bindparam("b_claim")
 _COMPLETE = (
     update(enrollments)
-    .where(enrollments.c.id == bindparam("b_entry_id"), enrollments.c.claim == bindparam("b_claim"))
+    .where(enrollments.c.id == bindparam("b_entry_id"))
     .values(
         provisions=enrollments.c.provisions + 1,
         last_thing_name=bindparam("b_thing_name"),
         last_certificate_id=bindparam("b_certificate_id"),
         last_provisioned_at=bindparam("b_at"),
-        claim=None,
-        claim_expires_at=None,
+        claim=case((_OURS, None), else_=enrollments.c.claim),
+        claim_expires_at=case((_OURS, None), else_=enrollments.c.claim_expires_at),
     )
 )
 _RELEASE = (

@@ -67,7 +67,8 @@ class IdempotencyQueries(Queries):
     ) -> IdempotencyRecord | None:
         """Record a first attempt and return None; or return the record already there.
 
-        An expired record, or a running one whose holder's lock lapsed (a crash), is taken over.
+        An expired record is taken over. A running one whose lock lapsed is not: its outcome was
+        never recorded (a journaled settlement, a crash) and it may have provisioned.
         """
         this = {"b_key_id": key_id, "b_idempotency_key": key}
         new = {
@@ -87,10 +88,9 @@ class IdempotencyQueries(Queries):
                 if row is None:
                     continue  # deleted in between: try again
                 existing = IdempotencyRecord(**row)
-                lapsed = existing.state == "running" and existing.locked_until < now
-                if existing.expires_at > now and not (lapsed and existing.request_sha256 == request_sha256):
+                if existing.expires_at > now:
                     return existing
-                db.execute(_DELETE, this)  # expired, or its holder crashed: take it over
+                db.execute(_DELETE, this)  # expired: take it over
         raise RuntimeError("idempotency record kept changing")  # pragma: no cover
 
     def finish(

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import Executable
 
 from service.store.base import Queries
 from service.store.tables import registrations
 
 _INSERT = insert(registrations)
+
+
+@cache
+def _insert_once(dialect: str) -> Executable:
+    """Insert unless a record of this attempt exists, saying whether it did (one statement)."""
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_(registrations)
+        .on_conflict_do_nothing(index_elements=["attempt_id"])
+        .returning(registrations.c.id)
+    )
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,8 @@ class Registration:
     thing_name: str | None = None
     certificate_id: str | None = None
     idempotency_key: str | None = None
+    # Unique per attempt: a settlement applied twice (service.callers.settlement) finds it.
+    attempt_id: str | None = None
     id: int | None = field(default=None)
 
 
@@ -50,6 +66,12 @@ class RegistrationQueries(Queries):
         values: dict[str, Any] = {k: v for k, v in record.__dict__.items() if k != "id"}
         with self._db() as db:
             db.execute(_INSERT, values)
+
+    def insert_once(self, record: Registration) -> bool:
+        """Insert the record of an attempt (`attempt_id` set); False if it is already there."""
+        values: dict[str, Any] = {k: v for k, v in record.__dict__.items() if k != "id"}
+        with self._db() as db:
+            return db.execute(_insert_once(self.dialect), values).first() is not None
 
     def page(self, where: RegistrationFilter, before_id: int | None, limit: int) -> list[Registration]:
         """Newest first; `before_id` continues from the last page."""

@@ -114,8 +114,11 @@ registrations = Table(
     Column("certificate_id", String(64), nullable=True),
     Column("duration_ms", Float, nullable=False),
     Column("idempotency_key", String(255), nullable=True),
+    # One per attempt: the key that makes writing an attempt's settlement idempotent.
+    Column("attempt_id", String(32), nullable=True),
 )
 Index("ix_registrations_at", registrations.c.at)
+Index("uq_registrations_attempt", registrations.c.attempt_id, unique=True)
 Index("ix_registrations_key_at", registrations.c.key_id, registrations.c.at)
 Index("ix_registrations_thing", registrations.c.thing_name)
 

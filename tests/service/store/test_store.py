@@ -10,15 +10,29 @@ from typing import Any
 
 import pytest
 
-from service.callers import keys
+from service.callers import keys, settlement
 from service.callers.gate import Gate
 from service.callers.idempotency import Idempotency
 from service.callers.model import Caller, KeySpec
+from service.callers.settlement import Op, Settlement
 from service.errors import AlreadyProvisioned, Forbidden, IdempotencyConflict, RateLimited, StoreUnavailable
 from service.store import EnrollmentEntry, Registration, RegistrationFilter, Store
 from service.store.engine import current_revision, head_revision
 
 NOW = datetime(2026, 12, 3, 12, 0, 5, tzinfo=UTC)
+
+
+def settle(store: Store, ops: list[Op]) -> bool:
+    """Write ops as a request's settlement would (with an audit record of their own)."""
+    record = Registration(
+        at=NOW,
+        request_id="r",
+        outcome="provisioned",
+        http_status=201,
+        duration_ms=1.0,
+        attempt_id=settlement.new_attempt_id(),
+    )
+    return Settlement(record, ops).apply(store)
 
 
 def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
@@ -100,30 +114,71 @@ def test_a_once_enrollment_is_claimed_by_one_request_only(stores: Any) -> None:
     caller = Caller(key_id="bootstrap-1", role="admin", bootstrap=True)
 
     def admit(index: int) -> Any:
-        return gates[index % 4].admit(
-            caller, template="demo", parameters={"SerialNumber": "SN-1"}, server_key=False, now=NOW
-        )
+        return gates[index % 4].admit(caller, template="demo", parameters={"SerialNumber": "SN-1"}, now=NOW)
 
     results = in_threads(8, admit)
     admitted = [r for r in results if not isinstance(r, Exception)]
     assert len(admitted) == 1, results
     assert all(isinstance(r, AlreadyProvisioned) for r in results if isinstance(r, Exception))
-    admitted[0].succeeded(store, "demo-SN-1", "ab" * 32, NOW)
+    settle(store, admitted[0].succeeded("demo-SN-1", "ab" * 32, NOW))
     with pytest.raises(AlreadyProvisioned) as again:
         admit(0)
     assert again.value.extra["thingName"] == "demo-SN-1"
 
 
-def test_a_crashed_claim_lapses(stores: Any) -> None:
+def test_an_unsettled_claim_never_lapses_back_to_free(stores: Any) -> None:
     store = stores()
-    store.enrollments.upsert_all([EnrollmentEntry("demo", "SerialNumber", "SN-2")], NOW)
+    store.enrollments.upsert_all(
+        [
+            EnrollmentEntry("demo", "SerialNumber", "SN-2"),
+            EnrollmentEntry("demo", "SerialNumber", "SN-7", reprovision="allow"),
+        ],
+        NOW,
+    )
     gate = Gate(store, claim_seconds=30)
     caller = Caller(key_id="bootstrap-1", role="admin", bootstrap=True)
-    gate.admit(caller, template="demo", parameters={"SerialNumber": "SN-2"}, server_key=False, now=NOW)
-    with pytest.raises(AlreadyProvisioned):  # held by a request that never settled
-        gate.admit(caller, template="demo", parameters={"SerialNumber": "SN-2"}, server_key=False, now=NOW)
+    once = {"template": "demo", "parameters": {"SerialNumber": "SN-2"}}
+    held = gate.admit(caller, **once, now=NOW)
+    with pytest.raises(AlreadyProvisioned) as running:  # held by a request that has not settled
+        gate.admit(caller, **once, now=NOW)
+    assert running.value.extra == {"inProgress": True}
+    # Past its holder's deadline the outcome is still unknown: the device may exist.
     later = NOW + timedelta(seconds=31)
-    gate.admit(caller, template="demo", parameters={"SerialNumber": "SN-2"}, server_key=False, now=later)
+    with pytest.raises(AlreadyProvisioned) as unknown:
+        gate.admit(caller, **once, now=later)
+    assert (
+        "may already be provisioned" in unknown.value.detail and "SerialNumber=SN-2" in unknown.value.detail
+    )
+    assert unknown.value.extra == {"thingName": None, "certificateId": None}
+    # The settlement arrives (from a journal): now the answer names the thing.
+    assert settle(store, held.succeeded("demo-SN-2", "ef" * 32, NOW))
+    with pytest.raises(AlreadyProvisioned) as provisioned:
+        gate.admit(caller, **once, now=later)
+    assert provisioned.value.extra["thingName"] == "demo-SN-2"
+    # An 'allow' entry may be provisioned again anyway: its lapsed claim is taken over, and the
+    # late settlement of the first holder still counts.
+    allow = {"template": "demo", "parameters": {"SerialNumber": "SN-7"}}
+    first = gate.admit(caller, **allow, now=NOW)
+    second = gate.admit(caller, **allow, now=later)
+    assert settle(store, first.succeeded("demo-SN-7", "01" * 32, NOW))
+    assert settle(store, second.succeeded("demo-SN-7", "02" * 32, later))
+    entry = store.enrollments.get("demo", "SerialNumber", "SN-7")
+    assert entry is not None and entry.provisions == 2 and entry.claim is None
+
+
+def test_a_settlement_is_written_once(stores: Any) -> None:
+    store = stores()
+    record, _ = keys.issue(store, KeySpec(max_provisions=3), NOW)
+    caller = keys.caller_of(record)
+    admission = Gate(store, claim_seconds=30).admit(caller, template="demo", parameters={}, now=NOW)
+    registration = Registration(
+        at=NOW, request_id="r-once", outcome="failed", http_status=503, duration_ms=1.0, attempt_id="a" * 32
+    )
+    twice = [Settlement(registration, admission.failed()) for _ in range(2)]
+    assert [s.apply(other) for s, other in zip(twice, (store, stores()), strict=True)] == [True, False]
+    assert store.keys.get(record.key_id).provisions == 0  # type: ignore[union-attr]
+    records = store.registrations.page(RegistrationFilter(), None, 10)
+    assert [r.request_id for r in records] == ["r-once"]
 
 
 def test_a_failed_provision_gives_back_its_quota_and_its_enrollment(stores: Any) -> None:
@@ -132,25 +187,33 @@ def test_a_failed_provision_gives_back_its_quota_and_its_enrollment(stores: Any)
     store.enrollments.upsert_all([EnrollmentEntry("demo", "SerialNumber", "SN-3")], NOW)
     gate = Gate(store, claim_seconds=30)
     caller = keys.caller_of(record)
-    args = {"template": "demo", "parameters": {"SerialNumber": "SN-3"}, "server_key": False, "now": NOW}
-    gate.admit(caller, **args).failed(store)
+    args = {"template": "demo", "parameters": {"SerialNumber": "SN-3"}, "now": NOW}
+    settle(store, gate.admit(caller, **args).failed())
     admission = gate.admit(caller, **args)
-    admission.succeeded(store, "demo-SN-3", "cd" * 32, NOW)
+    settle(store, admission.succeeded("demo-SN-3", "cd" * 32, NOW))
     with pytest.raises(Forbidden):
-        gate.admit(caller, template="demo", parameters={"SerialNumber": "SN-4"}, server_key=False, now=NOW)
+        gate.admit(caller, template="demo", parameters={"SerialNumber": "SN-4"}, now=NOW)
 
 
 def test_idempotency_records_one_first_attempt_across_hosts(stores: Any) -> None:
     caller = Caller(key_id="k000000000001", role="provision")
     body = {"templateName": "demo", "parameters": {"SerialNumber": "SN-5"}}
+    digest = Idempotency.digest(body)
     guards = [Idempotency(stores(), ttl=timedelta(hours=24), lock=timedelta(seconds=60)) for _ in range(4)]
-    results = in_threads(8, lambda i: guards[i % 4].begin(caller, "idem-1", body, NOW))
+    results = in_threads(8, lambda i: guards[i % 4].begin(caller, "idem-1", digest, NOW, device="SN-5"))
     assert results.count(None) == 1, results
     assert all(isinstance(r, IdempotencyConflict) for r in results if r is not None)
-    guards[0].succeeded(caller, "idem-1", 201, {"thingName": "demo-SN-5", "certificateId": "x"})
-    replay = guards[1].begin(caller, "idem-1", body, NOW + timedelta(hours=1))
-    assert replay is not None and replay.body["thingName"] == "demo-SN-5"
-    assert guards[2].begin(caller, "idem-1", body, NOW + timedelta(hours=25)) is None  # expired
+    # Past the first attempt's deadline with no outcome recorded: it may have provisioned.
+    with pytest.raises(AlreadyProvisioned) as unknown:
+        guards[3].begin(caller, "idem-1", digest, NOW + timedelta(seconds=61), device="SerialNumber=SN-5")
+    assert "SerialNumber=SN-5" in unknown.value.detail and "not been recorded" in unknown.value.detail
+    answer = {"thingName": "demo-SN-5", "certificateId": "x"}
+    settle(stores(), [settlement.finish_idempotency(caller.key_id, "idem-1", 201, answer)])
+    replay = guards[1].begin(caller, "idem-1", digest, NOW + timedelta(hours=1), device="SN-5")
+    assert replay is not None and replay.body == {"thingName": "demo-SN-5", "certificateId": "x"}
+    assert (
+        guards[2].begin(caller, "idem-1", digest, NOW + timedelta(hours=25), device="SN-5") is None
+    )  # expired
 
 
 def test_registrations_filter_page_and_prune(stores: Any) -> None:
