@@ -60,6 +60,10 @@ class Settings:
     # The MQTT pool and its deadlines.
     pool_size: int = 4
     pool_wait_seconds: float = 2.0
+    # Spare connections while faults hold links (docs/correlation.md, "Spare connections"): at most
+    # this many beyond pool_size, opened when a flow has waited this long for an answer.
+    pool_spares: int = 4
+    pool_spare_after_seconds: float = 0.5
     request_timeout_seconds: float = 20.0
     step_timeout_seconds: float = 10.0
     connect_timeout_seconds: float = 10.0

@@ -36,6 +36,8 @@ PLACEHOLDERS = ("change-me", "changeme", "change_me", "replace-me", "replaceme",
 NUMBERS: dict[str, tuple[type, float, float]] = {
     "pool_size": (int, 1, 50),
     "pool_wait_seconds": (float, 0, 60),
+    "pool_spares": (int, 0, 50),
+    "pool_spare_after_seconds": (float, 0.01, 300),
     "request_timeout_seconds": (float, 0.1, 300),
     "step_timeout_seconds": (float, 0.1, 300),
     "connect_timeout_seconds": (float, 0.1, 300),
