@@ -9,13 +9,18 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 
 from service.errors import InvalidInput
 from service.store import EnrollmentEntry
+from service.text import problem as unusable
 
 TEMPLATE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,36}\Z")
 REPROVISION = ("once", "allow")
 MAX_LINES = 100_000
+# The import's own body limit (POST /admin/enrollments/import, and nginx's for that route): room
+# for MAX_LINES lines of a serial, enabled and reprovision (about 25 bytes each).
+MAX_BYTES = 4 * 1024 * 1024
 _TRUE = ("true", "1", "yes", "")
 _FALSE = ("false", "0", "no")
 
@@ -34,8 +39,11 @@ def parse(text: str, *, template: str, parameter: str) -> list[EnrollmentEntry]:
     base = _problems(template, parameter, "x", "once")
     if base:
         raise InvalidInput("; ".join(base), errors={"query": base}, status=422)
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    # newline="": the csv module itself splits lines (CRLF, LF or CR alone) and keeps quoted line
+    # breaks, which _problems then refuses. strict: a stray quote is an error, not a merged value.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows = _rows(reader)
+    header = next((row for _, row in rows), [])
     if parameter not in header:
         raise InvalidInput(
             f"line 1: the header has no column '{parameter}' (columns: {', '.join(header) or 'none'})",
@@ -45,13 +53,13 @@ def parse(text: str, *, template: str, parameter: str) -> list[EnrollmentEntry]:
     entries: list[EnrollmentEntry] = []
     errors: dict[str, list[str]] = {}
     seen: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
+    for line, fields in rows:
         if line > MAX_LINES:
             raise InvalidInput(f"at most {MAX_LINES} lines per import", status=413)
-        if None in row:
+        if len(fields) > len(header):
             errors[f"line {line}"] = ["more fields than the header has columns"]
             continue
+        row = dict(zip(header, fields, strict=False))
         value = (row.get(parameter) or "").strip()
         enabled_text = (row.get("enabled") or "").strip().lower()
         reprovision = (row.get("reprovision") or "once").strip().lower() or "once"
@@ -76,16 +84,47 @@ def parse(text: str, *, template: str, parameter: str) -> list[EnrollmentEntry]:
     return entries
 
 
+def _rows(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
+    """Each row but blank lines, with the line it begins on; a row the csv module cannot read is a
+    422 naming that line (an unbalanced quote reads on to the end: where it began is what to fix)."""
+    line_num = 0
+    while True:
+        begins = line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise _unreadable(begins, error) from None
+        line_num = reader.line_num  # type: ignore[attr-defined]
+        if row:
+            yield begins, row
+
+
+def _unreadable(line: int, error: csv.Error) -> InvalidInput:
+    problem = f'not valid CSV from this line on ({error}): is a quote (") left open?'
+    return InvalidInput(
+        f"line {line}: {problem}; nothing was imported", errors={f"line {line}": [problem]}, status=422
+    )
+
+
 def _problems(template: str, parameter: str, value: str, reprovision: str) -> list[str]:
     problems = []
     if not TEMPLATE_NAME.match(template):
         problems.append("template must be 1-36 characters of [0-9A-Za-z_-]")
     if not parameter or len(parameter) > 128:
         problems.append("parameter must be 1-128 characters")
+    elif unusable(parameter):
+        problems.append(f"parameter {unusable(parameter)}")
     if not value:
         problems.append("the value is empty")
     elif len(value) > 2048:
         problems.append("the value is longer than 2048 characters")
+    elif "\n" in value or "\r" in value:
+        # A quote left open joins the lines that follow into one value: never a serial.
+        problems.append("the value holds a line break (a quote left open?)")
+    elif unusable(value):
+        problems.append(f"the value {unusable(value)}")
     if reprovision not in REPROVISION:
         problems.append(f"reprovision must be once or allow, got {reprovision[:40]!r}")
     return problems

@@ -31,10 +31,11 @@ from service.http.admin_schemas import (
     KeyCreateSchema,
     RegistrationQuerySchema,
 )
-from service.http.body import read_json_object
+from service.http.body import read_body, read_json_object
 from service.http.problems import rules_broken
 from service.http.responses import json_response
-from service.store import RegistrationFilter, Store
+from service.store import KeyRecord, RegistrationFilter, Store
+from service.text import refuse_unusable
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -68,10 +69,25 @@ def _load(schema: Schema, data: Any) -> dict[str, Any]:
     return loaded
 
 
-def _no_such_key(key_id: str) -> NotFound:
-    # Echo the id only when it looks like one: a whole key pasted by mistake holds its secret.
-    shown = repr(key_id) if re.fullmatch(r"k[0-9a-f]{12}", key_id) else "like that"
-    return NotFound(f"no API key with id {shown}")
+def _query(schema: Schema) -> dict[str, Any]:
+    arguments = request.args.to_dict()
+    refuse_unusable(arguments)
+    return _load(schema, arguments)
+
+
+_KEY_ID = re.compile(r"k[0-9a-f]{12}")
+
+
+def _key(store: Store, key_id: str) -> KeyRecord:
+    """The key with this id, else 404 (422 for an id with text no key id can hold)."""
+    refuse_unusable({"keyId": key_id})
+    # Issued ids all look like this: anything else is looked up nowhere.
+    record = store.keys.get(key_id) if _KEY_ID.fullmatch(key_id) else None
+    if record is None:
+        # Echo the id only when it looks like one: a whole key pasted by mistake holds its secret.
+        shown = repr(key_id) if _KEY_ID.fullmatch(key_id) else "like that"
+        raise NotFound(f"no API key with id {shown}")
+    return record
 
 
 @blueprint.post("/keys")
@@ -103,17 +119,13 @@ def list_keys() -> Response:
 
 @blueprint.get("/keys/<key_id>")
 def get_key(key_id: str) -> Response:
-    record = _store().keys.get(key_id)
-    if record is None:
-        raise _no_such_key(key_id)
-    return json_response(key_view(record, datetime.now(UTC)), 200)
+    return json_response(key_view(_key(_store(), key_id), datetime.now(UTC)), 200)
 
 
 @blueprint.delete("/keys/<key_id>")
 def revoke_key(key_id: str) -> Response:
     store, now = _store(), datetime.now(UTC)
-    if store.keys.get(key_id) is None:
-        raise _no_such_key(key_id)
+    _key(store, key_id)
     store.keys.revoke(key_id, now)
     keys.forget(key_id)  # this worker at once; the others within keys.CACHE_SECONDS
     record = store.keys.get(key_id)
@@ -136,13 +148,10 @@ def put_enrollment() -> Response:
 
 @blueprint.post("/enrollments/import")
 def import_enrollments() -> Response:
-    query = _load(_IMPORT_QUERY, request.args.to_dict())
+    query = _query(_IMPORT_QUERY)
     if request.mimetype not in ("text/csv", "text/plain"):
         raise UnsupportedMediaType(f"Send the CSV as text/csv, got {request.mimetype or 'no Content-Type'}.")
-    limit = context.settings().max_body_bytes * 16
-    raw = request.get_data(cache=False)
-    if len(raw) > limit:
-        raise InvalidInput(f"the CSV is larger than {limit} bytes; split it", status=413)
+    raw = read_body(enrollment_csv.MAX_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -154,7 +163,7 @@ def import_enrollments() -> Response:
 
 @blueprint.get("/enrollments")
 def list_enrollments() -> Response:
-    query = _load(_ENROLLMENT_QUERY, request.args.to_dict())
+    query = _query(_ENROLLMENT_QUERY)
     records = _store().enrollments.page(query["template"], query["after"], query["limit"])
     following = records[-1].id if len(records) == query["limit"] else None
     return json_response({"items": [enrollment_view(r) for r in records], "next": following}, 200)
@@ -162,7 +171,7 @@ def list_enrollments() -> Response:
 
 @blueprint.get("/registrations")
 def list_registrations() -> Response:
-    query = _load(_REGISTRATION_QUERY, request.args.to_dict())
+    query = _query(_REGISTRATION_QUERY)
     where = RegistrationFilter(
         since=query["since"],
         until=query["until"],

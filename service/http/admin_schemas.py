@@ -12,7 +12,19 @@ from service.callers.model import ROLES
 
 TEMPLATE_NAME = validate.Regexp(r"^[0-9A-Za-z_-]{1,36}\Z", error="must be 1-36 characters of [0-9A-Za-z_-]")
 # strict: 1.5 is refused, not truncated to 1 (a quota of 1.5 provisions has no meaning).
-WHOLE_NUMBER = {"invalid": "must be a whole number"}
+WHOLE_NUMBER: dict[str, str | list[Any] | dict[Any, Any]] = {"invalid": "must be a whole number"}
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An RFC 3339 time with a zone, loaded in UTC: one outside the years 1-9999 there is refused
+    here, not when the store converts it."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("must be a time between the years 1 and 9999 in UTC") from None
 
 
 class KeyCreateSchema(Schema):
@@ -30,7 +42,7 @@ class KeyCreateSchema(Schema):
     )
     server_keys = fields.Boolean(data_key="serverKeys", load_default=True)
     enrolled_only = fields.Boolean(data_key="enrolledOnly", load_default=False)
-    expires_at = fields.AwareDateTime(data_key="expiresAt", load_default=None, allow_none=True)
+    expires_at = UtcDateTime(data_key="expiresAt", load_default=None, allow_none=True)
     max_provisions = fields.Integer(
         data_key="maxProvisions",
         load_default=None,
@@ -50,13 +62,7 @@ class KeyCreateSchema(Schema):
 
     @validates("expires_at")
     def _check_expiry(self, value: datetime | None, **kwargs: Any) -> None:
-        if value is None:
-            return
-        try:
-            expires = value.astimezone(UTC)
-        except OverflowError:
-            raise ValidationError("must be a time between the years 1 and 9999 in UTC") from None
-        if expires <= datetime.now(UTC):
+        if value is not None and value <= datetime.now(UTC):
             raise ValidationError("must be in the future: a key that expired before it was made never works")
 
     @validates("parameter_rules")
@@ -87,7 +93,8 @@ class PageSchema(Schema):
 
 class EnrollmentQuerySchema(PageSchema):
     template = fields.String(load_default=None, validate=TEMPLATE_NAME)
-    after = fields.Integer(load_default=0, validate=validate.Range(0))
+    # Cursors are row ids: bounded by their columns (a 32-bit id here, 64-bit for registrations).
+    after = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1))
 
 
 class ImportQuerySchema(Schema):
@@ -99,12 +106,12 @@ class ImportQuerySchema(Schema):
 
 
 class RegistrationQuerySchema(PageSchema):
-    since = fields.AwareDateTime(load_default=None)
-    until = fields.AwareDateTime(load_default=None)
+    since = UtcDateTime(load_default=None)
+    until = UtcDateTime(load_default=None)
     key_id = fields.String(data_key="keyId", load_default=None)
     template = fields.String(load_default=None)
     thing_name = fields.String(data_key="thingName", load_default=None)
     outcome = fields.String(
         load_default=None, validate=validate.OneOf(("provisioned", "refused", "failed", "replayed"))
     )
-    before = fields.Integer(load_default=None, validate=validate.Range(1))
+    before = fields.Integer(load_default=None, validate=validate.Range(1, 2**63 - 1))

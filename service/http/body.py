@@ -1,4 +1,5 @@
-"""Reading a request body: application/json, bounded, one JSON object with no duplicate keys."""
+"""Reading a request body: application/json, bounded, one JSON object with no duplicate keys and
+no text the store cannot keep (service.http.text)."""
 
 from __future__ import annotations
 
@@ -9,28 +10,14 @@ from flask import Response, after_this_request, request
 from werkzeug.exceptions import ClientDisconnected
 
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from service.text import refuse_unusable
 
 
 def read_json_object(max_bytes: int) -> dict[str, Any]:
     if request.mimetype != "application/json":
         got = request.mimetype or "no Content-Type"
         raise UnsupportedMediaType(f"Send the body as application/json, got {got}.")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise too_large(max_bytes)
-    # A chunked body has no Content-Length: werkzeug stops reading it at MAX_CONTENT_LENGTH,
-    # which create_app sets one byte above the limit so that reading that byte means too large.
-    try:
-        raw = request.get_data(cache=False)
-    except (OSError, ValueError, ClientDisconnected):
-        # A malformed chunked body (werkzeug's server raises OSError, gunicorn's is turned into
-        # one by http.framing) or a body cut short.
-        raise unframed(
-            "the body could not be read as sent (malformed chunked encoding, or cut short)"
-        ) from None
-    if len(raw) > max_bytes:
-        raise too_large(max_bytes)
-    if request.content_length is not None and len(raw) != request.content_length:
-        raise unframed(f"the body has {len(raw)} bytes, its Content-Length says {request.content_length}")
+    raw = read_body(max_bytes)
     try:
         body = json.loads(
             raw.decode("utf-8"), object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant
@@ -50,7 +37,31 @@ def read_json_object(max_bytes: int) -> dict[str, Any]:
         raise InvalidInput("body is not valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidInput(f"body must be a JSON object, got {json_type(body)}")
+    refuse_unusable(body)
     return body
+
+
+def read_body(max_bytes: int) -> bytes:
+    """The whole body, at most `max_bytes` (413 past it), framed as its headers say (400 if not)."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large(max_bytes)
+    # A chunked body has no Content-Length: werkzeug stops reading it at max_content_length, one
+    # byte above the limit so that reading that byte means too large (http.problems says which
+    # limit). The app's is PROVISIONER_MAX_BODY_BYTES; a route with a larger body sets its own.
+    request.max_content_length = max_bytes + 1
+    try:
+        raw = request.get_data(cache=False)
+    except (OSError, ValueError, ClientDisconnected):
+        # A malformed chunked body (werkzeug's server raises OSError, gunicorn's is turned into
+        # one by http.framing) or a body cut short.
+        raise unframed(
+            "the body could not be read as sent (malformed chunked encoding, or cut short)"
+        ) from None
+    if len(raw) > max_bytes:
+        raise too_large(max_bytes)
+    if request.content_length is not None and len(raw) != request.content_length:
+        raise unframed(f"the body has {len(raw)} bytes, its Content-Length says {request.content_length}")
+    return raw
 
 
 def unframed(detail: str) -> InvalidInput:

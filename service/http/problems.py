@@ -83,7 +83,9 @@ def _render_http_exception(error: HTTPException) -> Response:
     elif code == 405:
         problem = MethodNotAllowed(f"{request.method} is not allowed on this resource.")
     elif code == 413:
-        problem = too_large(context.settings().max_body_bytes)
+        # The limit of this route (http.body.read_body), else the app's.
+        limit = request.max_content_length
+        problem = too_large(limit - 1 if limit else context.settings().max_body_bytes)
     elif code == 415:
         problem = UnsupportedMediaType(error.description or "Unsupported media type.")
     elif code < 500:

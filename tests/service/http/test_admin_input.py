@@ -54,3 +54,138 @@ def test_a_key_expiring_in_the_future_with_whole_limits_is_made(admin_api: Any) 
     response = admin_api.post("/admin/keys", json={"expiresAt": expires, "maxProvisions": 2})
     assert response.status_code == 201, response.text
     assert response.json()["key"]["maxProvisions"] == 2 and response.json()["key"]["state"] == "active"
+
+
+# --- text no store can keep: NUL anywhere, lone surrogates; cursors past their columns ----------
+
+NUL, SURROGATE = "\x00", "\ud800"
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE], ids=["NUL", "lone-surrogate"])
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (
+            "/provision",
+            {"templateName": "demo", "parameters": {"SerialNumber": "SN-{}"}},
+            "parameters.SerialNumber",
+        ),
+        ("/provision", {"templateName": "demo", "parameters": {"S{}": "SN-1"}}, "parameters"),
+        ("/admin/keys", {"name": "line {}"}, "name"),
+        ("/admin/keys", {"parameterRules": {"SerialNumber": "^SN-{}$"}}, "parameterRules.SerialNumber"),
+        ("/admin/enrollments", {"template": "demo", "value": "SN-{}"}, "value"),
+        ("/admin/enrollments", {"template": "demo", "parameter": "S{}", "value": "SN-1"}, "parameter"),
+    ],
+)
+def test_text_no_store_can_keep_is_422_naming_the_field(
+    admin_api: Any, bad: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    sent = _fill(body, bad)
+    response = admin_api.post(path, json=sent)
+    assert refused(response, field)
+    assert admin_api.get("/admin/registrations").status_code == 200  # the store still answers
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/admin/registrations?keyId=k%00", "keyId"),
+        ("/admin/registrations?template=demo%00", "template"),
+        ("/admin/registrations?thingName=%00", "thingName"),
+        ("/admin/enrollments/import?template=demo&parameter=Serial%00", "parameter"),
+    ],
+)
+def test_a_nul_in_a_query_is_422_naming_it(admin_api: Any, path: str, field: str) -> None:
+    method = "POST" if "import" in path else "GET"
+    response = admin_api.request(
+        method, path, data="SerialNumber\nSN-1\n", headers={"Content-Type": "text/csv"}
+    )
+    assert refused(response, field)
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_a_nul_in_a_key_id_is_422_and_anything_else_unknown_is_404(admin_api: Any, method: str) -> None:
+    assert refused(admin_api.request(method, "/admin/keys/k%00"), "keyId")
+    for unknown in ("k000000000000", "x" * 300, "%F0%9F%94%91"):
+        assert admin_api.request(method, f"/admin/keys/{unknown}").status_code == 404
+
+
+@pytest.mark.parametrize("value", [2**31, 2**63, 10**20, -1])
+def test_an_enrollment_cursor_outside_its_column_is_422(admin_api: Any, value: int) -> None:
+    assert refused(admin_api.get(f"/admin/enrollments?after={value}"), "after")
+
+
+@pytest.mark.parametrize("value", [2**63, 10**20, 0])
+def test_a_registration_cursor_outside_its_column_is_422(admin_api: Any, value: int) -> None:
+    assert refused(admin_api.get(f"/admin/registrations?before={value}"), "before")
+
+
+def test_cursors_at_the_ends_of_their_columns_page_to_nothing(admin_api: Any) -> None:
+    assert admin_api.get(f"/admin/enrollments?after={2**31 - 1}").json() == {"items": [], "next": None}
+    assert admin_api.get(f"/admin/registrations?before={2**63 - 1}").json() == {"items": [], "next": None}
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00%2B01:00", "9999-12-31T23:00:00-02:00"])
+def test_a_time_filter_outside_the_years_1_to_9999_in_utc_is_422(admin_api: Any, moment: str) -> None:
+    assert refused(admin_api.get(f"/admin/registrations?since={moment}"), "since")
+
+
+def _fill(value: Any, bad: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{}", bad)
+    if isinstance(value, dict):
+        return {_fill(k, bad): _fill(v, bad) for k, v in value.items()}
+    return value
+
+
+# --- enrollment CSV: a strict parser, every line break, its own size limit ----------------------
+
+
+def import_csv(api: Any, text: str | bytes) -> Any:
+    return api.post(
+        "/admin/enrollments/import?template=demo", data=text, headers={"Content-Type": "text/csv"}
+    )
+
+
+def enrolled(api: Any) -> list[str]:
+    return [e["value"] for e in api.get("/admin/enrollments?limit=1000").json()["items"]]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["LF", "CRLF", "CR"])
+def test_an_enrollment_csv_with_any_line_ends_imports_every_line(admin_api: Any, newline: str) -> None:
+    text = newline.join(["SerialNumber,enabled", "SN-1,true", "SN-2,false", "SN-3,"]) + newline
+    response = import_csv(admin_api, text)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"added": 3, "updated": 0}
+    assert enrolled(admin_api) == ["SN-1", "SN-2", "SN-3"]
+
+
+def test_an_unbalanced_quote_is_422_naming_its_line_never_a_merged_serial(admin_api: Any) -> None:
+    response = import_csv(admin_api, 'SerialNumber\nSN-1\n"SN-2\nSN-3\nSN-4\n')
+    assert response.status_code == 422, response.text
+    assert list(response.json()["errors"]) == ["line 3"]
+    closed_later = import_csv(admin_api, 'SerialNumber\nSN-1\n"SN-2\nSN-3"\nSN-4\n')
+    assert closed_later.status_code == 422, closed_later.text
+    assert "line break" in " ".join(closed_later.json()["errors"]["line 3"])
+    stray = import_csv(admin_api, 'SerialNumber,enabled\nSN-1,"true"x\n')
+    assert stray.status_code == 422 and list(stray.json()["errors"]) == ["line 2"]
+    assert enrolled(admin_api) == []
+
+
+@pytest.mark.parametrize("bad", [NUL, "\x00\x00"], ids=["NUL", "NULs"])
+def test_a_nul_in_an_enrollment_csv_is_422_naming_its_line(admin_api: Any, bad: str) -> None:
+    response = import_csv(admin_api, f"SerialNumber\nSN-1\nSN-{bad}2\n")
+    assert response.status_code == 422, response.text
+    assert list(response.json()["errors"]) == ["line 3"]
+    assert enrolled(admin_api) == []
+
+
+def test_an_import_of_100000_serials_fits_its_own_body_limit(admin_api: Any) -> None:
+    serials = [f"SN-{n:09d}" for n in range(99_999)]
+    text = "SerialNumber,enabled,reprovision\n" + "".join(f"{s},true,once\n" for s in serials)
+    assert len(text.encode()) > admin_api.settings.max_body_bytes * 16  # over the limit it had
+    response = import_csv(admin_api, text)
+    assert response.status_code == 200, response.text[:500]
+    assert response.json() == {"added": 99_999, "updated": 0}
+    too_many = import_csv(admin_api, "SerialNumber\n" + "".join(f"X-{n}\n" for n in range(100_000)))
+    assert too_many.status_code == 413, too_many.text[:500]
