@@ -102,13 +102,17 @@ def metric_sum(port: int, api_key: str, name: str) -> float:
     )
 
 
-def run_once(args: argparse.Namespace, csrs: list[Csr], log_file: Any) -> dict[str, Any]:
+def run_once(
+    args: argparse.Namespace, csrs: list[Csr], log_file: Any, tree: Path | None = None
+) -> dict[str, Any]:
+    """One run; `tree`: run the service from that checkout instead (a baseline, side by side)."""
     api_key = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         emulator = Emulator(data_dir=Path(tmp) / "emulator", key_algorithm="ec").start()
-        service = ServiceProcess(
-            service_env(emulator, api_key, args.pool_size), log_file, workers=args.workers
-        )
+        env = service_env(emulator, api_key, args.pool_size)
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)  # ahead of the editable install on sys.path
+        service = ServiceProcess(env, log_file, workers=args.workers, cwd=tree)
         try:
             service.wait_ready(args.pool_size)
             opened_before = connections_opened(service.port, api_key)
@@ -226,29 +230,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-size", type=int, default=8)
     parser.add_argument("--mix", type=parse_mix, default=parse_mix(DEFAULT_MIX))
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="a checkout of an earlier commit (git worktree add): each run also runs the service "
+        "from there, just before this tree's, and the summary compares the two",
+    )
     args = parser.parse_args(argv)
     # Answers to connections the service has already replaced are expected here: not worth a line each.
     logging.getLogger("emulator").setLevel(logging.ERROR)
     csrs = make_csrs(64)
     print(f"fault mix per operation: {', '.join(f'{k} {c:.0%}' for k, c in args.mix)}", flush=True)
-    runs = []
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "this tree": []}
+    trees = [("baseline", args.baseline_tree)] if args.baseline_tree else []
+    trees.append(("this tree", None))
     with tempfile.NamedTemporaryFile("w", prefix="bench-faults-service-", suffix=".log", delete=False) as log:
         for run in range(1, args.runs + 1):
-            figures = run_once(args, csrs, log)
-            runs.append(figures)
-            print(line(run, figures), flush=True)
-            for reason, count in figures["reasons"].items():
-                print(f"    {count:4d} x {reason}")
+            for name, tree in trees:
+                figures = run_once(args, csrs, log, tree)
+                runs[name].append(figures)
+                print(f"{name}: " + line(run, figures), flush=True)
+                for reason, count in figures["reasons"].items():
+                    print(f"    {count:4d} x {reason}")
     print(f"service log: {log.name}")
-    amplifications = sorted(f["amplification"] for f in runs if f["amplification"] is not None)
-    if amplifications:
-        print(
-            f"amplification median {amplifications[len(amplifications) // 2]:.2f} "
-            f"(target <= 1.5); wrong answers {sum(f['wrong_answers'] for f in runs)} (target 0)"
-        )
+    for name, _ in trees:
+        print(f"{name}: " + summary(runs[name]))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2, default=str))
-    return 1 if any(f["wrong_answers"] for f in runs) else 0
+    return 1 if any(f["wrong_answers"] for f in runs["this tree"]) else 0
+
+
+def summary(runs: list[dict[str, Any]]) -> str:
+    def median(key: str) -> float:
+        values = sorted(f[key] for f in runs if f[key] is not None)
+        return values[len(values) // 2] if values else float("nan")
+
+    share = sorted(f["statuses"].get(201, 0) / sum(f["statuses"].values()) for f in runs)
+    return (
+        f"{len(runs)} runs, medians: amplification {median('amplification'):.2f} (target <= 1.5), "
+        f"201 share {share[len(share) // 2]:.0%}, 201 p50 {median('p50_ms'):.0f} ms, "
+        f"p99 {median('p99_ms'):.0f} ms, connections opened {median('connections_opened'):.0f}; "
+        f"wrong answers {sum(f['wrong_answers'] for f in runs)} in all (target 0)"
+    )
 
 
 if __name__ == "__main__":

@@ -127,13 +127,16 @@ class EmulatorProcess:
 class ServiceProcess:
     """The service as production runs it: gunicorn, gthread workers, `service.gunicorn_conf`."""
 
-    def __init__(self, env: dict[str, str], log_file: IO[str], *, workers: int) -> None:
+    def __init__(
+        self, env: dict[str, str], log_file: IO[str], *, workers: int, cwd: Path | None = None
+    ) -> None:
+        """`cwd`: run the service from that checkout (python -m puts it first on sys.path)."""
         self.port = free_port()
         self.workers_wanted = workers
         self.env = {**env, "PROVISIONER_BIND": f"127.0.0.1:{self.port}", "PROVISIONER_WORKERS": str(workers)}
         self.command = gunicorn_command()
         self.proc = subprocess.Popen(
-            self.command, env={**os.environ, **self.env}, stdout=log_file, stderr=log_file, text=True
+            self.command, env={**os.environ, **self.env}, stdout=log_file, stderr=log_file, text=True, cwd=cwd
         )
         self.master = psutil.Process(self.proc.pid)
         self._workers: list[psutil.Process] = []
