@@ -80,7 +80,8 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    """One throwaway cluster. ``start()`` once, ``create_database()`` as often as needed, ``stop()``."""
+    """One throwaway cluster. ``start()`` once, ``create_database()`` as often as needed, ``stop()``;
+    ``halt()`` and ``resume()`` for an outage."""
 
     def __init__(self, bindir: Path | None = None, *, start_timeout: float = 30.0) -> None:
         found = bindir or find_bindir()
@@ -169,26 +170,8 @@ class PostgresServer:
             )
             for attempt in range(3):  # the free port can be taken between probing and binding
                 self.port = _free_port()
-                options = (
-                    f"-p {self.port} -k {self.socket_dir} -c listen_addresses={self.host} "
-                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                    "-c max_connections=200"
-                )
                 try:
-                    self._run(
-                        "pg_ctl",
-                        "start",
-                        "-D",
-                        str(self.data_dir),
-                        "-l",
-                        str(self.log_file),
-                        "-w",
-                        "-t",
-                        str(int(self.start_timeout)),
-                        "-o",
-                        options,
-                        timeout=self.start_timeout + 10,
-                    )
+                    self._pg_ctl_start()
                     break
                 except RuntimeError:
                     if attempt == 2:
@@ -199,6 +182,40 @@ class PostgresServer:
             raise
         atexit.register(self.stop)
         return self
+
+    def _pg_ctl_start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses={self.host} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+        self._run(
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-w",
+            "-t",
+            str(int(self.start_timeout)),
+            "-o",
+            options,
+            timeout=self.start_timeout + 10,
+        )
+
+    def halt(self) -> None:
+        """Stop the server as an outage would (``pg_ctl stop -m fast``: connections are cut),
+        keeping its data and port for ``resume()``."""
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", timeout=60)
+
+    def resume(self) -> None:
+        """Start a halted server again, on the same port with the same data."""
+        self._pg_ctl_start()
+        self._admin = self._wait_ready()
 
     def _wait_ready(self) -> psycopg.Connection:
         deadline = time.monotonic() + self.start_timeout
