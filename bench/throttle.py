@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
             started = time.monotonic()
             results = offer(base, args.rate, args.seconds)
             args.elapsed = time.monotonic() - started
-            metrics = requests.get(base + "/metrics", timeout=10).text
+            metrics = requests.get(
+                base + "/metrics", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+            ).text
         finally:
             service.stop()
             log.close()

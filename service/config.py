@@ -81,8 +81,8 @@ class Settings:
     max_parameter_value_length: int = 2048
     log_level: str = "INFO"
     log_format: str = "text"  # json: one JSON object per line (service.logs)
-    # Operations (docs/operations.md). GET /metrics needs an admin key when this is true.
-    metrics_require_admin: bool = False
+    # Operations (docs/operations.md). GET /metrics needs an admin key unless this is false.
+    metrics_require_admin: bool = True
     # gunicorn: where the workers' metric files live (emptied at start); None: a fresh temporary
     # directory per instance. Never share one between running instances.
     metrics_dir: Path | None = None
@@ -92,6 +92,15 @@ class Settings:
     aws_max_rate: float | None = None
     throttle_retry_base_seconds: float = 0.1
     throttle_retry_max_seconds: float = 2.0
+    # Behind the proxy (deploy/nginx.conf.template, docs/operations.md). behind_proxy: gunicorn
+    # is reachable only through one proxy that sets X-Forwarded-For to its own peer's address,
+    # so the caller's address (the audit trail's) is that header's last value, one hop and no
+    # more; never set it where a client can reach gunicorn itself. The other two shape the
+    # nginx that `python -m service.production` renders: requests per second per client
+    # address (burst: twice that), and whether GET /metrics is passed on (else 404 there).
+    behind_proxy: bool = False
+    proxy_rate_per_address: int = 100
+    proxy_metrics: bool = False
     # gunicorn (service/gunicorn_conf.py). threads None: two per pooled connection, so requests
     # past the pool wait for a connection (bounded) instead of queueing unseen in the socket.
     bind: str = "127.0.0.1:8000"
@@ -156,7 +165,10 @@ class Settings:
             "allow_server_generated_keys": env.boolean("PROVISIONER_ALLOW_SERVER_KEYS", True),
             "log_level": env.choice("PROVISIONER_LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             "log_format": env.choice("PROVISIONER_LOG_FORMAT", LOG_FORMATS, "text"),
-            "metrics_require_admin": env.boolean("PROVISIONER_METRICS_REQUIRE_ADMIN", False),
+            "metrics_require_admin": env.boolean("PROVISIONER_METRICS_REQUIRE_ADMIN", True),
+            "behind_proxy": env.boolean("PROVISIONER_BEHIND_PROXY", False),
+            "proxy_metrics": env.boolean("PROVISIONER_PROXY_METRICS", False),
+            "proxy_rate_per_address": env.number("PROVISIONER_PROXY_RATE_PER_ADDRESS", int, 100, 1, 100_000),
             "metrics_dir": env.path("PROVISIONER_METRICS_DIR"),
             "aws_max_rate": env.number("PROVISIONER_AWS_MAX_RATE", float, None, 0.001, 100_000),
             "bind": env.text("PROVISIONER_BIND") or "127.0.0.1:8000",

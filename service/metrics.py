@@ -98,6 +98,11 @@ gate_refusals = Counter(
     "Provisions refused by the gate (403/409), by the rule that refused them.",
     ["rule"],
 )
+unauthenticated_provisions = Counter(
+    "provisioner_unauthenticated_provisions_total",
+    "POST /provision answered 401 (no key, or an unknown, revoked or expired one): counted here, "
+    "not written to the audit trail a row each, so that a flood without a key costs no store write.",
+)
 rate_limit_refusals = Counter(
     "provisioner_rate_limit_refusals_total",
     "Requests answered 429 by the service's own limits: an API key's rate (api-key) or the "

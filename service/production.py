@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service import local_mode as local
+from service.callers import enrollment_csv
 from service.config import Settings, SettingsError
 from service.launcher import gunicorn_command
 
@@ -45,18 +46,32 @@ def render_nginx_config(
     max_body_bytes: int,
     as_root: bool = False,
     resolver: str | None = None,
+    rate_per_address: int = 100,
+    metrics: bool = False,
 ) -> str:
     """nginx.conf for the service. `upstream` is nginx's form: `unix:/path` or `host:port`.
 
     With `resolver` (a DNS server: Docker's is 127.0.0.11), `upstream`'s name is looked up at
     request time, its answer kept RESOLVE_VALID_SECONDS: compose replicas get new addresses when
     they are recreated, killed or scaled, and nginx would otherwise keep the ones it found at start.
+
+    `rate_per_address`: requests a second from one client address (a burst of twice that), 429
+    past it (PROVISIONER_PROXY_RATE_PER_ADDRESS). `metrics`: pass GET /metrics on (else 404 here,
+    PROVISIONER_PROXY_METRICS).
     """
-    too_large = {
-        "type": PROBLEM_BASE + "payload-too-large",
-        "title": "Request body too large",
-        "status": 413,
-        "detail": f"The body is larger than {max_body_bytes} bytes.",
+    rate_limited = {
+        "type": PROBLEM_BASE + "too-many-requests",
+        "title": "Too many requests from this address",
+        "status": 429,
+        "detail": f"More than {rate_per_address} requests a second came from this address; "
+        "retry after Retry-After.",
+        "requestId": "$request_id",
+    }
+    metrics_not_here = {
+        "type": PROBLEM_BASE + "not-found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "GET /metrics is not served on this listener (PROVISIONER_PROXY_METRICS=true serves it).",
         "requestId": "$request_id",
     }
     upstream_failed = {
@@ -86,7 +101,17 @@ def render_nginx_config(
         "PROXY_PASS": proxy_pass,
         "MAX_BODY_BYTES": str(max_body_bytes),
         "BODY_BUFFER_BYTES": str(max_body_bytes + BODY_BUFFER_MARGIN),
-        "TOO_LARGE_PROBLEM": json.dumps(too_large),
+        "TOO_LARGE_PROBLEM": json.dumps(_too_large(max_body_bytes)),
+        "IMPORT_MAX_BYTES": str(enrollment_csv.MAX_BYTES),
+        "IMPORT_TOO_LARGE_PROBLEM": json.dumps(_too_large(enrollment_csv.MAX_BYTES)),
+        "RATE_PER_ADDRESS": str(rate_per_address),
+        "BURST_PER_ADDRESS": str(2 * rate_per_address),
+        "RATE_LIMITED_PROBLEM": json.dumps(rate_limited),
+        "METRICS_LOCATION": (
+            "# GET /metrics is passed on (PROVISIONER_PROXY_METRICS=true)."
+            if metrics
+            else _METRICS_DENIED.replace("@@PROBLEM@@", json.dumps(metrics_not_here))
+        ),
         "UPSTREAM_FAILED_PROBLEM": json.dumps(upstream_failed),
         # As root nginx's workers would run as nobody, who cannot reach a socket in a private
         # run directory; under any other user they run as that user and this line is ignored.
@@ -96,6 +121,25 @@ def render_nginx_config(
     for name, value in values.items():
         text = text.replace(f"@@{name}@@", value)
     return text
+
+
+# GET /metrics is not for the public listener unless asked for: the nginx location that says so.
+_METRICS_DENIED = """location = /metrics {
+            default_type application/problem+json;
+            add_header Cache-Control no-store always;
+            add_header X-Request-Id $request_id always;
+            return 404 '@@PROBLEM@@';
+        }"""
+
+
+def _too_large(limit: int) -> dict[str, object]:
+    return {
+        "type": PROBLEM_BASE + "payload-too-large",
+        "title": "Request body too large",
+        "status": 413,
+        "detail": f"The body is larger than {limit} bytes.",
+        "requestId": "$request_id",
+    }
 
 
 def find_nginx() -> str:
@@ -147,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_dir=args.run_dir or Path("/tmp"),
                 max_body_bytes=settings.max_body_bytes,
                 resolver=args.resolver,
+                rate_per_address=settings.proxy_rate_per_address,
+                metrics=settings.proxy_metrics,
             ),
             end="",
         )
@@ -163,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     listen = settings.bind
     env = dict(os.environ)
     env["PROVISIONER_BIND"] = f"unix:{socket_path}"
+    # Only nginx reaches this socket: the caller's address is the one hop it forwards.
+    env["PROVISIONER_BEHIND_PROXY"] = "true"
     local.export_for_workers(env, listen)  # local mode: start the emulator, as `make run` does
     config = run_dir / "nginx.conf"
     config.write_text(
@@ -172,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_dir=run_dir,
             max_body_bytes=settings.max_body_bytes,
             as_root=os.geteuid() == 0,
+            rate_per_address=settings.proxy_rate_per_address,
+            metrics=settings.proxy_metrics,
         )
     )
     # Their own sessions: Ctrl-C reaches only us, and we stop both gracefully (gunicorn takes

@@ -1,7 +1,8 @@
 """GET /metrics: the Prometheus text exposition of every worker's metrics (service.metrics).
 
-Open by default, as scrapers on a private network expect; PROVISIONER_METRICS_REQUIRE_ADMIN=true
-asks for an admin key (`Authorization: Bearer`). No metric carries a secret or a device's name.
+An admin key (`Authorization: Bearer`) by default; PROVISIONER_METRICS_REQUIRE_ADMIN=false opens it,
+for a scraper on a private listener (the production shape's nginx answers 404 for it unless
+PROVISIONER_PROXY_METRICS=true). No metric carries a secret or a device's name.
 """
 
 from __future__ import annotations

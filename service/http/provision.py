@@ -6,7 +6,8 @@ the Idempotency-Key (replay, 409, 422), the scope's verdict, the enrollments (40
 quota; then AWS IoT; then the attempt's settlement (service.callers.settlement) settles the
 reservations and writes the audit record in one more transaction, or journals both when the
 store is unavailable. A transaction costs more than its statements (docs/gate.md), so a
-provision makes two. Every attempt, whatever its end, leaves one registration record.
+provision makes two. Every authenticated attempt, whatever its end, leaves one registration
+record; a 401 is only counted (provisioner_unauthenticated_provisions_total).
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from service.callers.gate import Gate
 from service.callers.idempotency import Idempotency
 from service.callers.settlement import Op, Settlement
 from service.config import Settings
-from service.errors import AlreadyProvisioned, Forbidden, InvalidInput, RateLimited, ServiceError
+from service.errors import (
+    AlreadyProvisioned,
+    Forbidden,
+    InvalidInput,
+    RateLimited,
+    ServiceError,
+    Unauthorized,
+)
 from service.http import auth, context
 from service.http.body import read_json_object
 from service.http.problems import rules_broken
@@ -85,7 +93,12 @@ def provision() -> Response:
         _count(attempt, status, error)
         registration = _registration(attempt, status, error)
         Audit.log_attempt(registration)
-        if context.settings().store_url is not None:
+        if isinstance(error, Unauthorized):
+            # Before authentication nobody is accountable and nothing was reserved: a count in
+            # the metrics, not a row each, or anyone could fill the store (and slow every
+            # provision) without a key.
+            metrics.unauthenticated_provisions.inc()
+        elif context.settings().store_url is not None:
             context.settler().settle(Settlement(registration, attempt.ops))
             _maybe_prune(attempt.at)
 

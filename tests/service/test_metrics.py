@@ -100,14 +100,15 @@ def test_idempotent_replays_are_counted(emulator: Emulator, start_service: Any) 
     assert delta(before, after, "provisioner_idempotent_replays_total") == 0  # 410 is no replay
 
 
-def test_metrics_can_require_an_admin_key(serve: Any, unreachable_settings: Any) -> None:
-    api = serve(unreachable_settings(PROVISIONER_METRICS_REQUIRE_ADMIN="true"))
+def test_metrics_require_an_admin_key_unless_opened(serve: Any, unreachable_settings: Any) -> None:
+    api = serve(unreachable_settings())  # the default: an admin key (issue 17, finding 8)
     assert api.get("/metrics", key=None).status_code == 401
     provisioner = api.post("/admin/keys", json={"role": "provision"}).json()["apiKey"]
     refused = api.get("/metrics", key=provisioner)
     assert refused.status_code == 403 and refused.json()["rule"] == "admin-only"
     assert api.get("/metrics").status_code == 200
-    assert serve(unreachable_settings()).get("/metrics", key=None).status_code == 200
+    opened = serve(unreachable_settings(PROVISIONER_METRICS_REQUIRE_ADMIN="false"))
+    assert opened.get("/metrics", key=None).status_code == 200
 
 
 def test_duplicates_and_replaced_connections_are_counted(emulator: Emulator, start_service: Any) -> None:

@@ -23,7 +23,7 @@ POOL_SIZE = 2
 
 
 def get_metrics(base: str) -> Scrape:
-    response = requests.get(base + "/metrics", timeout=10)
+    response = requests.get(base + "/metrics", headers=AUTH, timeout=10)
     assert response.status_code == 200
     return Scrape(response.text)
 

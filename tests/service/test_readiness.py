@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from emulator import Emulator
+from service.store.engine import head_revision
 
 
 def test_an_admin_sees_the_store_in_the_readiness_detail(emulator: Emulator, start_service: Any) -> None:
     api = start_service()
     detail = api.get("/readyz").json()
     assert detail["ready"] is True
-    assert detail["store"] == {"ready": True, "backend": "sqlite", "schema": "0002"}
+    assert detail["store"] == {"ready": True, "backend": "sqlite", "schema": head_revision()}
     assert api.get("/readyz", key=None).json() == {"ready": True}
 
 
