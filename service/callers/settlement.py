@@ -255,11 +255,11 @@ class Settler:
                 except ServiceError:
                     raise
                 except Exception as error:  # noqa: BLE001 - a record the store refuses for good
+                    # The error's type only: a driver's message quotes the statement's values.
                     log.error(
-                        "journaled settlement %s cannot be written (%s: %s); set aside in %s.rejected",
+                        "journaled settlement %s cannot be written (%s); set aside in %s.rejected",
                         record.get("id"),
                         type(error).__name__,
-                        error,
                         self._journal.path.name,
                     )
                     self._journal.reject(offset, record, type(error).__name__)
