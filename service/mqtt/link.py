@@ -28,9 +28,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from service import metrics
 from service.config import Settings
-from service.errors import BrokerUnavailable, UpstreamInvalid, UpstreamTimeout
+from service.errors import AnswerUnproven, BrokerUnavailable, UpstreamInvalid, UpstreamTimeout
 from service.mqtt import payloads
-from service.mqtt.correlation import Answer, FlowCorrelation, Lost, Unproven
+from service.mqtt.correlation import Answer, Correlation, Lost, Unproven
+from service.mqtt.payloads import Format
 from service.mqtt.sigv4 import AwsCredentials, host_header_for, presign_mqtt_path
 
 log = logging.getLogger("service.mqtt")
@@ -50,7 +51,7 @@ def new_client_id(slot: int) -> str:
     return f"prov-{host}-{os.getpid()}-{slot}-{secrets.token_hex(4)}"
 
 
-class MqttLink(FlowCorrelation):
+class MqttLink:
     def __init__(
         self,
         settings: Settings,
@@ -84,8 +85,35 @@ class MqttLink(FlowCorrelation):
         # Answer-topic groups (a template's, in both formats) subscribed on demand, least
         # recently used first.
         self._extra: OrderedDict[tuple[str, ...], None] = OrderedDict()
-        self._init_correlation()
+        self._correlation = Correlation(self.client_id, settings.quiet_window_seconds)  # under _lock
         self.client = self._build_client()
+
+    # -- the flow holding the link (the pool's side) --------------------------------------------
+
+    @property
+    def flow_format(self) -> Format | None:
+        return self._correlation.flow_format
+
+    def quiet_at(self) -> float:
+        """When the next flow's format will have been quiet for the window (time.monotonic)."""
+        with self._lock:
+            return self._correlation.quiet_at()
+
+    def begin_flow(self) -> Format:
+        """Start a flow (the pool calls this when it hands the link out); returns its format."""
+        with self._lock:
+            return self._correlation.begin(link_dirty=self.dirty)
+
+    def end_flow(self) -> None:
+        """The flow gave the link back: its format starts its quiet window now."""
+        with self._lock:
+            self._correlation.end()
+
+    def spoil(self, reason: str) -> None:
+        """Mark the link as not to be reused (the first reason is kept)."""
+        if not self.dirty:
+            self.dirty_reason = reason
+        self.dirty = True
 
     # -- construction ------------------------------------------------------------------------
 
@@ -239,14 +267,25 @@ class MqttLink(FlowCorrelation):
             self._on_state_change()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if not self._take_answer(message):
+        if not self._take(message):
             self._on_state_change()  # a dirty link is replaced by the pool, not reused
+
+    def _take(self, message: mqtt.MQTTMessage) -> bool:
+        """Hand a message to the waiting flow; False when it dirtied the link (takes the lock)."""
+        with self._lock:
+            taken = self._correlation.take(message)
+            if not taken:
+                # Late, repeated or foreign: this link has answers in flight nobody waits for.
+                if not self.dirty:
+                    metrics.duplicates_detected.inc()
+                self.spoil("unexpected-message")
+            self._changed.notify_all()
+        return taken
 
     def _fail_waiter(self, why: str) -> None:
         """Called with the lock held: wake a waiting flow with a loss."""
         self._losses += 1  # wakes a SUBACK wait too (ensure_subscribed)
-        if self._expected is not None and self._answer is None:
-            self._answer = Lost(why)
+        self._correlation.lose(why)
         self._changed.notify_all()
 
     # -- the request thread's side -----------------------------------------------------------
@@ -262,21 +301,22 @@ class MqttLink(FlowCorrelation):
         if fmt is None or fmt != self.flow_format:
             raise ValueError(f"{topic} is not in this flow's format ({self.flow_format})")
         encoded = payloads.encode(body, fmt)
+        correlation = self._correlation
         with self._lock:
             if not self.ready:
                 raise BrokerUnavailable("the MQTT connection is not ready", step=step, retry_after=1)
-            if self._unproven is not None:
+            if correlation.unproven is not None:
                 raise self._refusal(step)  # before publishing: nothing more is created in AWS
-            self._flow_requests.add(topic)
-            self._expected, self._answer = answers, None
+            correlation.expect(topic, answers)
             # Published with the lock held: the loop thread cannot take a message for this flow
-            # before `_request` is set, so `_take_answer` knows exactly whether the request had
-            # been written when a message arrived (docs/correlation.md, "Exact ordering").
+            # before the correlation knows the request, so it knows exactly whether the request
+            # had been written when a message arrived (docs/correlation.md, "Exact ordering").
             try:
-                request = self._request = self._publish(topic, encoded)
+                request = self._publish(topic, encoded)
             except BaseException:
-                self._expected = None
+                correlation.done()
                 raise
+            correlation.published(request)
             self.answer_wait_since = time.monotonic()
         try:
             if request.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -286,26 +326,37 @@ class MqttLink(FlowCorrelation):
                 )
             with self._lock:
                 self._changed.wait_for(
-                    lambda: self._answer is not None, max(0.0, deadline - time.monotonic())
+                    lambda: correlation.verdict() is not None, max(0.0, deadline - time.monotonic())
                 )
-                answer = self._answer
-                unproven = self._unproven
+                answer = correlation.verdict()
         finally:
             with self._lock:
-                self._expected = self._request = self.answer_wait_since = None
+                correlation.done()
+                self.answer_wait_since = None
         if answer is None:
             self.spoil("timeout")  # the answer may still come: this link must not serve again
             raise UpstreamTimeout(f"no answer from AWS IoT to {step} within the deadline", step=step)
         if isinstance(answer, Lost):
             self.spoil("connection-lost")
             raise BrokerUnavailable(f"the MQTT connection was lost during {step}", step=step, retry_after=1)
-        if isinstance(answer, Unproven) or unproven is not None:
+        if isinstance(answer, Unproven):
             raise self._refusal(step)
         if answer.body.get("_unparseable"):
             raise UpstreamInvalid(
                 f"AWS IoT answered {step} with a payload that is not a {fmt.upper()} object", step=step
             )
         return answer
+
+    def _refusal(self, step: str) -> AnswerUnproven:
+        """Called with or without the lock: the flow is refused, the link not reused."""
+        self.spoil("answer-unproven")
+        metrics.answers_unproven.inc()
+        return AnswerUnproven(
+            "an answer on this connection could not be proven to be this request's "
+            f"({self._correlation.unproven}); nothing was handed out; retry",
+            step=step,
+            retry_after=1,
+        )
 
     def _publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
         """Queue one request for paho's loop thread, which writes it (called with the lock held)."""
@@ -369,7 +420,7 @@ class MqttLink(FlowCorrelation):
         with self._lock:  # ensure_subscribed changes _extra on a request thread
             answer_groups = len(self._extra)  # templates whose answer topics are kept
             subscriptions = self.subscription_count()
-            next_format = self._next_format
+            next_format = self._correlation.next_format
         return {
             "slot": self.slot,
             "clientId": self.client_id,

@@ -279,14 +279,14 @@ def test_an_answer_that_arrives_before_the_request_was_written_is_not_the_flows_
 ) -> None:
     api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_QUIET_WINDOW_SECONDS="0")
     client_id = api.get("/readyz").json()["connections"][0]["clientId"]
-    publish, take_answer = MqttLink._publish, MqttLink._take_answer
+    publish, take = MqttLink._publish, MqttLink._take
     foreign: list[str] = []
     arrived = threading.Event()
 
-    def take_answer_noting_arrival(link: MqttLink, message: Any) -> bool:
+    def take_noting_arrival(link: MqttLink, message: Any) -> bool:
         if message.topic in foreign:
             arrived.set()  # paho's loop thread has read it; it now waits for the link's lock
-        return take_answer(link, message)
+        return take(link, message)
 
     def publish_after_a_foreign_answer(link: MqttLink, topic: str, payload: bytes) -> Any:
         # The flow has set what it expects and holds the link's lock; its RegisterThing is not
@@ -300,7 +300,7 @@ def test_an_answer_that_arrives_before_the_request_was_written_is_not_the_flows_
             assert arrived.wait(5), "the foreign answer never reached the link"
         return publish(link, topic, payload)
 
-    monkeypatch.setattr(MqttLink, "_take_answer", take_answer_noting_arrival)
+    monkeypatch.setattr(MqttLink, "_take", take_noting_arrival)
     monkeypatch.setattr(MqttLink, "_publish", publish_after_a_foreign_answer)
     response = provision(api, "REAL", make_csr()[1])
     assert foreign, "the flow never sent RegisterThing"
