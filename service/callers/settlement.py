@@ -28,7 +28,7 @@ from typing import Any
 
 from service.errors import ServiceError, StoreUnavailable
 from service.store import Registration, Store
-from service.store.journal import Journal, JournalError
+from service.store.journal import Journal
 
 log = logging.getLogger("service.settlement")
 
@@ -180,7 +180,7 @@ class Settler:
 
     def start(self) -> None:
         """Write what an earlier worker left in the journal (at start), in the background."""
-        if self._journal is not None and self._journal.records():
+        if self._journaled():
             self._run_replays(now=True)
 
     def replay(self) -> int:
@@ -201,6 +201,8 @@ class Settler:
             self._replay_journal(store)
         except ServiceError as error:
             log.debug("settlements wait for the store: %s", error.detail)
+        except OSError as error:
+            log.error("the settlement journal cannot be read or marked: %s", error)
         finally:
             self._replaying.release()
         return self._waiting()
@@ -218,13 +220,13 @@ class Settler:
         if self._journal is not None:
             try:
                 self._journal.append(settlement.to_json())
-            except JournalError as full:
+            except OSError as full:  # JournalError, or a journal directory it may not write
                 log.error(
                     "request %s: its outcome could not be written to the store (%s) nor to the "
                     "journal (%s); kept in memory and retried",
                     request_id,
                     error.detail,
-                    full.strerror,
+                    full.strerror or full,
                 )
                 with self._lock:
                     self._held.append(settlement)
@@ -276,7 +278,16 @@ class Settler:
     def _waiting(self) -> int:
         with self._lock:
             held = len(self._held)
-        return held + (len(self._journal.records()) if self._journal is not None else 0)
+        return held + len(self._journaled())
+
+    def _journaled(self) -> list[tuple[int, dict[str, Any]]]:
+        if self._journal is None:
+            return []
+        try:
+            return self._journal.records()
+        except OSError as error:
+            log.error("the settlement journal cannot be read: %s", error)
+            return []
 
     def _run_replays(self, *, now: bool = False) -> None:
         if now:
@@ -301,6 +312,6 @@ class Settler:
                 return
             if self.replay() == 0:
                 with self._lock:
-                    if not self._held and not (self._journal and self._journal.records()):
+                    if not self._held and not self._journaled():
                         self._thread = None
                         return
