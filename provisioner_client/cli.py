@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -41,6 +40,7 @@ from provisioner_client.errors import ProvisionerError
 from provisioner_client.messages import explain
 from provisioner_client.outputs import write_device
 from provisioner_client.summary import print_summary, write_failures
+from provisioner_client.terminal import plain, shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 AMAZON_ROOT_CA = "https://www.amazontrust.com/repository/AmazonRootCA1.pem"
@@ -167,14 +167,14 @@ def device(
         folder = write_device(out_dir, result, keys.key_pem(key), ca_pem=ca_pem, endpoint=iot_endpoint)
     except OSError as error:
         err.print(
-            f"[red]✗[/] {escape(result.thing_name)} was provisioned but its files cannot be written "
-            f"({escape(str(error))}): revoke certificate {result.certificate_id} and try again."
+            f"[red]✗[/] {shown(result.thing_name)} was provisioned but its files cannot be written "
+            f"({shown(str(error))}): revoke certificate {shown(result.certificate_id)} and try again."
         )
         raise click.exceptions.Exit(1) from None
     _warn_without_ca(ca_pem)
     out.print(
-        f"[green]✓[/] {escape(result.thing_name)} provisioned "
-        f"(certificate {result.certificate_id[:12]}…) → {escape(str(folder))}/"
+        f"[green]✓[/] {shown(result.thing_name)} provisioned "
+        f"(certificate {shown(result.certificate_id[:12])}…) → {shown(str(folder))}/"
     )
 
 
@@ -239,9 +239,9 @@ def batch(
     try:
         rows = read_rows(csv_file, columns, constants)
     except CsvProblem as problem:
-        raise click.UsageError(str(problem)) from None
+        raise click.UsageError(plain(problem)) from None
     except (OSError, UnicodeDecodeError) as error:
-        raise click.UsageError(f"cannot read {csv_file}: {error}") from None
+        raise click.UsageError(plain(f"cannot read {csv_file}: {error}")) from None
     failures_csv = failures_csv or out_dir / "failures.csv"
     _warn_without_ca(ca_pem)
     with _client(url, api_key, timeout=timeout, max_retries=max_retries, deadline=600) as client:
@@ -249,7 +249,7 @@ def batch(
         try:
             known, todo = work.prepare(rows)
         except OSError as error:
-            raise click.ClickException(f"cannot use {out_dir}: {error}") from None
+            raise click.ClickException(plain(f"cannot use {out_dir}: {error}")) from None
         report = Report(total=len(rows), outcomes=list(known))
         try:
             _run_with_progress(work, todo, report, concurrency)
@@ -275,8 +275,12 @@ def whoami(url: str, api_key: str | None, timeout: float) -> None:
         identity = client.whoami()
     templates = identity.scope.get("templates")
     out.print(
-        f"key {identity.key_id}, role {identity.role}, templates: "
-        f"{', '.join(templates) if templates is not None else 'any'}"
+        plain(
+            f"key {identity.key_id}, role {identity.role}, templates: "
+            f"{', '.join(templates) if templates is not None else 'any'}"
+        ),
+        markup=False,
+        emoji=False,
     )
 
 
@@ -300,7 +304,7 @@ def _run_with_progress(work: Batch, todo: list[Row], report: Report, concurrency
     def on_outcome(outcome: Outcome) -> None:
         progress.advance(task)
         if outcome.state == "failed":
-            progress.console.print(f"[red]✗[/] line {outcome.row.line}: {escape(outcome.reason)}")
+            progress.console.print(f"[red]✗[/] line {outcome.row.line}: {shown(outcome.reason)}")
 
     with progress:
         task = progress.add_task("provisioning", total=report.total, completed=len(report.outcomes))
@@ -311,7 +315,7 @@ def _finish(report: Report, failures_csv: Path) -> None:
     try:
         write_failures(report, failures_csv)
     except OSError as error:
-        err.print(f"[red]Cannot write {escape(str(failures_csv))}: {escape(str(error))}[/]")
+        err.print(f"[red]Cannot write {shown(str(failures_csv))}: {shown(str(error))}[/]")
         failures_csv = Path("-")
     print_summary(out, report, failures_csv if report.failures else None)
 
@@ -350,7 +354,7 @@ def _service_errors() -> Iterator[None]:
     try:
         yield
     except ProvisionerError as error:
-        err.print(f"[red]✗[/] {escape(explain(error))}")
+        err.print(f"[red]✗[/] {shown(explain(error))}")
         raise click.exceptions.Exit(1) from None
 
 

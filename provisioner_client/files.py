@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -41,10 +42,27 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def make_directory(path: Path, *, private: bool = False) -> Path:
-    """`path` and its parents; a private one (it will hold keys) is 0700."""
-    path.mkdir(parents=True, exist_ok=True)
-    if private:
-        path.chmod(0o700)
+    """`path` (and its parents), never through a symbolic link: the folders the CLI makes under
+    --out hold private keys, and a link placed there beforehand would send them elsewhere (and a
+    chmod through it would change a folder that is not ours). `path` itself must be a real
+    directory of this user; a private one (it will hold keys) is made 0700, also if it existed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700 if private else 0o755)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENOTDIR) and path.is_symlink():
+            refused = "a symbolic link, not a folder: refusing to write through it"
+            raise OSError(error.errno, refused, str(path)) from None
+        raise
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            raise OSError(errno.EPERM, "a folder of another user: refusing to write keys into it", str(path))
+        if private:
+            os.fchmod(fd, 0o700)  # the folder itself, never what a link points to
+    finally:
+        os.close(fd)
     return path
 
 

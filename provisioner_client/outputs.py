@@ -39,7 +39,8 @@ def write_device(
     endpoint: str | None,
 ) -> Path:
     """Write the device's folder (every file atomically, config.json last); return it."""
-    folder = make_directory(device_folder(out_dir, result.thing_name))
+    # 0700: the folder holds the device's private key (an existing one is made so too).
+    folder = make_directory(device_folder(out_dir, result.thing_name), private=True)
     write_atomic(folder / "private.key", private_key_pem, mode=SECRET)
     write_atomic(folder / "certificate.pem", result.certificate_pem.encode("ascii"))
     if ca_pem is not None:

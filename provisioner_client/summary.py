@@ -11,8 +11,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from provisioner_client import terminal
 from provisioner_client.batch import Report
 from provisioner_client.files import write_atomic
+from provisioner_client.terminal import cell
 
 SHOWN_FAILURES = 20
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection"): a
@@ -37,7 +39,7 @@ def print_summary(console: Console, report: Report, failures_csv: Path | None) -
     if missing:
         shown = Table("line", "thing", "reason", title="Already done, but the device folder is missing")
         for outcome in missing[:SHOWN_FAILURES]:
-            shown.add_row(str(outcome.row.line), outcome.thing_name or "", outcome.reason)
+            shown.add_row(str(outcome.row.line), cell(outcome.thing_name or ""), cell(outcome.reason))
         console.print(shown)
         if len(missing) > SHOWN_FAILURES:
             console.print(f"... and {len(missing) - SHOWN_FAILURES} more")
@@ -47,17 +49,17 @@ def print_summary(console: Console, report: Report, failures_csv: Path | None) -
         for outcome in failures[:SHOWN_FAILURES]:
             shown.add_row(
                 str(outcome.row.line),
-                _parameters(outcome.row.parameters),
+                cell(_parameters(outcome.row.parameters)),
                 str(outcome.status or ""),
-                outcome.reason,
+                cell(outcome.reason),
             )
         console.print(shown)
         if len(failures) > SHOWN_FAILURES:
             console.print(f"... and {len(failures) - SHOWN_FAILURES} more")
         if failures_csv is not None:
-            console.print(f"Failed rows are listed in {failures_csv}")
+            console.print(f"Failed rows are listed in {terminal.shown(failures_csv)}")
     if report.aborted:
-        console.print(f"[bold red]Stopped:[/] {report.aborted}")
+        console.print(f"[bold red]Stopped:[/] {terminal.shown(report.aborted)}")
     if report.interrupted:
         console.print(
             "[yellow]Interrupted:[/] run the same command again to provision the rest "
