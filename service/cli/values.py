@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
+from service.callers import rules
 from service.callers.enrollment_csv import TEMPLATE_NAME
-from service.callers.model import MAX_RULE_LENGTH
 from service.cli.context import now
 
 _DURATION = re.compile(r"^(\d{1,9})([smhdw])$")
@@ -76,12 +76,10 @@ class Rule(click.ParamType):
         if not equals or not 1 <= len(name) <= 128:
             example = "SerialNumber=^SN-[0-9]{6}$"
             self.fail(f"{str(value)[:60]!r} is not NAME=REGEX (e.g. {example})", param, ctx)
-        if len(pattern) > MAX_RULE_LENGTH:
-            self.fail(f"the rule for {name!r} is longer than {MAX_RULE_LENGTH} characters", param, ctx)
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            self.fail(f"the rule for {name!r} is not a regular expression: {error}", param, ctx)
+        # The service's own check (RE2, as the gate runs rules): `\z` passes, lookaround does not.
+        why = rules.problem(pattern)
+        if why is not None:
+            self.fail(f"the rule for {name!r} cannot be used: {why}", param, ctx)
         return name, pattern
 
 

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import secrets
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
 from alembic.config import Config
+from click.testing import CliRunner
 from device_keys import make_csr
 from sqlalchemy import create_engine
 
 from service.callers import keys
 from service.callers.model import KeySpec, Scope
+from service.cli.root import root
 from service.errors import InvalidInput
 from service.store import KeyRecord, Store
 from service.store.engine import MIGRATIONS
@@ -176,3 +180,26 @@ def test_stored_rules_are_migrated_or_named(
     refused = provision(api, lookahead, "SN-123456", csr=make_csr()[1])
     assert refused.status_code == 403 and refused.json()["parameter"] == "SerialNumber"
     assert "lookahead" in refused.json()["detail"] and "replace the key" in refused.json()["detail"]
+
+
+def test_the_operators_cli_checks_rules_as_the_gate_runs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    for name in [n for n in os.environ if n.startswith(("PROVISIONER_", "AWS_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PROVISIONER_DATABASE_URL", url)
+    monkeypatch.setenv("PROVISIONER_IOT_ENDPOINT", "mqtt://127.0.0.1:1")
+    monkeypatch.setenv("PROVISIONER_API_KEYS", "bootstrap-key-for-rule-tests")
+    runner = CliRunner()
+    refused = runner.invoke(root, ["keys", "create", "--rule", "SerialNumber=^(?=SN)SN-[0-9]+$"])
+    assert refused.exit_code == 2 and "lookahead" in refused.stderr
+    # RE2's end of text, which Python's re (before 3.14) does not know.
+    created = runner.invoke(root, ["keys", "create", "--quiet", "--rule", "SerialNumber=^SN-[0-9]{6}\\z"])
+    assert created.exit_code == 0, created.stderr
+    store = Store.open(url)
+    try:
+        (record,) = store.keys.list()
+        assert record.scope["parameterRules"] == {"SerialNumber": "^SN-[0-9]{6}\\z"}
+    finally:
+        store.close()
