@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection
@@ -25,8 +26,19 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
     def abort(self) -> None:
-        """Drop the connection at once, discarding unsent data (no graceful flush)."""
+        """Drop the connection at once with a reset, discarding unsent data (no graceful flush)."""
         ...
+
+
+def reset_on_close(sock: socket.socket | None) -> None:
+    """Make closing `sock` a reset (SO_LINGER on, 0 s): the kernel drops what is unsent at once.
+
+    For a client that stopped reading: closed gracefully, the socket would stay in FIN-WAIT-1
+    for minutes, the kernel holding everything queued for it (megabytes per connection) and
+    retrying against a zero window. A broker flooded by such clients must let go of them.
+    """
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def set_nodelay(sock: socket.socket | None) -> None:
@@ -69,6 +81,7 @@ class StreamTransport:
             pass
 
     def abort(self) -> None:
+        reset_on_close(self._writer.get_extra_info("socket"))
         self._writer.transport.abort()
 
 
@@ -110,4 +123,5 @@ class WebSocketTransport:
             pass
 
     def abort(self) -> None:
+        reset_on_close(self._ws.transport.get_extra_info("socket"))
         self._ws.transport.abort()

@@ -9,6 +9,7 @@ import struct
 import time
 from datetime import UTC, datetime, timedelta
 
+import psutil
 import pytest
 from mqtt_support import MqttTestClient
 from websockets.exceptions import InvalidStatus
@@ -321,6 +322,54 @@ def test_client_that_stops_reading_is_aborted_and_freed(tmp_path) -> None:
             assert is_closed(sock, timeout=2)
         finally:
             publisher.close()
+
+
+def test_a_client_that_stops_reading_is_reset_leaving_no_unsent_data_in_the_kernel(tmp_path) -> None:
+    # Closed gracefully, the server's socket would sit in FIN-WAIT-1 for minutes holding what the
+    # client never read (megabytes per connection); a reset (SO_LINGER 0) drops it at once.
+    with Emulator(
+        data_dir=tmp_path,
+        limits=Limits(max_queued_bytes=256 * 1024),
+        key_algorithm="ec",
+        key_pool_size=1,
+        mqtts_port=None,
+        ws_port=None,
+        wss_port=None,
+    ) as emulator:
+        port = emulator.ports["mqtt"]
+        sock = socket.socket()
+        _open_sockets.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", port))
+        client_port = sock.getsockname()[1]
+        body = b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x07sleeper"
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        assert sock.recv(4) == b"\x20\x02\x00\x00"
+        _subscribe_raw(sock, "firehose")
+        publisher = MqttTestClient(emulator.urls["mqtt"]).connect()
+        try:
+            deadline = time.monotonic() + 20
+            while "sleeper" in emulator.connected_client_ids():
+                assert time.monotonic() < deadline, "a client that never reads was kept"
+                publisher.publish("firehose", b"x" * 100_000, qos=1)
+        finally:
+            publisher.close()
+
+        def server_side() -> list[str]:
+            return [
+                c.status
+                for c in psutil.net_connections(kind="tcp")
+                if c.laddr and c.laddr.port == port and c.raddr and c.raddr.port == client_port
+            ]
+
+        deadline = time.monotonic() + 5
+        while server_side() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server_side() == [], "the emulator's end still holds the connection (FIN-WAIT-1)"
+        with pytest.raises(ConnectionResetError):
+            while sock.recv(65536):  # what was in flight, then the reset
+                pass
 
 
 def test_subscribe_flood_of_refused_filters_logs_one_line(
