@@ -112,6 +112,7 @@ def _provision(attempt: _Attempt) -> Response:
     template, parameters = data["template_name"], data["parameters"]
     # Before the transaction: nothing slow runs while it holds the store (SQLite's write lock).
     digest = Idempotency.digest(body) if key is not None else ""
+    device = f"template '{template}', {_parameters_text(parameters)}"
     scope_refusal = Gate.scope_refusal(
         caller, template=template, parameters=parameters, server_key=data["csr"] is None
     )
@@ -121,7 +122,6 @@ def _provision(attempt: _Attempt) -> Response:
         gate = Gate(tx, claim_seconds=_claim_seconds(settings))
         gate.check_rate(caller, attempt.at)
         if key is not None and tx is not None:
-            device = f"template '{template}', {_parameters_text(parameters)}"
             replay = _idempotency(tx, settings).begin(caller, key, digest, attempt.at, device=device)
         if replay is None:
             try:
