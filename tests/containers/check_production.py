@@ -1,9 +1,11 @@
 """docker-compose.production.yml for real: three replicas behind nginx on one PostgreSQL, and one
 replica killed in the middle of 300 provisions.
 
-What must hold: the migrations ran once; every answer is 201 or retryable (a 5xx, or a 409 for an
-Idempotency-Key whose first attempt is still held, each with Retry-After); every device ends with
-one identity (one RegisterThing in the emulator's registry, one certificate, however many retries);
+What must hold: the migrations ran once; every answer is 201 or retryable with Retry-After (a
+5xx, or a 409 for an Idempotency-Key whose first attempt is still held), except the last answer
+for a device whose attempt died with the replica: once its hold lapses, 409 already-provisioned
+(the service cannot know whether AWS registered it, docs/gate.md); no device gets a second identity
+(one RegisterThing at most in the emulator's registry, one certificate, however many retries);
 each replica served some; the audit trail has one record per attempt a replica answered; a key's
 quota and rate hold across the replicas; the restarted replica is found again by nginx.
 Run by tests/containers/run.sh (PYTHONPATH: tests/support and tests/containers).
@@ -75,9 +77,10 @@ class Attempt:
 
     @property
     def retryable(self) -> bool:
-        return self.retry_after is not None and (
-            self.status >= 500 or self.problem == "idempotency-in-progress"
-        )
+        """A 5xx, a 409 for a first attempt still held, or nginx's per-address 429: each with
+        Retry-After, to be retried with the same Idempotency-Key."""
+        waits = self.problem in ("idempotency-in-progress", "too-many-requests")
+        return self.retry_after is not None and (self.status >= 500 or waits)
 
 
 def send(
