@@ -193,3 +193,22 @@ def test_replays_by_several_workers_write_each_settlement_once(tmp_path: Path, d
     # A worker that starts later finds nothing to write.
     assert Settler(lambda: store, Journal(tmp_path / "journal")).replay() == 0
     store.close()
+
+
+def test_a_journaled_answer_keeps_no_private_key(tmp_path: Path) -> None:
+    answer = {
+        "thingName": "demo-K-1",
+        "certificateId": "c" * 64,
+        "certificatePem": "-----BEGIN CERTIFICATE-----\n...",
+        "privateKey": "-----BEGIN RSA PRIVATE KEY-----\nsecret\n-----END RSA PRIVATE KEY-----\n",
+    }
+    registration = Registration(
+        at=NOW, request_id="r-k", outcome="provisioned", http_status=201, duration_ms=1.0, attempt_id="k" * 32
+    )
+    Journal(tmp_path / "j").append(
+        Settlement(registration, [settlement.finish_idempotency("k1", "idem", 201, answer)]).to_json()
+    )
+    kept = (tmp_path / "j").read_bytes()
+    assert b"demo-K-1" in kept and b"PRIVATE KEY" not in kept and b"secret" not in kept
+    (op,) = Settlement.from_json(Journal(tmp_path / "j").records()[0][1]).ops
+    assert op["hadPrivateKey"] is True  # so a replay answers 410, naming the identity
