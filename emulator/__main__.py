@@ -1,7 +1,7 @@
 """`python -m emulator`: run the AWS IoT fleet-provisioning emulator, or look into its registry.
 
     python -m emulator [--host 127.0.0.1] [--mqtt-port 1883] [--wss-port 8443] ... [--fault SPEC]
-    python -m emulator list things|certificates|policies [--data-dir DIR]
+    python -m emulator list things|certificates|policies [--status ACTIVE] [--data-dir DIR]
     python -m emulator check-template FILE [--param NAME=VALUE ...] [--json]
 
 Once every listener accepts, one JSON line goes to stdout with the listener URLs and the CA and
@@ -53,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
             default=_port(default),
             help=f"{what} (default {default}; 0 = any free port, off = disabled)",
         )
+    for name, what in (
+        ("control", "AWS IoT's control plane over HTTP, SigV4 (boto3, aws iot --endpoint-url)"),
+        ("control-tls", "the control plane over HTTPS"),
+    ):
+        # A free port by default: launchers that name only the MQTT ports (the service's local
+        # mode, the benchmarks) must not collide on a fixed one. The ready line gives the URL.
+        parser.add_argument(
+            f"--{name}-port",
+            type=_port,
+            default=0,
+            help=f"{what} (default 0 = any free port; off = disabled)",
+        )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -75,8 +87,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--require-active-certificates",
-        action="store_true",
-        help="TLS clients may connect only with ACTIVE certificates (as AWS)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="TLS clients connect only with ACTIVE certificates, as with AWS (default); "
+        "--no-require-active-certificates also lets PENDING_ACTIVATION and unknown ones in",
+    )
+    parser.add_argument(
+        "--disconnect-delay",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="close a certificate's connections this long after it leaves ACTIVE (default 1)",
+    )
+    parser.add_argument(
+        "--token-lifetime",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="ownership tokens and their unredeemed certificates live this long (AWS: 3600)",
+    )
+    parser.add_argument(
+        "--endpoint-address",
+        default=None,
+        metavar="HOST",
+        help="what DescribeEndpoint answers (default: --host)",
     )
     parser.add_argument(
         "--key-algorithm",
@@ -123,10 +157,15 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         mqtts_port=args.mqtts_port,
         ws_port=args.ws_port,
         wss_port=args.wss_port,
+        control_port=args.control_port,
+        control_tls_port=args.control_tls_port,
         data_dir=args.data_dir,
         templates_dir=args.templates_dir,
         credentials=credentials,
         require_active_certificates=args.require_active_certificates,
+        certificate_disconnect_delay=args.disconnect_delay,
+        token_lifetime=args.token_lifetime,
+        endpoint_address=args.endpoint_address,
         key_algorithm=args.key_algorithm,
         send_delay=args.send_delay,
         strict_parameters=args.strict_parameters,
@@ -158,6 +197,11 @@ def _list(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m emulator list")
     parser.add_argument("what", choices=["things", "certificates", "policies", "templates-used"])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument(
+        "--status",
+        choices=["ACTIVE", "INACTIVE", "REVOKED", "PENDING_ACTIVATION"],
+        help="certificates: only those with this status",
+    )
     args = parser.parse_args(argv)
     database = args.data_dir / "registry.sqlite3"
     if not database.exists():
@@ -171,6 +215,10 @@ def _list(argv: list[str]) -> int:
         "templates-used": registry.list_template_uses,
     }[args.what]()
     registry.close()
+    if args.status is not None:
+        if args.what != "certificates":
+            parser.error("--status filters certificates only")
+        rows = [row for row in rows if row["status"] == args.status]
     print(json.dumps(rows, indent=2, default=str))
     return 0
 

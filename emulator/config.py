@@ -38,6 +38,17 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    """Bounds of the control plane's HTTP: every request is read whole within them."""
+
+    max_header_bytes: int = 16 * 1024  # 431 past it
+    # AWS IoT's largest control-plane bodies are policy documents and CSRs, tens of KB at most.
+    max_body_bytes: int = 64 * 1024  # 413 past it
+    idle_timeout: float = 60.0  # a kept-alive connection with no request (or a head that trickles)
+    request_timeout: float = 10.0  # the body, once the head arrived (408 past it)
+
+
+@dataclass(frozen=True)
 class ErrorCodes:
     """Rejections whose exact statusCode/errorCode AWS has not confirmed.
 
@@ -49,6 +60,13 @@ class ErrorCodes:
     template_not_found: tuple[int, str] = (404, "ResourceNotFoundException")
     throttled: tuple[int, str] = (429, "ThrottlingException")
     invalid_request: tuple[int, str] = (400, "InvalidRequest")
+    # The control plane's door. A bad signature was seen answered 403 InvalidSignatureException
+    # by AWS IoT's control plane; the other two are what AWS's services usually send (unconfirmed
+    # for AWS IoT). The model's UnauthorizedException (401) is for IAM denials, which the emulator
+    # does not model; a test may pick it here.
+    invalid_signature: tuple[int, str] = (403, "InvalidSignatureException")
+    unrecognized_client: tuple[int, str] = (403, "UnrecognizedClientException")
+    missing_authentication: tuple[int, str] = (403, "MissingAuthenticationTokenException")
 
 
 @dataclass(frozen=True)
@@ -59,14 +77,22 @@ class EmulatorConfig:
     mqtts_port: int | None = 0  # TLS with client certificates (ALPN x-amzn-mqtt-ca accepted)
     ws_port: int | None = 0  # WebSocket, SigV4 presigned URL
     wss_port: int | None = 0  # WebSocket over TLS, SigV4 presigned URL
+    control_port: int | None = 0  # AWS IoT's control plane over HTTP, SigV4 (service "iot")
+    control_tls_port: int | None = 0  # the same over HTTPS (the emulator's server certificate)
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="iot-emulator-")))
     templates_dir: Path | None = None
     credentials: dict[str, str] = field(
         default_factory=lambda: {DEFAULT_ACCESS_KEY_ID: DEFAULT_SECRET_ACCESS_KEY}
     )
-    # Only certificates that are ACTIVE in the registry may connect over TLS (AWS behaviour);
-    # off by default so a freshly provisioned certificate can be tried at once either way.
-    require_active_certificates: bool = False
+    # Only certificates that are ACTIVE in the registry may connect over TLS (AWS's rule: "Devices
+    # cannot use a certificate that is not in the ACTIVE state", UpdateCertificate's reference).
+    # False lets PENDING_ACTIVATION and unknown certificates in (INACTIVE and REVOKED never).
+    require_active_certificates: bool = True
+    # A certificate that leaves ACTIVE has its connections closed this long after (AWS: "within a
+    # few minutes"); 0 closes them at once.
+    certificate_disconnect_delay: float = 1.0
+    account_id: str = "000000000000"  # the emulated account, in ARNs and ownedBy
+    endpoint_address: str | None = None  # DescribeEndpoint's answer (default: `host`)
     key_algorithm: Literal["rsa", "ec"] = "rsa"  # "ec" is a fast, unfaithful test mode
     key_pool_size: int = 8
     send_delay: float = 0.0  # delay every packet sent, to simulate network round trips
@@ -76,5 +102,6 @@ class EmulatorConfig:
     sigv4_max_age: float = 900.0  # age limit of a presigned URL without X-Amz-Expires
     hook_timeout: float = 5.0  # pre-provisioning hook (AWS: 5 s)
     limits: Limits = field(default_factory=Limits)
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
     error_codes: ErrorCodes = field(default_factory=ErrorCodes)
     clock: Callable[[], float] = time.time

@@ -4,7 +4,19 @@
     ├── ConfigError            bad settings or files at start (CLI prints it, exits 2)
     ├── ProtocolError          malformed or forbidden MQTT from a client: the connection is closed
     │                          (carries the MQTT 5 reason code an MQTT 5 client is told)
-    ├── AuthError              refused at the door (SigV4 on the WebSocket upgrade, TLS client cert)
+    ├── AuthError              refused at the door (SigV4 on the WebSocket upgrade or a control-plane
+    │   │                      request, TLS client cert)
+    │   ├── UnknownAccessKey       the access key id is none of the emulator's credentials
+    │   └── MissingAuthentication  a control-plane request with no signature at all
+    ├── ControlError           a control-plane request AWS would refuse: rendered once, in
+    │   │                      emulator/control/service.py, as the HTTP status, `x-amzn-ErrorType` and
+    │   │                      `{"message": ...}`; the registry raises the ones about AWS's rules
+    │   ├── ResourceNotFound       404 ResourceNotFoundException
+    │   ├── InvalidControlRequest  400 InvalidRequestException (bad input, a rule of the request)
+    │   ├── CertificateState       406 CertificateStateException (REVOKED is final, ACTIVE not deletable)
+    │   ├── DeleteConflict         409 DeleteConflictException (still attached)
+    │   ├── VersionConflict        409 VersionConflictException (DeleteThing's expectedVersion)
+    │   └── NotAuthenticated       403, the code by what failed (InvalidSignatureException, ...)
     └── ProvisioningError      a fleet-provisioning request AWS would reject: becomes the
         │                      `{statusCode, errorCode, errorMessage}` payload on `.../rejected`
         ├── InvalidRequest         400, malformed payload, wrong types, bad CSR
@@ -44,6 +56,59 @@ class ProtocolError(EmulatorError):
 
 class AuthError(EmulatorError):
     """A client failed authentication (SigV4 presigned URL, TLS client certificate)."""
+
+
+class UnknownAccessKey(AuthError):
+    """The signature names an access key id the emulator was not given."""
+
+
+class MissingAuthentication(AuthError):
+    """No Authorization header (nor presigned query) at all."""
+
+
+class ControlError(EmulatorError):
+    """A control-plane request is refused; rendered as AWS's rest-json error."""
+
+    status = 400
+    code = "InvalidRequestException"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class ResourceNotFound(ControlError):
+    status = 404
+    code = "ResourceNotFoundException"
+
+
+class InvalidControlRequest(ControlError):
+    status = 400
+    code = "InvalidRequestException"
+
+
+class CertificateState(ControlError):
+    status = 406
+    code = "CertificateStateException"
+
+
+class DeleteConflict(ControlError):
+    status = 409
+    code = "DeleteConflictException"
+
+
+class VersionConflict(ControlError):
+    status = 409
+    code = "VersionConflictException"
+
+
+class NotAuthenticated(ControlError):
+    status = 403
+    code = "InvalidSignatureException"
 
 
 class ProvisioningError(EmulatorError):

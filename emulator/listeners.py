@@ -1,8 +1,11 @@
-"""Network listeners: plain TCP, TLS with client certificates, WebSocket and WebSocket over TLS.
+"""Network listeners: plain TCP, TLS with client certificates, WebSocket and WebSocket over TLS
+for MQTT; HTTP and HTTPS for the control plane.
 
 Authentication happens here, at the door, as AWS IoT does it: TLS client certificates must chain
 to the emulator's CA (and pass the registry check at CONNECT), WebSocket upgrades must carry a
-valid SigV4 presigned query string or get HTTP 403 with the reason.
+valid SigV4 presigned query string or get HTTP 403 with the reason. The control plane checks its
+requests' signatures itself (`emulator/control/service.py`), as AWS's answer to a bad one is part
+of its API.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from emulator.config import EmulatorConfig
+from emulator.control.http import Application, HttpConnection
 from emulator.errors import AuthError
 from emulator.mqtt.broker import Broker
 from emulator.mqtt.connection import Connection
@@ -36,16 +40,20 @@ _websockets_log.setLevel(logging.INFO)
 SUBPROTOCOLS = ["mqtt", "mqttv3.1"]
 
 
+# The control plane's listeners are named after their options; their URLs are plain HTTP(S).
+_URL_SCHEMES = {"control": "http", "control-tls": "https"}
+
+
 @dataclass
 class Listener:
-    scheme: str  # mqtt, mqtts, ws, wss
+    scheme: str  # mqtt, mqtts, ws, wss, control, control-tls
     server: asyncio.Server | Server
     port: int
 
     def url(self, host: str) -> str:
         shown = f"[{host}]" if ":" in host else host
         path = "/mqtt" if self.scheme.startswith("ws") else ""
-        return f"{self.scheme}://{shown}:{self.port}{path}"
+        return f"{_URL_SCHEMES.get(self.scheme, self.scheme)}://{shown}:{self.port}{path}"
 
     def close(self) -> None:
         self.server.close()
@@ -71,9 +79,12 @@ class ListenerFactory:
         broker: Broker,
         authority: CertificateAuthority,
         clock: Callable[[], float],
+        control: Application | None = None,
     ) -> None:
         self.config = config
         self.broker = broker
+        self.control = control
+        self.http_connections: set[HttpConnection] = set()
         self.authority = authority
         self.clock = clock
         self.connections: set[Connection] = set()
@@ -93,6 +104,11 @@ class ListenerFactory:
         if config.wss_port is not None:
             context = server_tls_context(self.authority, client_certificates=False, alpn=["http/1.1"])
             listeners.append(await self._websocket("wss", config.wss_port, context))
+        if self.control is not None and config.control_port is not None:
+            listeners.append(await self._http("control", config.control_port, self.control, None))
+        if self.control is not None and config.control_tls_port is not None:
+            context = server_tls_context(self.authority, client_certificates=False, alpn=["http/1.1"])
+            listeners.append(await self._http("control-tls", config.control_tls_port, self.control, context))
         return listeners
 
     async def _run(self, transport: Transport) -> None:
@@ -115,6 +131,36 @@ class ListenerFactory:
             on_client, self.config.host, port, ssl=context, ssl_handshake_timeout=10 if context else None
         )
         return Listener(scheme, server, server.sockets[0].getsockname()[1])
+
+    async def _http(
+        self, scheme: str, port: int, application: Application, context: ssl.SSLContext | None
+    ) -> Listener:
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connection = HttpConnection(application, reader, writer, self.config.http_limits)
+            self.http_connections.add(connection)
+            try:
+                await connection.serve()
+            finally:
+                self.http_connections.discard(connection)
+
+        server = await asyncio.start_server(
+            on_client, self.config.host, port, ssl=context, ssl_handshake_timeout=10 if context else None
+        )
+        return Listener(scheme, server, server.sockets[0].getsockname()[1])
+
+    async def close_http(self) -> None:
+        """End every control-plane connection (a request being answered is answered first)."""
+        connections = list(self.http_connections)
+        for connection in connections:
+            connection.stop()
+        waits = [asyncio.ensure_future(c.finished.wait()) for c in connections]
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=2)
+            for wait in pending:
+                wait.cancel()
+            for connection in connections:
+                if not connection.finished.is_set():
+                    connection.writer.transport.abort()  # mid-request past 2 s: drop it
 
     async def _websocket(self, scheme: str, port: int, context: ssl.SSLContext | None) -> Listener:
         async def handler(websocket: ServerConnection) -> None:

@@ -17,6 +17,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ from . import registry_schema
 from .errors import ConfigError, InvalidRequest, InvalidToken, ResourceConflict
 from .evaluation import Evaluation, PolicySpec, ThingSpec
 from .overrides import OVERRIDE_VALUES, override_thing
+from .registry_lifecycle import RegistryLifecycle
+from .registry_pages import RegistryPages
 from .registry_views import RegistryViews
 
 FILENAME = "registry.sqlite3"
@@ -51,8 +54,17 @@ def _canonical_document(document: str, policy_name: str) -> str:
     return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
 
 
-class Registry(RegistryViews):
+def _record(spec: ThingSpec) -> tuple[object, ...]:
+    return (spec.attributes, spec.thing_type_name, spec.billing_group, spec.thing_groups)
+
+
+class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
     """Certificates, things, policies and template uses of one emulated account.
+
+    The rules AWS applies to them live here, so both planes get them: RegisterThing over MQTT,
+    and the control plane's UpdateCertificate, DeleteCertificate, DeleteThing... (the
+    `RegistryLifecycle` mixin). Whoever must react to a certificate's change (the listeners that
+    close its connections) registers with `on_certificate_change`.
 
     `token_lifetime`: seconds an ownership token (and its PENDING_ACTIVATION certificate) lives;
     AWS documents 1 hour. `default_override`: the thing OverrideSettings used for a key the
@@ -75,6 +87,7 @@ class Registry(RegistryViews):
         self.token_lifetime = token_lifetime
         self.default_override = default_override
         self._lock = threading.RLock()
+        self._certificate_listeners: list[Callable[[str], None]] = []
         try:
             # Autocommit mode: transactions are opened explicitly by _transaction().
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -133,6 +146,18 @@ class Registry(RegistryViews):
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM sqlite_sequence")
 
+    # --- who hears of a certificate's change ---------------------------------------------------
+
+    def on_certificate_change(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(certificate_id)` after a certificate's status changed or it was deleted,
+        from the thread that changed it, once the change is committed."""
+        self._certificate_listeners.append(listener)
+
+    def _changed(self, *certificate_ids: str) -> None:
+        for certificate_id in certificate_ids:
+            for listener in self._certificate_listeners:
+                listener(certificate_id)
+
     # --- certificates and ownership tokens --------------------------------------------------
 
     @staticmethod
@@ -153,6 +178,7 @@ class Registry(RegistryViews):
         certificate on every start) is a no-op; any other duplicate is a ResourceConflict."""
         self._check_status(status)
         self.expire_pending()
+        now = self._clock()
         token_sha256 = None if ownership_token is None else _token_hash(ownership_token)
         with self._transaction() as db:
             row = db.execute(
@@ -164,8 +190,8 @@ class Registry(RegistryViews):
                 raise ResourceConflict(f"certificate {certificate_id} already exists")
             db.execute(
                 "INSERT INTO certificates (certificate_id, certificate_pem, status, owner,"
-                " token_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (certificate_id, certificate_pem, status, owner, token_sha256, self._clock()),
+                " token_sha256, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (certificate_id, certificate_pem, status, owner, token_sha256, now, now),
             )
 
     def certificate_for_token(self, token: str) -> str:
@@ -210,23 +236,39 @@ class Registry(RegistryViews):
         failed cannot be used again, and its certificate would otherwise stay forever.
         """
         cutoff = (self._clock() if now is None else now) - self.token_lifetime
+        expired = "status = 'PENDING_ACTIVATION' AND token_sha256 IS NOT NULL AND created_at < ?"
         with self._transaction() as db:
-            cursor = db.execute(
-                "DELETE FROM certificates WHERE status = 'PENDING_ACTIVATION'"
-                " AND token_sha256 IS NOT NULL AND created_at < ?",
-                (cutoff,),
-            )
-            return cursor.rowcount
+            removed = [
+                row["certificate_id"]
+                for row in db.execute(f"SELECT certificate_id FROM certificates WHERE {expired}", (cutoff,))
+            ]
+            if removed:
+                db.execute(f"DELETE FROM certificates WHERE {expired}", (cutoff,))
+        self._changed(*removed)
+        return len(removed)
+
+    def next_expiry(self) -> float | None:
+        """When the oldest certificate `expire_pending` would delete reaches the token lifetime."""
+        rows = self._rows(
+            "SELECT min(created_at) AS oldest FROM certificates"
+            " WHERE status = 'PENDING_ACTIVATION' AND token_sha256 IS NOT NULL"
+        )
+        oldest = rows[0]["oldest"] if rows else None
+        return None if oldest is None else float(oldest) + self.token_lifetime
 
     def certificate_status(self, certificate_id: str) -> str | None:
         rows = self._rows("SELECT status FROM certificates WHERE certificate_id = ?", certificate_id)
         return str(rows[0]["status"]) if rows else None
 
     def set_certificate_status(self, certificate_id: str, status: str) -> None:
+        """Set any status, without AWS's rules (for tests and tools; the control plane's
+        UpdateCertificate is `update_certificate`)."""
         self._check_status(status)
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE certificates SET status = ? WHERE certificate_id = ?", (status, certificate_id)
+                "UPDATE certificates SET status = ?, updated_at = ?,"
+                " customer_version = customer_version + 1 WHERE certificate_id = ?",
+                (status, self._clock(), certificate_id),
             )
             if cursor.rowcount == 0:
                 raise InvalidRequest(
@@ -234,6 +276,7 @@ class Registry(RegistryViews):
                     status_code=404,
                     error_code="ResourceNotFoundException",
                 )
+        self._changed(certificate_id)
 
     @staticmethod
     def _check_status(status: str) -> None:
@@ -317,7 +360,8 @@ class Registry(RegistryViews):
                 thing_name = evaluation.thing.thing_name
                 self._put_thing(db, evaluation.thing, now)
                 db.execute(
-                    "INSERT OR IGNORE INTO thing_principals VALUES (?, ?)", (thing_name, certificate_id)
+                    "INSERT OR IGNORE INTO thing_principals (thing_name, certificate_id) VALUES (?, ?)",
+                    (thing_name, certificate_id),
                 )
             for spec in evaluation.policies:
                 db.execute(
@@ -325,13 +369,15 @@ class Registry(RegistryViews):
                     (certificate_id, self._resolve_policy(db, spec, template_name)),
                 )
             db.execute(
-                "UPDATE certificates SET status = ? WHERE certificate_id = ?", (status, certificate_id)
+                "UPDATE certificates SET status = ?, updated_at = ? WHERE certificate_id = ?",
+                (status, now, certificate_id),
             )
             db.execute(
                 "INSERT INTO template_uses (template_name, certificate_id, thing_name,"
                 " used_at) VALUES (?, ?, ?, ?)",
                 (template_name, certificate_id, thing_name, now),
             )
+        self._changed(certificate_id)
         return thing_name
 
     def _put_thing(self, db: sqlite3.Connection, spec: ThingSpec, now: float) -> None:
@@ -339,8 +385,17 @@ class Registry(RegistryViews):
         row = db.execute("SELECT * FROM things WHERE thing_name = ?", (name,)).fetchone()
         if row is None:
             db.execute(
-                "INSERT INTO things VALUES (?, ?, ?, ?, ?, ?)",
-                (name, json.dumps(spec.attributes), spec.thing_type_name, spec.billing_group, now, now),
+                "INSERT INTO things (thing_name, attributes, thing_type_name, billing_group,"
+                " created_at, updated_at, thing_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    json.dumps(spec.attributes),
+                    spec.thing_type_name,
+                    spec.billing_group,
+                    now,
+                    now,
+                    str(uuid.uuid4()),
+                ),
             )
         else:
             groups = db.execute(
@@ -354,11 +409,13 @@ class Registry(RegistryViews):
                 row["billing_group"],
             )
             spec = override_thing(existing, spec, self.default_override)
-            db.execute(
-                "UPDATE things SET attributes = ?, thing_type_name = ?,"
-                " billing_group = ?, updated_at = ? WHERE thing_name = ?",
-                (json.dumps(spec.attributes), spec.thing_type_name, spec.billing_group, now, name),
-            )
+            if _record(spec) != _record(existing):
+                # AWS counts a thing's versions: every change of its record makes a new one.
+                db.execute(
+                    "UPDATE things SET attributes = ?, thing_type_name = ?, billing_group = ?,"
+                    " updated_at = ?, version = version + 1 WHERE thing_name = ?",
+                    (json.dumps(spec.attributes), spec.thing_type_name, spec.billing_group, now, name),
+                )
             db.execute("DELETE FROM thing_groups WHERE thing_name = ?", (name,))
         db.executemany(
             "INSERT OR IGNORE INTO thing_groups VALUES (?, ?)", [(name, group) for group in spec.thing_groups]

@@ -58,8 +58,24 @@ CREATE TABLE template_uses (
 );
 """
 
+# The control plane: a thing's id and version (DescribeThing, DeleteThing's expectedVersion), a
+# certificate's last change and version (DescribeCertificate), how a principal is attached
+# (ListThingPrincipalsV2), and the indexes its look-ups by certificate and by policy use.
+_VERSION_2 = """
+ALTER TABLE things ADD COLUMN thing_id TEXT;
+ALTER TABLE things ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+UPDATE things SET thing_id = lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||
+    substr(hex(randomblob(2)), 2) || '-a' || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)));
+ALTER TABLE certificates ADD COLUMN updated_at REAL;
+UPDATE certificates SET updated_at = created_at;
+ALTER TABLE certificates ADD COLUMN customer_version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE thing_principals ADD COLUMN principal_type TEXT NOT NULL DEFAULT 'NON_EXCLUSIVE_THING';
+CREATE INDEX thing_principals_by_certificate ON thing_principals (certificate_id);
+CREATE INDEX certificate_policies_by_policy ON certificate_policies (policy_name)
+"""
+
 # MIGRATIONS[n] brings a file from version n to version n + 1.
-MIGRATIONS = (_VERSION_1,)
+MIGRATIONS = (_VERSION_1, _VERSION_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Every table, children before parents (the order reset() empties them in).

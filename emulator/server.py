@@ -1,4 +1,13 @@
-"""The emulator assembled: PKI, registry, templates, broker and listeners on one event loop.
+"""The emulator assembled: PKI, registry, templates, broker, control plane and listeners on one
+event loop.
+
+Certificate status is enforced on the wire, as AWS IoT does it (UpdateCertificate's reference:
+"Within a few minutes of updating a certificate from the ACTIVE state to any other state, IoT
+disconnects all devices that used that certificate to connect. Devices cannot use a certificate
+that is not in the ACTIVE state to reconnect."): the TLS listener's CONNECT asks the registry,
+and when a certificate changes (through the control plane, RegisterThing, expiry or the Python
+API) its connections are checked again `certificate_disconnect_delay` later and closed if they
+may no longer connect.
 
 `Emulator` runs either on the caller's event loop (`await emulator.serve()`, used by the CLI) or
 in a thread of its own (`emulator.start()` ... `emulator.stop()`, used by tests and by anything
@@ -15,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from emulator.config import EmulatorConfig
+from emulator.control.service import ControlPlane
 from emulator.errors import EmulatorError
 from emulator.faults import Fault, Faults
 from emulator.listeners import Listener, ListenerFactory
+from emulator.mqtt import packets5
 from emulator.mqtt.broker import Broker
 from emulator.mqtt.connection import Connection
 from emulator.pki import CertificateAuthority, KeyPool
@@ -27,7 +38,7 @@ from emulator.templates import TemplateStore
 
 log = logging.getLogger("emulator")
 
-EXPIRY_SWEEP_SECONDS = 60.0
+EXPIRY_SWEEP_SECONDS = 60.0  # at most between two sweeps, and at least once per token lifetime
 
 
 class Emulator:
@@ -44,6 +55,7 @@ class Emulator:
             default_override=self.config.default_override,
         )
         self.templates = TemplateStore(self.config.templates_dir)
+        self.registry.on_certificate_change(self._certificate_changed)
         self._register_claim_certificate()
         self.listeners: list[Listener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -52,6 +64,7 @@ class Emulator:
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self._factory: ListenerFactory | None = None
+        self._rechecks: set[asyncio.Task[None]] = set()
 
     # -- files and addresses -----------------------------------------------------------------
 
@@ -145,7 +158,8 @@ class Emulator:
             self.config, self.authority, self.registry, self.templates, key_pool, self.faults
         )
         broker = Broker(handler, authorizer=self._authorize)
-        self._factory = ListenerFactory(self.config, broker, self.authority, self.config.clock)
+        control = ControlPlane(self.config, self.registry, self.authority)
+        self._factory = ListenerFactory(self.config, broker, self.authority, self.config.clock, control)
         sweeper = asyncio.create_task(self._sweep_expired())
         try:
             self.listeners = await self._factory.start_all()
@@ -157,9 +171,12 @@ class Emulator:
             await self._stopping.wait()
         finally:
             sweeper.cancel()
+            for task in list(self._rechecks):
+                task.cancel()
             for listener in self.listeners:
                 listener.close()
             await self._close_connections("emulator stopping")
+            await self._factory.close_http()
             key_pool.stop()
             log.info("stopped")
 
@@ -227,12 +244,44 @@ class Emulator:
         await asyncio.gather(*(c.close(reason) for c in connections), return_exceptions=True)
 
     async def _sweep_expired(self) -> None:
-        # AWS deletes certificates whose ownership token was not redeemed within the hour.
+        # AWS deletes certificates whose ownership token was not redeemed within the hour. The
+        # sweep wakes when the oldest one is due (a short token_lifetime in tests is honoured
+        # within a few milliseconds), at most EXPIRY_SWEEP_SECONDS apart.
         while True:
-            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
-            removed = self.registry.expire_pending()
+            due = self.registry.next_expiry()
+            wait = min(EXPIRY_SWEEP_SECONDS, self.registry.token_lifetime)
+            if due is not None:
+                wait = min(wait, due - self.config.clock())
+            await asyncio.sleep(max(wait, 0.0) + 0.01)
+            removed = await asyncio.to_thread(self.registry.expire_pending)
             if removed:
                 log.info("deleted %d unredeemed certificate(s) past the token lifetime", removed)
+
+    def _certificate_changed(self, certificate_id: str) -> None:
+        """The registry's listener: called from whichever thread changed the certificate."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._schedule_recheck, certificate_id)
+        except RuntimeError:
+            pass  # the loop closed in between: no connections left to check
+
+    def _schedule_recheck(self, certificate_id: str) -> None:
+        task = asyncio.ensure_future(self._recheck(certificate_id))
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
+    async def _recheck(self, certificate_id: str) -> None:
+        await asyncio.sleep(self.config.certificate_disconnect_delay)
+        for connection in self._connections():
+            if connection.certificate_id != certificate_id or connection.client_id is None:
+                continue
+            refusal = self._authorize(connection)
+            if refusal:
+                # An MQTT 5 client is told 0x87 Not authorized (what AWS sends then is
+                # unconfirmed); a 3.1.1 client sees the connection close.
+                await connection.close(refusal, reason_code=packets5.NOT_AUTHORIZED)
 
     def _call_in_loop(self, coroutine: Any) -> Any:
         if self._loop is None or self._loop.is_closed():

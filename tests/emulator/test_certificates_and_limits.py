@@ -32,10 +32,8 @@ def issue_pending_certificate(emulator: Emulator, tmp_path: Path) -> tuple[dict,
     return created, cert_path, key_path
 
 
-def test_issued_certificates_connect_only_once_active_when_required(tmp_path: Path) -> None:
-    with Emulator(
-        data_dir=tmp_path / "data", key_algorithm="ec", key_pool_size=1, require_active_certificates=True
-    ) as emulator:
+def test_issued_certificates_connect_only_once_active(tmp_path: Path) -> None:
+    with Emulator(data_dir=tmp_path / "data", key_algorithm="ec", key_pool_size=1) as emulator:
         created, cert, key = issue_pending_certificate(emulator, tmp_path)
         with pytest.raises((ConnectionError, TimeoutError, OSError)):
             tls_client(emulator, cert, key).connect()
@@ -55,10 +53,12 @@ def test_issued_certificates_connect_only_once_active_when_required(tmp_path: Pa
         device.close()
 
 
-def test_revoked_certificate_is_refused(tmp_path: Path) -> None:
-    with Emulator(data_dir=tmp_path / "data", key_algorithm="ec", key_pool_size=1) as emulator:
+def test_revoked_certificate_is_refused_even_when_pending_ones_may_connect(tmp_path: Path) -> None:
+    with Emulator(
+        data_dir=tmp_path / "data", key_algorithm="ec", key_pool_size=1, require_active_certificates=False
+    ) as emulator:
         created, cert, key = issue_pending_certificate(emulator, tmp_path)
-        tls_client(emulator, cert, key).connect().close()  # pending is allowed by default
+        tls_client(emulator, cert, key).connect().close()  # pending may connect with the option off
         emulator.registry.set_certificate_status(created["certificateId"], "REVOKED")
         with pytest.raises((ConnectionError, TimeoutError, OSError)):
             tls_client(emulator, cert, key).connect()

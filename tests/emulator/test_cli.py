@@ -25,6 +25,8 @@ def test_cli_prints_a_ready_line_serves_and_stops_on_ctrl_c(tmp_path: Path) -> N
             "off",
             "--wss-port",
             "0",
+            "--control-tls-port",
+            "off",
             "--data-dir",
             str(tmp_path),
             "--key-algorithm",
@@ -36,8 +38,10 @@ def test_cli_prints_a_ready_line_serves_and_stops_on_ctrl_c(tmp_path: Path) -> N
     )
     try:
         ready = json.loads(process.stdout.readline())
-        assert set(ready["listeners"]) == {"mqtt", "mqtts", "wss"}
+        # The control plane listens on a free port unless told otherwise.
+        assert set(ready["listeners"]) == {"mqtt", "mqtts", "wss", "control"}
         assert ready["listeners"]["wss"].endswith("/mqtt")
+        assert ready["listeners"]["control"].startswith("http://127.0.0.1:")
         assert Path(ready["caFile"]).exists() and Path(ready["claimCertificate"]).exists()
         client = MqttTestClient(ready["listeners"]["mqtt"]).connect()
         try:
