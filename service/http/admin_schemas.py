@@ -15,6 +15,15 @@ TEMPLATE_NAME = validate.Regexp(r"^[0-9A-Za-z_-]{1,36}\Z", error="must be 1-36 c
 WHOLE_NUMBER: dict[str, str | list[Any] | dict[Any, Any]] = {"invalid": "must be a whole number"}
 
 
+class StrictBoolean(fields.Boolean):
+    """true or false, nothing else: marshmallow's Boolean also takes 0, 1, "yes", "on"..."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class UtcDateTime(fields.AwareDateTime):
     """An RFC 3339 time with a zone, loaded in UTC: one outside the years 1-9999 there is refused
     here, not when the store converts it."""
@@ -40,8 +49,8 @@ class KeyCreateSchema(Schema):
         values=fields.String(),
         load_default=dict,
     )
-    server_keys = fields.Boolean(data_key="serverKeys", load_default=True)
-    enrolled_only = fields.Boolean(data_key="enrolledOnly", load_default=False)
+    server_keys = StrictBoolean(data_key="serverKeys", load_default=True)
+    enrolled_only = StrictBoolean(data_key="enrolledOnly", load_default=False)
     expires_at = UtcDateTime(data_key="expiresAt", load_default=None, allow_none=True)
     max_provisions = fields.Integer(
         data_key="maxProvisions",
@@ -80,7 +89,7 @@ class EnrollmentSchema(Schema):
     template = fields.String(required=True, validate=TEMPLATE_NAME)
     parameter = fields.String(load_default="SerialNumber", validate=validate.Length(1, 128))
     value = fields.String(required=True, validate=validate.Length(1, 2048))
-    enabled = fields.Boolean(load_default=True)
+    enabled = StrictBoolean(load_default=True)
     reprovision = fields.String(load_default="once", validate=validate.OneOf(("once", "allow")))
 
 
