@@ -2,10 +2,24 @@
 
     ServiceError                       500 never rendered as a bare page
     ├── InvalidInput                   400 (malformed body) / 422 (well-formed body breaking a rule)
+    │   └── OperationalKeyReused       422 the CSR carries the device certificate's own key
     ├── PayloadTooLarge                413 body over PROVISIONER_MAX_BODY_BYTES
     ├── UnsupportedMediaType           415 body is not application/json
     ├── Unauthorized                   401 missing, unknown, revoked or expired API key
     ├── Forbidden                      403 the caller's scope or an enrollment refuses (names the rule)
+    ├── DeviceRefused                  403 a device certificate does not attest (service.callers.devices);
+    │   │                              each refusal its own type:
+    │   ├── UnknownDeviceCa            no registered device CA issued it (or its chain does not verify)
+    │   ├── DeviceCertificateExpired   past its notAfter (the device's, or a CA's in its chain)
+    │   ├── DeviceCertificateNotYetValid  before its notBefore
+    │   ├── DeviceBlocked              its serial or fingerprint is on the CA's block list
+    │   ├── DeviceRevoked              the CA's CRL lists it (or a CA in its chain)
+    │   ├── DeviceWrongUsage           an EKU without clientAuth, a key usage without digitalSignature
+    │   ├── DeviceChainTooLong         more CAs than the group allows, or a CA's pathLen exceeded
+    │   ├── DeviceChainInvalid         malformed, a forbidden algorithm or weak key, a CA as a device
+    │   ├── DeviceGroupDisabled        its enrollment group (device CA) is disabled
+    │   ├── DeviceGroupAmbiguous       its CA serves several templates and none was named
+    │   └── DeviceParameterMissing     the certificate lacks what a template parameter comes from
     ├── AlreadyProvisioned             409 a 'once' enrollment was provisioned (names the thing)
     ├── IdempotencyConflict            409 the first request with this Idempotency-Key still runs
     ├── IdempotencyMismatch            422 this Idempotency-Key was used with another body
@@ -79,6 +93,17 @@ class InvalidInput(ServiceError):
         self.status = status
 
 
+class OperationalKeyReused(InvalidInput):
+    """A CSR for an attested device carrying its device certificate's (IDevID's) public key: the
+    operational key must be a new one, so that the factory identity never becomes the one in use."""
+
+    slug = "operational-key-reused"
+    title = "The CSR must carry a new key, not the device certificate's"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, errors={"csr": [detail]}, status=422)
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
     slug = "payload-too-large"
@@ -105,6 +130,75 @@ class Forbidden(ServiceError):
     def __init__(self, detail: str, *, rule: str, extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail, extra={"rule": rule, **(extra or {})})
         self.rule = rule
+
+
+class DeviceRefused(ServiceError):
+    """A device certificate that does not attest, with why as its type. `certificate` describes
+    the presented device certificate (issuer, serial, SHA-256 fingerprint; never a key) for the
+    audit trail, when it could be read."""
+
+    status = 403
+    slug = "device-refused"
+    title = "The device certificate is not accepted"
+
+    def __init__(self, detail: str, *, certificate: Any = None, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail, extra=extra)
+        self.certificate = certificate
+
+
+class UnknownDeviceCa(DeviceRefused):
+    slug = "device-unknown-ca"
+    title = "No registered device CA issued this certificate"
+
+
+class DeviceCertificateExpired(DeviceRefused):
+    slug = "device-certificate-expired"
+    title = "A certificate of the device's chain has expired"
+
+
+class DeviceCertificateNotYetValid(DeviceRefused):
+    slug = "device-certificate-not-yet-valid"
+    title = "A certificate of the device's chain is not valid yet"
+
+
+class DeviceBlocked(DeviceRefused):
+    slug = "device-blocked"
+    title = "This device is blocked"
+
+
+class DeviceRevoked(DeviceRefused):
+    slug = "device-revoked"
+    title = "The manufacturer revoked this certificate"
+
+
+class DeviceWrongUsage(DeviceRefused):
+    slug = "device-wrong-usage"
+    title = "The device certificate is not for client authentication"
+
+
+class DeviceChainTooLong(DeviceRefused):
+    slug = "device-chain-too-long"
+    title = "The device's certificate chain is too long"
+
+
+class DeviceChainInvalid(DeviceRefused):
+    slug = "device-chain-invalid"
+    title = "The device's certificate chain is not valid"
+
+
+class DeviceGroupDisabled(DeviceRefused):
+    slug = "device-group-disabled"
+    title = "The device's enrollment group is disabled"
+
+
+class DeviceGroupAmbiguous(DeviceRefused):
+    slug = "device-group-ambiguous"
+    title = "The device's CA serves several templates: name one"
+
+
+class DeviceParameterMissing(DeviceRefused):
+    slug = "device-parameter-missing"
+    title = "The device certificate lacks a value a template parameter comes from"
 
 
 class AlreadyProvisioned(ServiceError):
