@@ -25,6 +25,7 @@ from stack import (
     IMAGE,
     CheckFailed,
     Compose,
+    address,
     answers,
     expect,
     health,
@@ -39,7 +40,7 @@ from stack import (
 LOCAL_PORT = int(os.environ.get("CONTAINER_TEST_LOCAL_PORT", "18001"))
 BIND_PORT = int(os.environ.get("CONTAINER_TEST_BIND_PORT", "18002"))
 QUICK_PORT = int(os.environ.get("CONTAINER_TEST_QUICK_PORT", "18003"))
-LOCAL, MOVED = "iotprov-ci-local", "iotprov-ci-bind"
+LOCAL, MOVED, IP_TAKER = "iotprov-ci-local", "iotprov-ci-bind", "iotprov-ci-ip-taker"
 EMULATOR_DATA = "/var/lib/provisioner/emulator"
 
 
@@ -214,7 +215,29 @@ def check_quick_start() -> None:
             f"emulator: {published['emulator']}",
         )
         expect(any(p.endswith(f":{QUICK_PORT}") for p in published["nginx"]), f"nginx: {published['nginx']}")
+
+        # The service recreated at another address (a container takes its old one meanwhile):
+        # nginx, not restarted, finds it through Docker's DNS.
+        (service,) = stack.containers("service")
+        before = address(service)
+        stack("stop", "service", timeout=120)
+        network = next(iter(inspect(emulator)["NetworkSettings"]["Networks"]))
+        run(
+            ["docker", "run", "-d", "--rm", "--name", IP_TAKER, "--network", network, IMAGE, "sleep", "120"],
+            timeout=60,
+        )
+        stack("up", "-d", "--force-recreate", "--no-deps", "service", timeout=300)
+        (service,) = stack.containers("service")
+        after = address(service)
+        wait_for("/readyz through nginx after the recreate", lambda: answers(base + "/readyz"), 90)
+        answer = provision(base, stack.env["PROVISIONER_API_KEYS"], "SN-QS-000002")
+        log(
+            f"docker-compose.yml: service recreated, {before} -> {after}; nginx not restarted: "
+            f"201 {answer['thingName']}"
+        )
+        expect(after != before, f"the recreated service kept its address {before}: nothing was shown")
     finally:
+        run(["docker", "rm", "-f", IP_TAKER], timeout=60, check=False)
         stack("down", "-v", "--remove-orphans", timeout=120, check=False)
 
 
