@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import threading
 from pathlib import Path
@@ -65,6 +66,8 @@ class Emulator:
         self._failure: BaseException | None = None
         self._factory: ListenerFactory | None = None
         self._rechecks: set[asyncio.Task[None]] = set()
+        self._latest_change: dict[str, int] = {}  # certificate id -> number of its latest recheck
+        self._change_numbers = itertools.count(1)
 
     # -- files and addresses -----------------------------------------------------------------
 
@@ -268,12 +271,16 @@ class Emulator:
             pass  # the loop closed in between: no connections left to check
 
     def _schedule_recheck(self, certificate_id: str) -> None:
-        task = asyncio.ensure_future(self._recheck(certificate_id))
+        number = self._latest_change[certificate_id] = next(self._change_numbers)
+        task = asyncio.ensure_future(self._recheck(certificate_id, number))
         self._rechecks.add(task)
         task.add_done_callback(self._rechecks.discard)
 
-    async def _recheck(self, certificate_id: str) -> None:
+    async def _recheck(self, certificate_id: str, number: int) -> None:
         await asyncio.sleep(self.config.certificate_disconnect_delay)
+        if self._latest_change.get(certificate_id) != number:
+            return  # changed again since: the delay runs from the latest change
+        del self._latest_change[certificate_id]
         for connection in self._connections():
             if connection.certificate_id != certificate_id or connection.client_id is None:
                 continue

@@ -114,6 +114,7 @@ class HttpConnection:
                 except _Refusal as refusal:
                     log.warning("control plane: request from %s refused: %s", self.peer, refusal.message)
                     await self._send(self.application.refuse(refusal.status, refusal.message), close=True)
+                    await self._discard_input()
                     return
                 if request is None:
                     return
@@ -142,6 +143,13 @@ class HttpConnection:
         if not isinstance(head, h11.Request):
             raise _Refusal(HTTPStatus.BAD_REQUEST, f"unexpected {type(head).__name__} instead of a request")
         headers = Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers)
+        head_bytes = len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
+        if head_bytes > self.limits.max_header_bytes:
+            # h11 bounds a head that is still arriving; one that arrived whole is measured here.
+            raise _Refusal(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                f"request head of {head_bytes} bytes exceeds the limit of {self.limits.max_header_bytes} bytes",
+            )
         declared = headers.get("content-length")
         if declared is not None and int(declared) > self.limits.max_body_bytes:
             # h11 checked that it is a number; refuse before reading a byte of it.
@@ -202,11 +210,33 @@ class HttpConnection:
         ]
         if close:
             headers.append(("connection", "close"))
-        data = self.h11.send(h11.Response(status_code=response.status, headers=headers))
+        try:
+            reason = HTTPStatus(response.status).phrase.encode()
+        except ValueError:
+            reason = b""
+        data = self.h11.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
         if response.body and not head_only:
             data += self.h11.send(h11.Data(data=response.body))
         data += self.h11.send(h11.EndOfMessage())
         await self._write(data)
+
+    async def _discard_input(self) -> None:
+        """After refusing a request mid-body: read what the client still sends (at most a
+        second, at most 1 MiB), so that closing does not reset the connection before the client
+        has read the refusal."""
+        transport = self.writer.transport
+        if transport.can_write_eof():
+            transport.write_eof()
+        discarded = 0
+        try:
+            async with asyncio.timeout(1.0):
+                while discarded < 1024 * 1024:
+                    chunk = await self.reader.read(READ_CHUNK)
+                    if not chunk:
+                        return
+                    discarded += len(chunk)
+        except (TimeoutError, ConnectionError, OSError):
+            pass
 
     async def _write(self, data: bytes | None) -> None:
         if data:
