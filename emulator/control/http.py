@@ -148,7 +148,8 @@ class HttpConnection:
             # h11 bounds a head that is still arriving; one that arrived whole is measured here.
             raise _Refusal(
                 HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                f"request head of {head_bytes} bytes exceeds the limit of {self.limits.max_header_bytes} bytes",
+                f"request head of {head_bytes} bytes exceeds the limit of "
+                f"{self.limits.max_header_bytes} bytes",
             )
         declared = headers.get("content-length")
         if declared is not None and int(declared) > self.limits.max_body_bytes:
