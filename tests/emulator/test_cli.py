@@ -67,6 +67,15 @@ def test_cli_prints_a_ready_line_serves_and_stops_on_ctrl_c(tmp_path: Path) -> N
     )
     statuses = sorted(c["status"] for c in json.loads(listed.stdout))
     assert statuses == ["ACTIVE", "PENDING_ACTIVATION"]  # the claim cert and the new one
+    pending = subprocess.run(
+        [sys.executable, "-m", "emulator", "list", "certificates", "--status", "PENDING_ACTIVATION"]
+        + ["--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert [c["status"] for c in json.loads(pending.stdout)] == ["PENDING_ACTIVATION"]
 
 
 def test_cli_reports_a_bad_fault_spec_without_a_traceback(tmp_path: Path) -> None:
