@@ -3,6 +3,7 @@
     python -m emulator [--host 127.0.0.1] [--mqtt-port 1883] [--wss-port 8443] ... [--fault SPEC]
     python -m emulator list things|certificates|policies [--status ACTIVE] [--data-dir DIR]
     python -m emulator check-template FILE [--param NAME=VALUE ...] [--json]
+    python -m emulator idevids --count 100 --out DIR   (a manufacturer CA and IDevIDs, for tests)
 
 Once every listener accepts, one JSON line goes to stdout with the listener URLs and the CA and
 claim certificate paths; logs go to stderr. Ctrl-C (or SIGTERM) stops it cleanly.
@@ -227,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["list"]:
         return _list(argv[1:])
+    if argv[:1] == ["idevids"]:
+        from emulator.idevids import main as idevids
+
+        return idevids(argv[1:])
     if argv[:1] == ["check-template"]:
         from emulator.template_check import main as check_template
 
