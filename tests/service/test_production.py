@@ -123,6 +123,9 @@ def test_compose_nginx_config_is_the_rendered_one() -> None:
     )
 
 
+FLOOD = 300  # requests without a key, one after another from one address
+
+
 def admin_headers(**extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {API_KEY}", **extra}
 
@@ -185,20 +188,22 @@ def test_a_flood_without_a_key_is_cut_at_nginx_and_counted_not_written_to_the_st
     statuses: list[int] = []
     started = time.monotonic()
     with requests.Session() as flood:
-        for _ in range(200):
+        for number in range(FLOOD):
             response = flood.post(base + "/provision", json={"templateName": "demo"}, timeout=10)
             statuses.append(response.status_code)
             if response.status_code == 429:
                 assert response.headers["Content-Type"] == "application/problem+json"
                 assert response.headers["Retry-After"] == "1"
                 assert response.json()["status"] == 429
-            assert flood.get(base + "/healthz", timeout=10).status_code == 200  # never limited
+            if number % 30 == 0:
+                assert flood.get(base + "/healthz", timeout=10).status_code == 200  # never limited
     elapsed = time.monotonic() - started
     counts = Counter(statuses)
-    assert set(counts) == {401, 429}, counts
-    # A burst of 40, then 20 a second: nginx let through no more than that.
-    assert counts[401] <= 40 + 20 * elapsed + 1, (counts, elapsed)
-    assert counts[429] >= 200 - (40 + 20 * elapsed + 1)
+    assert set(counts) <= {401, 429}, counts
+    # A burst of 40, then 20 a second: nginx let through no more than that, and refused the rest.
+    allowed = 40 + 20 * elapsed + 1
+    assert counts[401] <= allowed, (counts, elapsed)
+    assert counts[429] >= FLOOD - allowed, (counts, elapsed)
 
     time.sleep(2.5)  # the address's bucket empties
     metrics = requests.get(base + "/metrics", headers=admin_headers(), timeout=10)
