@@ -156,11 +156,13 @@ class ListenerFactory:
         waits = [asyncio.ensure_future(c.finished.wait()) for c in connections]
         if waits:
             _, pending = await asyncio.wait(waits, timeout=2)
-            for wait in pending:
-                wait.cancel()
             for connection in connections:
                 if not connection.finished.is_set():
                     connection.writer.transport.abort()  # mid-request past 2 s: drop it
+            if pending:
+                await asyncio.wait(pending, timeout=1)
+            for wait in pending:
+                wait.cancel()
 
     async def _websocket(self, scheme: str, port: int, context: ssl.SSLContext | None) -> Listener:
         async def handler(websocket: ServerConnection) -> None:

@@ -30,6 +30,7 @@ from emulator.mqtt.transport import set_nodelay
 log = logging.getLogger("emulator.control")
 
 READ_CHUNK = 65536
+CLOSE_WAIT = 0.5  # seconds a closing connection may take before it is dropped
 
 
 class Headers:
@@ -245,10 +246,11 @@ class HttpConnection:
             await self.writer.drain()
 
     async def _close(self) -> None:
-        if self.writer.is_closing():
-            return
-        self.writer.close()
+        if not self.writer.is_closing():
+            self.writer.close()
         try:
-            await asyncio.wait_for(self.writer.wait_closed(), 2)
+            # Over TLS, closing waits for the client's close_notify, which a client keeping the
+            # connection in its pool does not send until it reads again: drop it instead.
+            await asyncio.wait_for(self.writer.wait_closed(), CLOSE_WAIT)
         except (ConnectionError, OSError, TimeoutError):
-            pass
+            self.writer.transport.abort()
