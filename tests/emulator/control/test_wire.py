@@ -199,3 +199,29 @@ def test_oversized_head_gets_431(emulator: Emulator, size: int) -> None:
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 431 ")
     assert b"RequestHeaderFieldsTooLargeException" in answer
+
+
+def test_no_route_answers_garbage_with_a_server_error(emulator: Emulator) -> None:
+    from emulator.control.routes import ROUTES
+
+    labels = [
+        "x" * 300,
+        "%FF%FE",
+        "..",
+        "arn%3Aaws%3Aiot%3Aus-east-1%3A000000000000%3Acert%2F" + "ab" * 32,
+        "0x" + "f" * 62,
+    ]
+    queries = [
+        "",
+        "?maxResults=-1&nextToken=%%%",
+        "?pageSize=1&marker=" + "A" * 2000,
+        "?newStatus=&forceDelete=yes&setAsActive=1&expectedVersion=99999999999999999999",
+        "?thingPrincipalType=SOMETIMES&endpointType=" + "e" * 200 + "&attributeValue=v",
+    ]
+    bodies = [b"", b"null", b'{"target": null, "certificateSigningRequest": 5}', b"{" * 5000, b'"\\ud800"']
+    for route in ROUTES:
+        for n, label in enumerate(labels):
+            path = "/" + "/".join(label if part.startswith("{") else part for part in route.segments)
+            answer = signed_request(emulator, route.method, path + queries[n], bodies[n])
+            assert answer.status < 500, (route.operation, path, answer.status, answer.body[:200])
+            assert answer.status == 200 or answer.error_type, (route.operation, path)
