@@ -193,7 +193,8 @@ class Batch:
         recorded: set[Future[Outcome]] = set()
 
         def submit(count: int) -> None:
-            submitted.extend(pool.submit(self.provision_row, row) for row in _take(pending, count))
+            for row in _take(pending, count):
+                submitted.append(pool.submit(self.provision_row, row))
 
         def record_finished() -> int:
             """Record what finished since the last call (waiting a little); return how many still run."""
@@ -221,7 +222,11 @@ class Batch:
                 while len(recorded) < len(submitted):
                     record_finished()
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Rows not started are dropped; rows under way finish (their retries are stopped), a
+            # row's state is never left half-written, and no request outlives the client. A Ctrl-C
+            # that lands between submitting a row and recording its future is caught here too.
+            # A second Ctrl-C raises out of this wait: the CLI then abandons what is under way.
+            pool.shutdown(wait=True, cancel_futures=True)
         return report
 
     def provision_row(self, row: Row) -> Outcome:

@@ -181,7 +181,8 @@ def test_batch_ctrl_c_lets_the_devices_under_way_finish_and_exits_130(
     assert "Interrupted" in stdout and "not attempted" in stdout and "Traceback" not in stderr
     started = list((out / ".batch").iterdir())
     assert 3 <= len(started) < len(serials)
-    assert all((state / "thing-name").exists() for state in started)  # none left half-way
+    half_way = [state.name for state in started if not (state / "thing-name").exists()]
+    assert not half_way, (half_way, stdout, stderr)  # none left half-way
 
     emulator.faults.clear()
     rerun = run_cli(*args)
