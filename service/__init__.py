@@ -22,6 +22,7 @@ from service.config import Settings
 from service.process import PerProcess
 from service.provisioning.pace import LocalPace, Pace
 from service.store import Store, StorePace, journal
+from service.store.null import NullStore
 
 if TYPE_CHECKING:
     from service.provisioning.flow import Provisioner
@@ -46,8 +47,16 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["settings"] = settings
     store_url = settings.store_url
-    store = PerProcess(lambda: _open_store(store_url, settler)) if store_url else None
-    settler = PerProcess(lambda: _settler(settings, store_url, store)) if store_url and store else None
+    store: PerProcess[Store]
+    settler: PerProcess[Settler]
+    if store_url is None:
+        # PROVISIONER_DATABASE_URL=off, decided here once: the null store keeps nothing, so a
+        # settlement has nothing to be written to and no journal to wait in.
+        store = PerProcess(NullStore)
+        settler = PerProcess(lambda: Settler(store.get, None))
+    else:
+        store = PerProcess(lambda: _open_store(store_url, settler))
+        settler = PerProcess(lambda: _settler(settings, store_url, store))
     app.extensions["store"] = store
     app.extensions["settler"] = settler
     app.extensions["provisioner"] = PerProcess(
@@ -68,7 +77,7 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     return app
 
 
-def _open_store(url: str, settler: PerProcess[Settler] | None) -> Store:
+def _open_store(url: str, settler: PerProcess[Settler]) -> Store:
     """This worker's store, at its schema head; then what an earlier worker journaled is written,
     and keys whose stored rules RE2 cannot run are named."""
     from service.callers.keys import unusable_rules
@@ -82,8 +91,7 @@ def _open_store(url: str, settler: PerProcess[Settler] | None) -> Store:
             parameter,
             why,
         )
-    if settler is not None:
-        settler.get().start()
+    settler.get().start()
     return store
 
 
@@ -103,12 +111,12 @@ def _settler(settings: Settings, url: str, store: PerProcess[Store]) -> Settler:
     return Settler(store.get, kept)
 
 
-def _aws_pace(settings: Settings, store: PerProcess[Store] | None) -> Pace | None:
+def _aws_pace(settings: Settings, store: PerProcess[Store]) -> Pace | None:
     """PROVISIONER_AWS_MAX_RATE for every worker and host through the store, else per process."""
     rate = settings.aws_max_rate
     if rate is None:
         return None
-    if store is None:
+    if settings.store_url is None:
         return LocalPace(rate)
     return StorePace(lambda: store.get().pace, rate)
 

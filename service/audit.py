@@ -24,7 +24,7 @@ PRUNE_EVERY = 500
 
 
 class Audit:
-    def __init__(self, store: Store | None, *, retention: timedelta) -> None:
+    def __init__(self, store: Store, *, retention: timedelta) -> None:
         self._store = store
         self._retention = retention
 
@@ -53,15 +53,13 @@ class Audit:
     def maybe_prune(self, now: datetime) -> None:
         """Now and then, prune; in a transaction of its own, after the request's have committed
         (a prune inside one would hold SQLite's write lock for every worker meanwhile)."""
-        if self._store is not None and random.randrange(PRUNE_EVERY) == 0:
+        if random.randrange(PRUNE_EVERY) == 0:
             try:
                 self.prune(now)
             except ServiceError as error:
                 log.error("pruning old audit records failed: %s", error.detail)
 
     def prune(self, now: datetime) -> int:
-        if self._store is None:
-            return 0
         removed = self._store.registrations.prune(now - self._retention)
         removed += self._store.idempotency.prune(now)
         return removed

@@ -58,14 +58,14 @@ class Admission:
 
 
 class Gate:
-    def __init__(self, store: Store | None, *, claim_seconds: float) -> None:
+    def __init__(self, store: Store, *, claim_seconds: float) -> None:
         self._store = store
         # How long an enrollment stays held by a provision that never settles (a crash).
         self._claim = timedelta(seconds=claim_seconds)
 
     def check_rate(self, caller: Caller, now: datetime) -> None:
         """429 + Retry-After once the key made `rate_per_minute` requests in this minute."""
-        if caller.rate_per_minute is None or self._store is None:
+        if caller.rate_per_minute is None:
             return
         epoch = now.timestamp()
         window = int(epoch // 60)
@@ -96,8 +96,6 @@ class Gate:
     ) -> Admission:
         """Reserve the device's enrollment and a unit of the key's quota (the scope was checked)."""
         admission = Admission(caller)
-        if self._store is None:
-            return admission
         entry = self._store.enrollments.match(template, parameters)
         if entry is None:
             if caller.scope.enrolled_only:

@@ -66,7 +66,7 @@ def issue(store: Store, spec: KeySpec, now: datetime) -> tuple[KeyRecord, str]:
 
 
 def authenticate(
-    authorization: str | None, bootstrap_keys: Sequence[str], store: Store | None, now: datetime
+    authorization: str | None, bootstrap_keys: Sequence[str], store: Store, now: datetime
 ) -> Caller:
     """The caller behind `Authorization: Bearer <key>`, or Unauthorized (never saying why a
     known key failed: unknown, revoked and expired read the same)."""
@@ -75,7 +75,7 @@ def authenticate(
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("Send the API key as 'Authorization: Bearer <key>'.")
     issued = _TOKEN.fullmatch(token)
-    if issued and store is not None:
+    if issued:
         record = _records.get(store, issued.group(1))
         if record is None or not hmac.compare_digest(record.secret_sha256, _sha256(issued.group(2))):
             raise Unauthorized(UNKNOWN)
@@ -91,14 +91,14 @@ def authenticate(
 class _RecordCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # (database, key id) -> (when read, record or None for unknown)
+        # (store, key id) -> (when read, record or None for unknown)
         self._records: OrderedDict[tuple[int, str], tuple[float, KeyRecord | None]] = OrderedDict()
         # Bumped by forget(): a read that began before a revocation is not kept.
         self._generation = 0
 
     def get(self, store: Store, key_id: str) -> KeyRecord | None:
         now = time.monotonic()
-        entry = (id(store.engine), key_id)
+        entry = (id(store), key_id)
         found = self._records.get(entry)
         if found is not None and now - found[0] < CACHE_SECONDS:
             return found[1]

@@ -53,7 +53,7 @@ def _admins_only() -> None:
 
 def _store() -> Store:
     store = context.store()
-    if store is None:
+    if store.off:
         raise NotFound(
             "This service runs without a store (PROVISIONER_DATABASE_URL=off): "
             "keys, enrollments and the audit trail are not available."

@@ -21,12 +21,13 @@ def provisioner() -> Provisioner:
     return holder.get()
 
 
-def store() -> Store | None:
-    holder: PerProcess[Store] | None = current_app.extensions["store"]
-    return holder.get() if holder is not None else None
+def store() -> Store:
+    """This worker's store: the null store (service.store.null) when the service keeps none."""
+    holder: PerProcess[Store] = current_app.extensions["store"]
+    return holder.get()
 
 
 def settler() -> Settler:
-    """This worker's settler (only when the service has a store)."""
+    """This worker's settler: it writes each attempt's settlement to the store, or journals it."""
     holder: PerProcess[Settler] = current_app.extensions["settler"]
     return holder.get()

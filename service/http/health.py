@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.resources
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from service.errors import ServiceError
 from service.http import auth, context
@@ -29,22 +29,22 @@ def healthz() -> Response:
 def readyz() -> Response:
     state = context.provisioner().readiness()
     ready = bool(state.get("ready"))
-    if current_app.extensions["store"] is not None:
-        store = _store_readiness()
-        ready = ready and bool(store.get("ready"))
-        state = {**state, "ready": ready, "store": store}
+    kept = _store_readiness()
+    if kept is not None:
+        ready = ready and bool(kept.get("ready"))
+        state = {**state, "ready": ready, "store": kept}
     if not auth.is_admin():
         state = {"ready": ready}
     return json_response(state, 200 if ready else 503)
 
 
-def _store_readiness() -> dict[str, Any]:
+def _store_readiness() -> dict[str, Any] | None:
+    """The store's state; None when the service runs without one (nothing to wait for)."""
     try:
         store = context.store()  # opens it (and migrates) on first use in this process
     except ServiceError as error:
         return {"ready": False, "error": error.detail}
-    assert store is not None
-    return store.describe()
+    return None if store.off else store.describe()
 
 
 @blueprint.get("/openapi.yaml")

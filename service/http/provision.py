@@ -15,8 +15,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +32,6 @@ from service.config import Settings
 from service.errors import (
     AlreadyProvisioned,
     Forbidden,
-    InvalidInput,
     RateLimited,
     ServiceError,
     Unauthorized,
@@ -98,7 +95,7 @@ def provision() -> Response:
             # the metrics, not a row each, or anyone could fill the store (and slow every
             # provision) without a key.
             metrics.unauthenticated_provisions.inc()
-        elif context.settings().store_url is not None:
+        else:
             context.settler().settle(Settlement(registration, attempt.ops))
             _maybe_prune(attempt.at)
 
@@ -108,7 +105,7 @@ def _provision(attempt: _Attempt) -> Response:
     store = context.store()
     caller = auth.caller()
     data, body = _read_request(settings, attempt)
-    key = _idempotency_key(attempt, store)
+    key = _idempotency_key(attempt)
     template, parameters = data["template_name"], data["parameters"]
     # Before the transaction: nothing slow runs while it holds the store (SQLite's write lock).
     digest = Idempotency.digest(body) if key is not None else ""
@@ -118,10 +115,10 @@ def _provision(attempt: _Attempt) -> Response:
     )
     refusal: ServiceError | None = None
     replay = None
-    with _transaction(store) as tx:
+    with store.transaction() as tx:
         gate = Gate(tx, claim_seconds=_claim_seconds(settings))
         gate.check_rate(caller, attempt.at)
-        if key is not None and tx is not None:
+        if key is not None:
             replay = _idempotency(tx, settings).begin(caller, key, digest, attempt.at, device=device)
         if replay is None:
             try:
@@ -131,7 +128,7 @@ def _provision(attempt: _Attempt) -> Response:
             except ServiceError as refused:
                 # A refusal still counts against the key's rate (the transaction commits), or a key
                 # could probe scopes and enrollments without limit; the attempt's record goes.
-                if key is not None and tx is not None:
+                if key is not None:
                     _idempotency(tx, settings).failed(caller, key)
                 refusal = refused
     if replay is not None:
@@ -185,15 +182,6 @@ def _read_request(settings: Settings, attempt: _Attempt) -> tuple[dict[str, Any]
     return data, body
 
 
-@contextmanager
-def _transaction(store: Store | None) -> Iterator[Store | None]:
-    if store is None:
-        yield None
-        return
-    with store.transaction() as tx:
-        yield tx
-
-
 def _claim_seconds(settings: Settings) -> float:
     # How long a running request holds its device and Idempotency-Key: past its deadline and a
     # margin, an unsettled hold answers "may already be provisioned" (docs/gate.md).
@@ -217,16 +205,11 @@ def _outcome_unknown(error: BaseException) -> bool:
     return isinstance(error, ServiceError) and error.step == "register" and error.status >= 500
 
 
-def _idempotency_key(attempt: _Attempt, store: Store | None) -> str | None:
+def _idempotency_key(attempt: _Attempt) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
     attempt.idempotency_key = Idempotency.check_key(key)
-    if store is None:
-        raise InvalidInput(
-            "Idempotency-Key needs the service's store, and this service runs without one "
-            "(PROVISIONER_DATABASE_URL=off)"
-        )
     return key
 
 

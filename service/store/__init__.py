@@ -34,6 +34,9 @@ __all__ = [
 class Store:
     """The query groups, each call its own transaction; or, from `transaction()`, all bound to one."""
 
+    # True only for the null store (service.store.null) of a service that keeps none.
+    off = False
+
     def __init__(self, engine: Engine, connection: Connection | None = None) -> None:
         self.engine = engine
         self._connection = connection
