@@ -35,7 +35,7 @@ def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> Non
         try:
             if requests.get(base + "/readyz", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or too busy starting to answer
             pass
         time.sleep(0.1)
     raise AssertionError("service not ready in time")
