@@ -116,6 +116,17 @@ class Settings:
     data_dir: Path = Path("data")
     idempotency_ttl_hours: float = 24.0
     audit_retention_days: float = 90.0
+    # AWS IoT's control plane (service.aws, service.lifecycle: docs/lifecycle.md). None: botocore's
+    # endpoint for the region; an http(s) URL otherwise (the emulator's in local mode and tests),
+    # trusted through control_ca_file when given.
+    control_endpoint: str | None = None
+    control_ca_file: Path | None = None
+    # The orphan sweep: every this many seconds per worker (0: only when asked), for certificates
+    # recorded at least orphan_grace_seconds ago. A rotation retires the old certificate after
+    # rotation_grace_seconds unless told otherwise.
+    orphan_sweep_seconds: float = 60.0
+    orphan_grace_seconds: float = 30.0
+    rotation_grace_seconds: float = 86400.0
     # Local mode only.
     emulator_mode: AuthMode = "sigv4"
     emulator_data_dir: Path = Path(".emulator-data")
@@ -174,6 +185,8 @@ class Settings:
             "bind": env.text("PROVISIONER_BIND") or "127.0.0.1:8000",
             "threads": env.number("PROVISIONER_THREADS", int, None, 1, 1000),
             "control_socket": env.path("PROVISIONER_CONTROL_SOCKET"),
+            "control_endpoint": env.text("PROVISIONER_CONTROL_ENDPOINT"),
+            "control_ca_file": env.path("PROVISIONER_CONTROL_CA_FILE"),
             "database_url": env.secret("PROVISIONER_DATABASE_URL"),
             "data_dir": env.path("PROVISIONER_DATA_DIR") or Path.cwd() / "data",
             "emulator_mode": env.choice("PROVISIONER_EMULATOR_MODE", AUTH_MODES, "sigv4"),

@@ -54,6 +54,9 @@ NUMBERS: dict[str, tuple[type, float, float]] = {
     "audit_retention_days": (float, 0.001, 3650),
     "throttle_retry_base_seconds": (float, 0.001, 60),
     "throttle_retry_max_seconds": (float, 0.001, 600),
+    "orphan_sweep_seconds": (float, 0, 86400),
+    "orphan_grace_seconds": (float, 0, 86400),
+    "rotation_grace_seconds": (float, 0, 90 * 86400),
 }
 
 
@@ -101,6 +104,7 @@ def check(settings: Settings) -> list[str]:
     problems += _check_database_password(s.database_url)
     if s.static_credentials is not None and (len(s.static_credentials) != 2 or not all(s.static_credentials)):
         problems.append("static_credentials must be (access key id, secret access key)")
+    problems += _check_control_plane(s)
     if s.local_mode:
         return problems  # the connection settings are made by local mode
     try:
@@ -114,6 +118,27 @@ def check(settings: Settings) -> list[str]:
     derive("websocket_path", endpoint.websocket_path)
     derive("alpn_protocols", endpoint.alpn_protocols)
     problems += _check_connection(s, endpoint)
+    return problems
+
+
+def _check_control_plane(s: Settings) -> list[str]:
+    problems = []
+    if s.control_endpoint is not None:
+        # Checked before it is echoed: user info could hold a password.
+        try:
+            url = urlsplit(s.control_endpoint)
+            url.port  # noqa: B018 - raises ValueError for a port that is not one
+        except ValueError:
+            url = None
+        if url is None or url.scheme not in ("https", "http") or not url.hostname:
+            problems.append("PROVISIONER_CONTROL_ENDPOINT must be an https:// or http:// URL")
+        elif "@" in url.netloc or url.query or url.fragment:
+            problems.append(
+                "PROVISIONER_CONTROL_ENDPOINT must not contain user info, a query or a fragment "
+                "(credentials come from the AWS credential chain)"
+            )
+    if s.control_ca_file is not None:
+        problems += _check_readable("PROVISIONER_CONTROL_CA_FILE", s.control_ca_file)
     return problems
 
 

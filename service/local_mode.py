@@ -51,6 +51,34 @@ def prepare(settings: Settings) -> Settings:
         # The store sits beside the emulator's data unless another database was configured.
         database_url=settings.database_url or settings.store_url,
         static_credentials=(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY),
+        **_control_plane(settings, info),
+    )
+
+
+def _control_plane(settings: Settings, info: dict[str, Any]) -> dict[str, Any]:
+    """The emulator's control plane (HTTPS, its CA), unless one was configured."""
+    url = info["listeners"].get("control-tls")
+    if settings.control_endpoint is not None or url is None:
+        return {}
+    return {"control_endpoint": url, "control_ca_file": Path(info["caFile"])}
+
+
+def with_running_emulator(settings: Settings) -> Settings:
+    """For the operator's commands in local mode: the running emulator's control plane and test
+    credentials (the emulator is not started here: without one the control plane is unavailable)."""
+    if not settings.local_mode:
+        return settings
+    record = settings.emulator_data_dir / "emulator.json"
+    try:
+        info: dict[str, Any] = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return settings
+    if not _alive(info):
+        return settings
+    return settings.replace(
+        region="us-east-1",
+        static_credentials=(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY),
+        **_control_plane(settings, info),
     )
 
 
@@ -65,6 +93,8 @@ def worker_environment(prepared: Settings) -> dict[str, str]:
         "PROVISIONER_CLAIM_KEY": str(prepared.claim_key),
         "PROVISIONER_API_KEYS": ",".join(prepared.api_keys),
         "PROVISIONER_DATABASE_URL": prepared.database_url or "off",
+        "PROVISIONER_CONTROL_ENDPOINT": prepared.control_endpoint or "",
+        "PROVISIONER_CONTROL_CA_FILE": str(prepared.control_ca_file or ""),
         # The emulator's published test pair, never real credentials (botocore's chain reads
         # the environment before profiles, which are cleared below).
         "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY_ID,

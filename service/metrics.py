@@ -186,6 +186,44 @@ answers_unproven = Counter(
     "Flows refused (502 answer-unproven) because an answer could not be proven to be theirs.",
 )
 
+# -- lifecycle: AWS IoT's control plane, orphans and retirements (docs/lifecycle.md) -----------
+
+control_plane_calls = Counter(
+    "provisioner_control_plane_calls_total",
+    "Calls to AWS IoT's control plane (a page of a listing counts once), by operation and result "
+    "(ok, or AWS's error code: first 20, then 'other').",
+    ["operation", "result"],
+)
+control_plane_duration = Histogram(
+    "provisioner_control_plane_duration_seconds",
+    "Duration of a call to AWS IoT's control plane (botocore's retries included), by operation.",
+    ["operation"],
+    buckets=_LATENCY_BUCKETS,
+)
+lifecycle_actions = Counter(
+    "provisioner_lifecycle_actions_total",
+    "Lifecycle actions (revoke, suspend, reactivate, decommission, rotate, retire), by outcome.",
+    ["action", "outcome"],
+)
+orphans_recorded = Counter(
+    "provisioner_orphans_recorded_total",
+    "Certificates got from AWS IoT and not handed out, recorded for the sweep, by why "
+    "(answer-unproven, register-refused, register-lost, register-not-sent, caller-gone, error).",
+    ["reason"],
+)
+retirements = Counter(
+    "provisioner_certificate_retirements_total",
+    "Certificates the sweep looked at, by kind (orphan, retirement) and result (retired: "
+    "deactivated and deleted; gone: AWS had none; kept: found handed out; failed: tried again later).",
+    ["kind", "result"],
+)
+retirements_pending = Gauge(
+    "provisioner_certificate_retirements_pending",
+    "Certificates recorded to retire and not retired yet, by kind, as the latest sweep counted them.",
+    ["kind"],
+    multiprocess_mode="mostrecent",
+)
+
 
 def exposition() -> bytes:
     """The text exposition of every metric: of all workers under gunicorn, else this process's."""

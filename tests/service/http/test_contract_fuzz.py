@@ -63,6 +63,8 @@ def base_url(shared_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
             "PROVISIONER_API_KEYS": ADMIN_KEY,
             "PROVISIONER_POOL_SIZE": "2",
             "PROVISIONER_DATABASE_URL": f"sqlite:///{data / 'provisioner.db'}",
+            # The lifecycle operations call the emulator's control plane (with its test pair).
+            "PROVISIONER_CONTROL_ENDPOINT": shared_emulator.urls["control"],
         }
     ).replace(static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
     app = create_app(settings_)
