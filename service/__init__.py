@@ -25,6 +25,7 @@ from service.store import Store, StorePace, journal
 from service.store.null import NullStore
 
 if TYPE_CHECKING:
+    from service.lifecycle import Lifecycle, OrphanRecorder
     from service.provisioning.flow import Provisioner
 
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
 
         settings = local_mode.prepare(settings)
 
+    from service import lifecycle
     from service.provisioning.flow import Provisioner
 
     app = Flask(__name__)
@@ -59,11 +61,14 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
         settler = PerProcess(lambda: _settler(settings, store_url, store))
     app.extensions["store"] = store
     app.extensions["settler"] = settler
+    # After birth (docs/lifecycle.md): the control plane, and the orphans the flows report.
+    managed, control_plane = lifecycle.for_app(settings, store.get)
     app.extensions["provisioner"] = PerProcess(
-        lambda: Provisioner(settings, pace=_aws_pace(settings, store)), provisioner
+        lambda: Provisioner(settings, pace=_aws_pace(settings, store), unsent=_orphans(settings, managed)),
+        provisioner,
     )
 
-    from service.http import admin, caller, health, metrics, problems, provision, request_log
+    from service.http import admin, admin_lifecycle, caller, health, metrics, problems, provision, request_log
     from service.ui import blueprint as ui_blueprint
 
     request_log.init_app(app)
@@ -72,6 +77,7 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     app.register_blueprint(health.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(admin.blueprint)
+    admin_lifecycle.init_app(app, managed, control_plane)
     app.register_blueprint(caller.blueprint)
     app.register_blueprint(ui_blueprint)
     return app
@@ -109,6 +115,17 @@ def _settler(settings: Settings, url: str, store: PerProcess[Store]) -> Settler:
         )
         kept = None
     return Settler(store.get, kept)
+
+
+def _orphans(settings: Settings, managed: Lifecycle) -> OrphanRecorder:
+    """Where this worker's flows report the certificates nobody got; its sweeper starts here
+    (after the fork, with the provisioner) and stops with it."""
+    from service.lifecycle import OrphanRecorder
+
+    recorder = OrphanRecorder(managed)
+    if settings.store_url is not None:
+        recorder.start_sweeper()
+    return recorder
 
 
 def _aws_pace(settings: Settings, store: PerProcess[Store]) -> Pace | None:

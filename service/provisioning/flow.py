@@ -11,6 +11,8 @@ Interface used by the HTTP layer:
     provisioner.provision(template_name=..., parameters=..., csr=..., request_id=...) -> ProvisionResult
         raises service.errors.ServiceError subclasses (never anything else on purpose)
     provisioner.readiness() -> dict  {"ready": bool, "connections": [...], ...}
+    provisioner.unsent               where certificates that reached no caller are reported
+                                     (service.provisioning.unsent), or None
     provisioner.close()              finish in-flight flows, then disconnect (graceful shutdown)
 """
 
@@ -40,6 +42,7 @@ from service.provisioning.topics import (
     template_answer_filters,
     template_topic,
 )
+from service.provisioning.unsent import UnsentCertificate, UnsentCertificates, reason_for
 
 log = logging.getLogger("service.provisioner")
 
@@ -77,9 +80,12 @@ class Provisioner:
         credentials: Callable[[], AwsCredentials] | None = None,
         *,
         pace: Pace | None = None,
+        unsent: UnsentCertificates | None = None,
     ) -> None:
         self.settings = settings
         self.pace = pace
+        # A certificate Create* made for a flow that then failed reached nobody: reported there.
+        self.unsent = unsent
         if credentials is None and settings.auth_mode == "sigv4":
             if settings.static_credentials:  # local mode: the emulator's test pair
                 credentials = static_credentials(*settings.static_credentials)
@@ -127,6 +133,10 @@ class Provisioner:
                 (time.monotonic() - started) * 1000,
                 exc.detail,
             )
+            self._report_unsent(progress, exc, template_name, request_id)
+            raise
+        except BaseException as exc:
+            self._report_unsent(progress, exc, template_name, request_id)
             raise
         created = progress.created
         assert created is not None
@@ -189,6 +199,22 @@ class Provisioner:
                 deadline=step_deadline(),
             )
 
+    def _report_unsent(
+        self, progress: _Progress, error: BaseException, template_name: str, request_id: str
+    ) -> None:
+        """AWS made a certificate for this flow and nobody gets it: say so (docs/lifecycle.md)."""
+        created = progress.created
+        if created is None or self.unsent is None:
+            return
+        self.unsent.record(
+            UnsentCertificate(
+                certificate_id=created["certificateId"],
+                reason=reason_for(error),
+                request_id=request_id,
+                template=template_name,
+            )
+        )
+
     def _backoff(self, throttles: int) -> float:
         """Exponential in the number of throttles so far, half of it random ("equal jitter"), so
         callers throttled together spread out while the wait still grows."""
@@ -223,6 +249,8 @@ class Provisioner:
 
     def close(self, drain_seconds: float = 0.0) -> None:
         self.pool.close(drain_seconds=drain_seconds)
+        if self.unsent is not None:
+            self.unsent.close()
 
 
 def _call(link: MqttLink, topic: str, body: dict[str, Any], *, step: str, deadline: float) -> dict[str, Any]:
