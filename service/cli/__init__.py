@@ -4,6 +4,10 @@
     enrollments  import a CSV (all lines or none), add, enable, disable, list
     audit        the registration records, newest first (table, json, csv); audit prune
     db           upgrade (run the migrations), status
+    devices      list, show (the thing, its certificates, the audit trail), decommission, rotate
+    certificates revoke, suspend, reactivate (AWS IoT disconnects the devices using one)
+    orphans      the report of certificates got from AWS and not handed out; orphans sweep
+    reconcile    the audit trail against AWS IoT, the differences both ways
 
 With no command, or with gunicorn's options (`python -m service --workers 3`), it runs the server
 as it always has: `make run` calls it that way. The commands read the same PROVISIONER_* settings
@@ -15,7 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("keys", "enrollments", "audit", "db")
+COMMANDS = ("keys", "enrollments", "audit", "db", "devices", "certificates", "orphans", "reconcile")
 OPTIONS = ("--help", "-h", "--traceback")
 
 

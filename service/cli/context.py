@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from service.config import Settings, SettingsError
 from service.store import Store
 
+if TYPE_CHECKING:
+    from service.aws import ControlPlaneHolder
+    from service.lifecycle import Lifecycle
+
 
 class Runtime:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self._store: Store | None = None
+        self._control: ControlPlaneHolder | None = None
 
     @property
     def settings(self) -> Settings:
@@ -35,7 +41,23 @@ class Runtime:
             self._store = Store.open(url, upgrade=upgrade)
         return self._store
 
+    def lifecycle(self) -> Lifecycle:
+        """Lifecycle actions on the server's store and AWS IoT's control plane (in local mode, the
+        running emulator's: the commands never start one)."""
+        from service import local_mode
+        from service.aws import ControlPlaneHolder, target_of
+        from service.lifecycle import Lifecycle
+
+        settings = local_mode.with_running_emulator(self.settings)
+        if self._control is None:
+            self._control = ControlPlaneHolder(target_of(settings))
+        holder = self._control
+        return Lifecycle(settings, store=self.store, control=holder.get)
+
     def close(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self._store is not None:
             self._store.close()
             self._store = None

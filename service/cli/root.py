@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from service.cli import audit, database, enrollments, keys
+from service.cli import audit, database, devices, enrollments, keys, orphans
 from service.cli.context import Runtime
 from service.config import SettingsError
 from service.errors import InvalidInput, ServiceError
@@ -67,3 +67,7 @@ root.add_command(keys.group)
 root.add_command(enrollments.group)
 root.add_command(audit.group)
 root.add_command(database.group)
+root.add_command(devices.group)
+root.add_command(devices.certificates_group)
+root.add_command(orphans.group)
+root.add_command(orphans.reconcile_command)

@@ -1,4 +1,4 @@
-"""Option types: times (ISO 8601 or a duration from now), template names, parameter rules."""
+"""Option types: times (ISO 8601 or a duration from now), durations, template names, parameter rules."""
 
 from __future__ import annotations
 
@@ -44,6 +44,23 @@ class Moment(click.ParamType):
         return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+class Duration(click.ParamType):
+    """A span: 0, or a number with s, m, h, d or w (90s, 15m, 12h, 30d, 2w)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip()
+        if text == "0":
+            return timedelta(0)
+        duration = _DURATION.match(text)
+        if duration is None:
+            self.fail(f"{text[:60]!r} is not a duration (0, 90s, 15m, 12h, 30d, 2w)", param, ctx)
+        return timedelta(seconds=int(duration.group(1)) * _SECONDS[duration.group(2)])
+
+
 class TemplateName(click.ParamType):
     name = "template"
 
@@ -83,6 +100,7 @@ class Rule(click.ParamType):
         return name, pattern
 
 
+DURATION = Duration()
 TEMPLATE = TemplateName()
 PARAMETER = ParameterName()
 RULE = Rule()

@@ -134,7 +134,11 @@ class Issued:
 @cache
 def _schedule(dialect: str) -> Executable:
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert_(certificate_retirements).on_conflict_do_nothing(index_elements=["certificate_id"])
+    return (
+        insert_(certificate_retirements)
+        .on_conflict_do_nothing(index_elements=["certificate_id"])
+        .returning(certificate_retirements.c.certificate_id)
+    )
 
 
 _r = certificate_retirements.c
@@ -169,7 +173,7 @@ class LifecycleQueries(Queries):
         added = 0
         with self._db() as db:
             for row in rows:
-                added += db.execute(_schedule(self.dialect), row).rowcount or 0
+                added += db.execute(_schedule(self.dialect), row).first() is not None
         return added
 
     def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Retirement]:
