@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
 
     from service import lifecycle
     from service.provisioning.flow import Provisioner
+    from service.provisioning.use_case import Provisioning
 
     app = Flask(__name__)
     if settings.behind_proxy:
@@ -60,12 +61,16 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
         store = PerProcess(lambda: _open_store(store_url, settler))
         settler = PerProcess(lambda: _settler(settings, store_url, store))
     app.extensions["store"] = store
-    app.extensions["settler"] = settler
     # After birth (docs/lifecycle.md): the control plane, and the orphans the flows report.
     managed, control_plane = lifecycle.for_app(settings, store.get)
-    app.extensions["provisioner"] = PerProcess(
+    flow = PerProcess(
         lambda: Provisioner(settings, pace=_aws_pace(settings, store), unsent=_orphans(settings, managed)),
         provisioner,
+    )
+    app.extensions["provisioner"] = flow
+    # The provision use case: what every front door calls.
+    app.extensions["provisioning"] = Provisioning(
+        settings, store=store.get, settler=settler.get, provisioner=flow.get
     )
 
     from service.http import admin, admin_lifecycle, caller, health, metrics, problems, provision, request_log

@@ -92,6 +92,12 @@ class InvalidInput(ServiceError):
         super().__init__(detail, extra={"errors": errors} if errors else None)
         self.status = status
 
+    @classmethod
+    def broken_rules(cls, errors: dict[str, list[str]]) -> InvalidInput:
+        """A 422 naming every broken rule: {field: [sentences]}."""
+        summary = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
+        return cls(f"The request breaks {len(errors)} rule(s): {summary}", errors=errors, status=422)
+
 
 class OperationalKeyReused(InvalidInput):
     """A CSR for an attested device carrying its device certificate's (IDevID's) public key: the

@@ -49,10 +49,10 @@ def is_admin() -> bool:
         return False
 
 
-def key_id_or_none() -> str | None:
-    """The caller's key id when authentication already succeeded (for the audit trail)."""
-    found = g.get("caller")
-    return found.key_id if found is not None else None
+def caller_or_none() -> Caller | None:
+    """The caller when authentication already succeeded (for the audit trail), else None."""
+    found: Caller | None = g.get("caller")
+    return found
 
 
-__all__ = ["Unauthorized", "admin", "caller", "is_admin", "key_id_or_none"]
+__all__ = ["Unauthorized", "admin", "caller", "caller_or_none", "is_admin"]

@@ -54,9 +54,7 @@ def render_problem(error: ServiceError) -> Response:
 
 def rules_broken(errors: dict[str, Any]) -> InvalidInput:
     """A 422 naming every broken rule, from marshmallow's (possibly nested) error dict."""
-    flat = _flatten(errors)
-    summary = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in flat.items())
-    return InvalidInput(f"The request breaks {len(flat)} rule(s): {summary}", errors=flat, status=422)
+    return InvalidInput.broken_rules(_flatten(errors))
 
 
 def _flatten(errors: dict[str, Any], prefix: str = "") -> dict[str, list[str]]:

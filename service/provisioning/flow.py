@@ -7,7 +7,7 @@ the retry takes any link: RegisterThing goes again with the same ownership token
 hour); a throttled Create* minted nothing, so sending it again mints one certificate at most.
 With PROVISIONER_AWS_MAX_RATE every attempt first takes a slot of the pace (provisioning.pace).
 
-Interface used by the HTTP layer:
+Interface used by the provision use case (service.provisioning.use_case):
     provisioner.provision(template_name=..., parameters=..., csr=..., request_id=...) -> ProvisionResult
         raises service.errors.ServiceError subclasses (never anything else on purpose)
     provisioner.readiness() -> dict  {"ready": bool, "connections": [...], ...}
