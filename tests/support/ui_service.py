@@ -46,6 +46,11 @@ def serve_ui(emulator: Emulator, directory: Path) -> Iterator[UiService]:
             "PROVISIONER_POOL_SIZE": "2",
             "PROVISIONER_RECONNECT_MIN_SECONDS": "0.2",
             "PROVISIONER_RECONNECT_MAX_SECONDS": "1",
+            # The lifecycle views: the emulator's control plane over HTTPS; no background sweep.
+            "PROVISIONER_CONTROL_ENDPOINT": emulator.urls["control-tls"],
+            "PROVISIONER_CONTROL_CA_FILE": str(emulator.ca_path),
+            "PROVISIONER_ORPHAN_SWEEP_SECONDS": "0",
+            "PROVISIONER_ORPHAN_GRACE_SECONDS": "0",
         }
     ).replace(static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
     app = create_app(settings)

@@ -3,13 +3,16 @@
 
 import { call, session } from "./api.js";
 import * as audit from "./audit.js";
+import * as devices from "./devices.js";
 import { byId, clearProblem, showProblem } from "./dom.js";
 import * as enrollments from "./enrollments.js";
 import * as health from "./health.js";
 import * as keys from "./keys.js";
+import * as orphans from "./orphans.js";
 import * as provision from "./provision.js";
+import * as reconcile from "./reconcile.js";
 
-const VIEWS = { provision, keys, enrollments, audit, health };
+const VIEWS = { provision, keys, enrollments, audit, devices, orphans, reconcile, health };
 let caller = null;
 
 function start() {

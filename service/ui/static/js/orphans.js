@@ -1,0 +1,89 @@
+// Orphans (admin): the certificates the service got from AWS IoT and never handed out, and the ones
+// a rotation or decommission retires, with how each ended; "Sweep now" retires every due one.
+
+import { call, query } from "./api.js";
+import { confirmAction } from "./confirm.js";
+import { badge, byId, clearProblem, formatTime, h, showProblem, table } from "./dom.js";
+import { controlPlaneUsable } from "./lifecycle.js";
+
+const PAGE = 100;
+let shown = [];
+let next = null;
+
+export function setUp() {
+  byId("orphans-filter").addEventListener("submit", (event) => {
+    event.preventDefault();
+    show();
+  });
+  byId("orphans-more").addEventListener("click", () => load(next));
+  byId("orphans-sweep").addEventListener("click", sweep);
+}
+
+export async function show() {
+  await controlPlaneUsable(byId("orphans-control-plane"));
+  return load("");
+}
+
+async function load(after) {
+  const problem = byId("orphans-error");
+  const form = byId("orphans-filter").elements;
+  try {
+    const { data } = await call(
+      "GET",
+      `/admin/orphans${query({ state: form.state.value, kind: form.kind.value, after, limit: PAGE })}`,
+    );
+    clearProblem(problem);
+    shown = after ? shown.concat(data.items) : data.items;
+    next = data.next;
+    byId("orphans-counts").textContent = data.counts.length
+      ? data.counts.map((c) => `${c.kind} ${c.state}: ${c.count}`).join(" · ")
+      : "Nothing recorded.";
+    render();
+  } catch (error) {
+    showProblem(problem, error);
+  }
+}
+
+function render() {
+  byId("orphans-table").replaceChildren(
+    table(
+      [
+        { title: "Certificate", cell: (r) => h("code", { title: r.certificateId }, r.certificateId.slice(0, 16)) },
+        { title: "Kind", cell: (r) => r.kind },
+        { title: "Why", cell: (r) => r.reason },
+        { title: "State", cell: (r) => badge(r.state) },
+        { title: "Thing", cell: (r) => r.thingName || "" },
+        { title: "Recorded", cell: (r) => formatTime(r.recordedAt) },
+        { title: "Due / done", cell: (r) => formatTime(r.state === "pending" ? r.dueAt : r.doneAt) },
+        { title: "Tries", cell: (r) => String(r.attempts) },
+        { title: "Last error", cell: (r) => r.lastError || "" },
+        { title: "Request", cell: (r) => r.requestId || "" },
+      ],
+      shown,
+      "No certificates recorded.",
+    ),
+  );
+  byId("orphans-more").hidden = next === null;
+}
+
+async function sweep() {
+  const sure = await confirmAction({
+    title: "Sweep now?",
+    text: "Every due certificate on this list is detached from its things, deactivated and deleted in AWS IoT.",
+    button: "Sweep",
+  });
+  if (!sure) return;
+  const status = byId("orphans-status");
+  status.textContent = "Sweeping…";
+  try {
+    const { data } = await call("POST", "/admin/orphans/sweep");
+    clearProblem(byId("orphans-error"));
+    status.textContent =
+      `Retired ${data.retired.length}, gone already ${data.gone.length}, kept ${data.kept.length}, ` +
+      `failed ${data.failed.length}.`;
+    await load("");
+  } catch (error) {
+    status.textContent = "";
+    showProblem(byId("orphans-error"), error);
+  }
+}
