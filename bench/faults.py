@@ -1,7 +1,7 @@
 """`python -m bench.faults`: what a mix of MQTT faults costs the service's callers.
 
     python -m bench.faults [--runs 1] [--calls 300] [--callers 32] [--csr-share 0.8]
-                           [--mix late=0.05,never_answer=0.05,drop_connection=0.02,...]
+                           [--mix late=0.05,never_answer=0.05,drop_connection=0.02,...] [--sweep]
 
 The emulator (in this process, so its fault counters can be read) answers every fleet-provisioning
 operation with a fault drawn from the mix (default per operation: 5% late, answered after the
@@ -16,11 +16,17 @@ run: calls that met a must-fail fault, failures, **amplification** (failures / c
 must-fail fault: 1.0 means a fault cost only its own request), the 201 share, p50/p99 of the 201s,
 MQTT connections the service opened, and **wrong answers** (a 201 whose thing or certificate is not
 the caller's; must be 0). docs/benchmarks.md, "Faults".
+
+Every run also counts the **ACTIVE certificates no caller got** once the late answers are in
+(AWS registered the thing, the answer was lost). With `--sweep` the service keeps an SQLite store,
+records each certificate it got and did not hand out, and sweeps them every second through the
+emulator's control plane (docs/lifecycle.md): the run then waits for the sweep and counts again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import random
@@ -34,6 +40,9 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from bench.__main__ import AWS_TEST_ENV
 from bench.devices import Csr, Evidence, FlowError, make_csrs, mix_up
@@ -71,9 +80,22 @@ def parse_mix(text: str) -> list[tuple[str, float]]:
     return mix
 
 
-def service_env(emulator: Emulator, api_key: str, pool_size: int) -> dict[str, str]:
+def service_env(
+    emulator: Emulator, api_key: str, pool_size: int, store: Path | None = None
+) -> dict[str, str]:
+    """`store`: a directory for an SQLite store, with the orphan sweep on (every second)."""
+    sweep = (
+        {
+            "PROVISIONER_DATABASE_URL": f"sqlite:///{store / 'provisioner.db'}",
+            "PROVISIONER_CONTROL_ENDPOINT": emulator.urls["control"],
+            "PROVISIONER_ORPHAN_SWEEP_SECONDS": "1",
+            "PROVISIONER_ORPHAN_GRACE_SECONDS": "0",
+        }
+        if store is not None
+        else {"PROVISIONER_DATABASE_URL": "off"}
+    )
     return {
-        "PROVISIONER_DATABASE_URL": "off",
+        **sweep,
         "PROVISIONER_IOT_ENDPOINT": emulator.urls["ws"],
         "PROVISIONER_AUTH_MODE": "sigv4",
         "PROVISIONER_AWS_REGION": "us-east-1",
@@ -109,7 +131,7 @@ def run_once(
     api_key = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         emulator = Emulator(data_dir=Path(tmp) / "emulator", key_algorithm="ec").start()
-        env = service_env(emulator, api_key, args.pool_size)
+        env = service_env(emulator, api_key, args.pool_size, Path(tmp) if args.sweep else None)
         if tree is not None:
             env["PYTHONPATH"] = str(tree)  # ahead of the editable install on sys.path
         service = ServiceProcess(env, log_file, workers=args.workers, cwd=tree)
@@ -126,9 +148,15 @@ def run_once(
             figures["must_fail"] = sum(n for (_, kind), n in emulator_met.items() if kind in MUST_FAIL)
             figures["met"] = {f"{op}:{kind}": n for (op, kind), n in sorted(emulator_met.items())}
             registry = {t["thingName"] for t in emulator.registry.list_things()}
-            figures["unregistered_201s"] = sum(
-                1 for e in figures.pop("evidence") if e.thing_name not in registry
-            )
+            evidence = figures.pop("evidence")
+            figures["unregistered_201s"] = sum(1 for e in evidence if e.thing_name not in registry)
+            handed_out = {certificate_id(e.certificate_pem.encode()) for e in evidence}
+            handed_out.add(certificate_id(emulator.claim_cert_path.read_bytes()))
+            time.sleep(STEP_TIMEOUT + 2.0)  # the late answers' registrations are in
+            figures["active_unclaimed"] = len(active_unclaimed(emulator, handed_out))
+            if args.sweep:
+                figures.update(wait_for_sweep(service.port, api_key))
+                figures["active_unclaimed_after_sweep"] = len(active_unclaimed(emulator, handed_out))
         finally:
             service.stop()
             emulator.stop()
@@ -136,6 +164,33 @@ def run_once(
     figures["failures"] = failures
     figures["amplification"] = failures / figures["must_fail"] if figures["must_fail"] else None
     return figures
+
+
+def certificate_id(pem: bytes) -> str:
+    """AWS IoT's id of a certificate: the SHA-256 of its DER."""
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    return hashlib.sha256(der).hexdigest()
+
+
+def active_unclaimed(emulator: Emulator, handed_out: set[str]) -> set[str]:
+    """ACTIVE certificates in the emulator that no caller got (nor the claim)."""
+    active = {c["certificateId"] for c in emulator.registry.list_certificates() if c["status"] == "ACTIVE"}
+    return active - handed_out
+
+
+def wait_for_sweep(port: int, api_key: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until the workers' sweeps left no orphan pending; the orphan report's counts then."""
+    started = time.monotonic()
+    while True:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/admin/orphans?limit=1", headers={"Authorization": f"Bearer {api_key}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            counts = {f"{c['kind']} {c['state']}": c["count"] for c in json.load(response)["counts"]}
+        pending = sum(n for name, n in counts.items() if name.endswith(" pending"))
+        if pending == 0 or time.monotonic() - started > timeout:
+            return {"orphans": counts, "sweep_wait_seconds": round(time.monotonic() - started, 1)}
+        time.sleep(0.5)
 
 
 def connections_opened(port: int, api_key: str) -> float:
@@ -217,6 +272,14 @@ def line(run: int, f: dict[str, Any]) -> str:
         f"201 p50 {f['p50_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms; "
         f"connections opened {f['connections_opened']:.0f}; wrong answers {f['wrong_answers']}"
         + (f"; 201s with no thing in the registry {f['unregistered_201s']}" if f["unregistered_201s"] else "")
+        + f"; ACTIVE certificates no caller got {f['active_unclaimed']}"
+        + (
+            f" -> {f['active_unclaimed_after_sweep']} after the sweep ({f['sweep_wait_seconds']} s more; "
+            + ", ".join(f"{k} {v}" for k, v in sorted(f["orphans"].items()))
+            + ")"
+            if "orphans" in f
+            else ""
+        )
     )
 
 
@@ -230,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-size", type=int, default=8)
     parser.add_argument("--mix", type=parse_mix, default=parse_mix(DEFAULT_MIX))
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="run the service with an SQLite store and the orphan sweep on (every second, through the "
+        "emulator's control plane), and count the ACTIVE certificates no caller got after it",
+    )
     parser.add_argument(
         "--baseline-tree",
         type=Path,
