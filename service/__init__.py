@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
         settings = local_mode.prepare(settings)
 
     from service import lifecycle
+    from service.callers import presented
     from service.provisioning.flow import Provisioner
     from service.provisioning.use_case import Provisioning
 
@@ -72,6 +73,8 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     app.extensions["provisioning"] = Provisioning(
         settings, store=store.get, settler=settler.get, provisioner=flow.get
     )
+    # Devices that present a certificate (docs/attestation.md): both front doors ask this.
+    app.extensions[presented.EXTENSION] = presented.DeviceCallers(settings, store.get)
 
     from service.http import admin, admin_lifecycle, caller, health, metrics, problems, provision, request_log
     from service.ui import blueprint as ui_blueprint

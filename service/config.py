@@ -101,6 +101,17 @@ class Settings:
     behind_proxy: bool = False
     proxy_rate_per_address: int = 100
     proxy_metrics: bool = False
+    # Mutual TLS (docs/attestation.md): nginx listens on tls_bind with the server certificate
+    # chain tls_cert and its key tls_key, asks every client for a certificate without requiring
+    # or checking one, and passes the one it got to the service, which checks it against the
+    # registered device CAs. Local mode makes a certificate for localhost when none is given.
+    # proxy_socket: a unix socket gunicorn also listens on for that nginx alone (`make run`,
+    # whose own listener is gunicorn's): a request that came on it is the proxy's, as every
+    # request is with behind_proxy.
+    tls_bind: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    proxy_socket: Path | None = None
     # gunicorn (service/gunicorn_conf.py). threads None: two per pooled connection, so requests
     # past the pool wait for a connection (bounded) instead of queueing unseen in the socket.
     bind: str = "127.0.0.1:8000"
@@ -180,6 +191,10 @@ class Settings:
             "behind_proxy": env.boolean("PROVISIONER_BEHIND_PROXY", False),
             "proxy_metrics": env.boolean("PROVISIONER_PROXY_METRICS", False),
             "proxy_rate_per_address": env.number("PROVISIONER_PROXY_RATE_PER_ADDRESS", int, 100, 1, 100_000),
+            "tls_bind": env.text("PROVISIONER_TLS_BIND"),
+            "tls_cert": env.path("PROVISIONER_TLS_CERT"),
+            "tls_key": env.path("PROVISIONER_TLS_KEY"),
+            "proxy_socket": env.path("PROVISIONER_PROXY_SOCKET"),
             "metrics_dir": env.path("PROVISIONER_METRICS_DIR"),
             "aws_max_rate": env.number("PROVISIONER_AWS_MAX_RATE", float, None, 0.001, 100_000),
             "bind": env.text("PROVISIONER_BIND") or "127.0.0.1:8000",

@@ -105,6 +105,7 @@ def check(settings: Settings) -> list[str]:
     if s.static_credentials is not None and (len(s.static_credentials) != 2 or not all(s.static_credentials)):
         problems.append("static_credentials must be (access key id, secret access key)")
     problems += _check_control_plane(s)
+    problems += _check_tls(s)
     if s.local_mode:
         return problems  # the connection settings are made by local mode
     try:
@@ -139,6 +140,24 @@ def _check_control_plane(s: Settings) -> list[str]:
             )
     if s.control_ca_file is not None:
         problems += _check_readable("PROVISIONER_CONTROL_CA_FILE", s.control_ca_file)
+    return problems
+
+
+def _check_tls(s: Settings) -> list[str]:
+    problems = []
+    if (s.tls_cert is None) != (s.tls_key is None):
+        problems.append("PROVISIONER_TLS_CERT and PROVISIONER_TLS_KEY go together: set both or neither")
+    for name, path in (("PROVISIONER_TLS_CERT", s.tls_cert), ("PROVISIONER_TLS_KEY", s.tls_key)):
+        if path is not None:
+            problems += _check_readable(name, path)
+    if s.tls_bind is not None:
+        if not s.tls_bind.strip() or s.tls_bind.startswith("unix:"):
+            problems.append("PROVISIONER_TLS_BIND must be HOST:PORT (or PORT)")
+        elif s.tls_cert is None and not s.local_mode:
+            problems.append(
+                "PROVISIONER_TLS_BIND needs PROVISIONER_TLS_CERT and PROVISIONER_TLS_KEY (the server's "
+                "certificate chain and key) outside local mode"
+            )
     return problems
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from service.callers.presented import EXTENSION, DeviceCallers
 from service.config import Settings
 from service.process import PerProcess
 from service.provisioning.flow import Provisioner
@@ -32,3 +33,9 @@ def store() -> Store:
     """This worker's store: the null store (service.store.null) when the service keeps none."""
     holder: PerProcess[Store] = current_app.extensions["store"]
     return holder.get()
+
+
+def device_callers() -> DeviceCallers:
+    """The presented client certificate and the device caller it proves (service.callers.presented)."""
+    value: DeviceCallers = current_app.extensions[EXTENSION]
+    return value

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine
 
 from service.store.base import begin_transaction
+from service.store.device_cas import DeviceCaQueries
 from service.store.engine import describe, make_engine, migrate
 from service.store.enrollments import EnrollmentEntry, EnrollmentQueries, EnrollmentRecord
 from service.store.idempotency import IdempotencyQueries, IdempotencyRecord
@@ -46,6 +47,7 @@ class Store:
         self.registrations = RegistrationQueries(bind)
         self.idempotency = IdempotencyQueries(bind)
         self.pace = PaceQueries(bind)
+        self.device_cas = DeviceCaQueries(bind)
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:

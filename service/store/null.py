@@ -18,6 +18,7 @@ from typing import NoReturn
 from service.errors import InvalidInput, NotFound
 from service.store import Store
 from service.store.base import Queries
+from service.store.device_cas import DeviceCaQueries
 from service.store.enrollments import EnrollmentQueries, EnrollmentRecord
 from service.store.idempotency import IdempotencyQueries, IdempotencyRecord
 from service.store.keys import KeyQueries, KeyRecord
@@ -39,6 +40,7 @@ class NullStore(Store):
         self.registrations = _Registrations()
         self.idempotency = _Idempotency()
         self.pace = _Pace()
+        self.device_cas = _DeviceCas()
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
@@ -100,3 +102,10 @@ class _Idempotency(IdempotencyQueries, _Nothing):
 
 class _Pace(PaceQueries, _Nothing):
     pass
+
+
+class _DeviceCas(DeviceCaQueries, _Nothing):
+    """No device CA is registered: every device certificate is from an unknown CA (403)."""
+
+    def revisions(self) -> dict[str, int]:
+        return {}
