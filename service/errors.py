@@ -35,6 +35,9 @@
     ├── PoolExhausted                  503 + Retry-After: no free connection within the wait limit
     ├── BrokerUnavailable              503 + Retry-After: cannot connect / subscribe to the broker
     ├── StoreUnavailable               503 + Retry-After: the database cannot be reached
+    ├── ControlPlaneUnavailable        503: AWS IoT's control plane cannot be used or reached
+    ├── ControlPlaneRejected           404/409/422/429/502: it refused (both in service/aws/errors.py,
+    │                                  raised only by service.aws.control, which converts botocore's)
     ├── UpstreamTimeout                504: our own deadline passed
     └── UpstreamInvalid                502: AWS's answer is unusable (bad JSON, unparseable certificate)
         └── AnswerUnproven             502 + Retry-After: an answer on the connection could not be
