@@ -101,6 +101,7 @@ def decommission(
     matched = _enrollment(lifecycle, thing_name, registrations)
     if matched is not None:
         entries.add(matched.id)
+    entries |= _entries_of_lost_answers(lifecycle, thing_name, done)
     for entry in sorted(entries):
         if records.reopen_enrollment(entry):
             done.enrollments_reopened += 1
@@ -180,6 +181,28 @@ def _settled(action: Callable[[], object]) -> None:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 2.0)
+
+
+def _entries_of_lost_answers(lifecycle: Lifecycle, thing_name: str, done: Decommissioning) -> set[int]:
+    """A provision whose RegisterThing answer was lost counted its `once` entry without a thing
+    name (docs/gate.md); its certificate, an orphan, is attached to this thing (or was, until the
+    sweep detached it): its request's audit record names the device's template and parameters."""
+    records, store = lifecycle.records(), lifecycle.store()
+    request_ids = set()
+    for taken in done.certificates:
+        recorded = records.get(str(taken["certificateId"]))
+        if recorded is not None and recorded.kind == "orphan" and recorded.request_id:
+            request_ids.add(recorded.request_id)
+    for event in records.events(thing_name=thing_name, limit=200):
+        if event.action == "retire" and event.request_id and (event.detail or {}).get("kind") == "orphan":
+            request_ids.add(event.request_id)
+    entries = set()
+    for attempt in records.attempts(request_ids):
+        if attempt.template and attempt.parameters:
+            found = store.enrollments.match(attempt.template, attempt.parameters)
+            if found is not None:
+                entries.add(found.id)
+    return entries
 
 
 def _enrollment(

@@ -42,6 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable
 
 from service.store.base import Queries
+from service.store.registrations import Registration
 from service.store.tables import UtcDateTime, enrollments, metadata, registrations
 
 KINDS = ("orphan", "retirement")
@@ -316,6 +317,15 @@ class LifecycleQueries(Queries):
         with self._db(write=False) as db:
             rows = [*db.execute(provisioned).all(), *db.execute(rotated).all()]
         return sorted((Issued(*row) for row in rows), key=lambda i: i.at)
+
+    def attempts(self, request_ids: Iterable[str]) -> list[Registration]:
+        """The audit records of these requests (their template and parameters name the device)."""
+        ids = sorted(set(request_ids))
+        if not ids:
+            return []
+        query = select(registrations).where(registrations.c.request_id.in_(ids))
+        with self._db(write=False) as db:
+            return [Registration(**row) for row in db.execute(query).mappings().all()]
 
     def oldest_record(self) -> datetime | None:
         with self._db(write=False) as db:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from device_keys import make_csr
@@ -190,3 +191,25 @@ def test_after_a_fault_mix_aws_holds_no_active_certificate_that_no_caller_got(
 def _claim_id(emulator: Emulator) -> str:
     certificate = x509.load_pem_x509_certificate(emulator.claim_cert_path.read_bytes())
     return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+@pytest.mark.parametrize("swept_first", [False, True])
+def test_a_once_device_whose_answer_was_lost_provisions_again_once_decommissioned(
+    start_service: Any, lifecycle_env: dict[str, str], emulator: Emulator, swept_first: bool
+) -> None:
+    api = start_service(**lifecycle_env, **SHORT)
+    assert (
+        api.post("/admin/enrollments", json={"template": "demo", "value": "SN-LOST-RMA"}).status_code == 201
+    )
+    emulator.set_fault("register_thing", Fault(never_answer=True))
+    assert post_csr(api, "SN-LOST-RMA").status_code == 504
+    emulator.faults.clear()
+    # The entry counted the provision without a thing: the device may exist, so once refuses.
+    refused = post_csr(api, "SN-LOST-RMA")
+    assert refused.status_code == 409, refused.text
+    if swept_first:  # the orphan is gone from the thing: the sweep's record still names the request
+        assert len(api.post("/admin/orphans/sweep").json()["retired"]) == 1
+    done = api.post("/admin/devices/demo-SN-LOST-RMA/decommission").json()
+    assert done["enrollmentsReopened"] == 1
+    assert [c["deleted"] for c in done["certificates"]] == ([] if swept_first else [True])
+    assert post_csr(api, "SN-LOST-RMA").status_code == 201
