@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     # Devices that present a certificate (docs/attestation.md): both front doors ask this.
     app.extensions[presented.EXTENSION] = presented.DeviceCallers(settings, store.get)
 
+    from service import est
     from service.http import admin, admin_lifecycle, caller, health, metrics, problems, provision, request_log
     from service.ui import blueprint as ui_blueprint
 
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     admin_lifecycle.init_app(app, managed, control_plane)
     app.register_blueprint(caller.blueprint)
     app.register_blueprint(ui_blueprint)
+    est.init_app(app, settings)
     return app
 
 

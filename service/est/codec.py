@@ -23,6 +23,7 @@ from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 PKCS10 = "application/pkcs10"
 CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
 CACERTS = "application/pkcs7-mime"
+CSRATTRS = "application/csrattrs"
 # A PKCS#10 of an RSA 4096 key with a few extensions is under 2 KB; base64 and line breaks add a
 # third. Anything far larger is not a CSR a device sends.
 MAX_BODY_BYTES = 16 * 1024
@@ -68,3 +69,35 @@ def certs_only(certificates: list[x509.Certificate]) -> bytes:
 def read_certs_only(body: bytes) -> list[x509.Certificate]:
     """The certificates of a certs-only PKCS#7 in base64 (what a client does with our answers)."""
     return pkcs7.load_der_pkcs7_certificates(_unbase64(body, "the PKCS#7"))
+
+
+def csr_attributes(oids: list[x509.ObjectIdentifier]) -> bytes:
+    """Base64 of a DER CsrAttrs (RFC 7030 4.5.2) holding bare OIDs, in 64-character lines; empty
+    for none (the door then answers 204)."""
+    if not oids:
+        return b""
+    encoded = base64.b64encode(_der(0x30, b"".join(_der(0x06, _oid_content(oid)) for oid in oids)))
+    return b"\n".join(encoded[i : i + 64] for i in range(0, len(encoded), 64)) + b"\n"
+
+
+def _oid_content(oid: x509.ObjectIdentifier) -> bytes:
+    # X.690 8.19: the first two arcs in one number (40 * first + second), every arc in base 128
+    # with the high bit set on all but its last byte.
+    arcs = [int(arc) for arc in oid.dotted_string.split(".")]
+    content = bytearray()
+    for number in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [number & 0x7F]
+        number >>= 7
+        while number:
+            chunk.append(0x80 | (number & 0x7F))
+            number >>= 7
+        content += bytes(reversed(chunk))
+    return bytes(content)
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        return bytes([tag, length]) + content
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + content
