@@ -3,8 +3,8 @@
     GET  cacerts          the CA certificates issued certificates chain to (est.settings), no key
     GET  csrattrs         what a CSR should carry (the subject's serialNumber), no key
     POST simpleenroll     an API key's CSR -> the provision use case -> the certificate
-    POST simplereenroll   renew the certificate presented over mutual TLS (needs a client
-                          certificate; an API key renews nothing)
+    POST simplereenroll   renew the certificate presented over mutual TLS (est.renewal; an API
+                          key renews nothing)
     serverkeygen, fullcmc 501: not offered
 
 Order of checks on an enroll: the credential (401), the label (404), the body (415, 413, 400),
@@ -19,7 +19,10 @@ from cryptography import x509
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
+from service.callers import presented
+from service.callers.devices import load_chain
 from service.callers.model import Caller
+from service.callers.presented import DeviceCallers
 from service.errors import (
     Forbidden,
     InvalidInput,
@@ -29,8 +32,9 @@ from service.errors import (
     ServiceError,
     TemplateNotFound,
 )
-from service.est import answers, auth, codec, enrollment
+from service.est import answers, auth, codec, enrollment, renewal
 from service.est.settings import EstSettings
+from service.lifecycle import Lifecycle
 from service.provisioning.request import Arrival
 from service.provisioning.use_case import Provisioning
 
@@ -119,14 +123,25 @@ def _simpleenroll(label: str | None) -> Response:
 def _simplereenroll(label: str | None) -> Response:
     if label is not None:
         enrollment.checked_label(label)
-    # Whoever calls, the certificate to renew is the one presented over mutual TLS.
-    auth.caller()
-    raise Forbidden(
-        "simplereenroll renews the certificate the client presents over mutual TLS, and this "
-        "request presented none; an API key renews no certificate (an operator rotates a device's "
-        "certificate with POST /admin/devices/<thing>/rotate).",
-        rule="certificate-required",
-    )
+    devices: DeviceCallers = current_app.extensions[presented.EXTENSION]
+    chain = devices.presented(request.environ)
+    if chain is None:
+        # The certificate to renew is the one presented over mutual TLS, whoever calls: without
+        # one, a client without credentials is challenged as on simpleenroll, one with a key told.
+        auth.caller()
+        raise Forbidden(
+            "simplereenroll renews the certificate the client presents over mutual TLS, and this "
+            "request presented none; an API key renews no certificate (an operator rotates a "
+            "device's certificate with POST /admin/devices/<thing>/rotate).",
+            rule="certificate-required",
+        )
+    current = load_chain(chain)[0]
+    csr = _read_csr()
+    enrollment.checked_csr(csr)
+    lifecycle: Lifecycle = current_app.extensions["lifecycle"]
+    renewed = renewal.renew(lifecycle, current, csr, request_id=answers.request_id())
+    certificate = x509.load_pem_x509_certificate(renewed.certificate_pem.encode("ascii"))
+    return answers.certificates([certificate], codec.CERTS_ONLY, replayed=renewed.replayed)
 
 
 def _read_csr() -> x509.CertificateSigningRequest:

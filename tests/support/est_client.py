@@ -5,7 +5,10 @@ do not apply)."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -49,7 +52,8 @@ def basic(key: str, user: str = "factory-tool") -> tuple[str, str]:
 class EstClient:
     base_url: str
     key: str
-    api: Any  # the ApiClient of the same app (admin API, settings)
+    api: Any = None  # the ApiClient of the same app (admin API), when it runs in this process
+    verify: Any = True  # requests' verify: the server's CA file over TLS
 
     def url(self, operation: str, label: str | None = None) -> str:
         middle = f"{label}/" if label is not None else ""
@@ -57,12 +61,14 @@ class EstClient:
 
     def get(self, operation: str, label: str | None = None, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", TIMEOUT)
+        kwargs.setdefault("verify", self.verify)
         return requests.get(self.url(operation, label), **kwargs)
 
     def post(
         self, operation: str, body: bytes, label: str | None = "demo", **kwargs: Any
     ) -> requests.Response:
         kwargs.setdefault("timeout", TIMEOUT)
+        kwargs.setdefault("verify", self.verify)
         headers = {"Content-Type": PKCS10, **kwargs.pop("headers", {})}
         return requests.post(self.url(operation, label), data=body, headers=headers, **kwargs)
 
@@ -77,3 +83,62 @@ def certificates_of(response: requests.Response) -> list[x509.Certificate]:
     from service.est import codec
 
     return codec.read_certs_only(response.content)
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """A test CA and a server certificate it signed for 127.0.0.1 and localhost (PEM files)."""
+
+    ca_path: Path
+    cert_path: Path
+    key_path: Path
+
+
+def make_server_tls(directory: Path) -> ServerTls:
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "EST test server CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    tls = ServerTls(directory / "server-ca.pem", directory / "server.pem", directory / "server.key")
+    tls.ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    tls.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tls.key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    tls.key_path.chmod(0o600)
+    return tls
+
+
+def key_pem(key: Any) -> bytes:
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )

@@ -7,15 +7,30 @@ Fixtures
                   (PROVISIONER_CA_FILE) unless env says otherwise
     est_offline   an EstClient of the app whose broker is not there (`api`): for everything
                   answered before AWS IoT is asked
+    est_gunicorn  est_gunicorn(tls=None, *, client_ca=None, **env) -> EstClient: the service as
+                  production runs it (gunicorn, service.gunicorn_conf) in a subprocess on the
+                  shared emulator, with an SQLite store and the emulator's control plane; over TLS
+                  with `tls` (a ServerTls: `client.verify` is its CA), asking for a client
+                  certificate issued by `client_ca` (optional, as Python's ssl can: it checks the
+                  chain against that file) with `client_ca`
+    server_tls    a test CA and a server certificate for 127.0.0.1 (est_client.ServerTls)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from est_client import EstClient
+import requests
+from est_client import EstClient, ServerTls, make_server_tls
+from served import API_KEY, emulator_env, free_port, stop
+
+from emulator import Emulator
+from service.launcher import gunicorn_command
 
 
 @pytest.fixture
@@ -30,3 +45,62 @@ def est_service(start_service: Callable[..., Any], emulator: Any) -> Callable[..
 @pytest.fixture
 def est_offline(api: Any) -> EstClient:
     return EstClient(api.base_url, api.key, api)
+
+
+@pytest.fixture
+def server_tls(tmp_path: Path) -> ServerTls:
+    return make_server_tls(tmp_path / "server-tls")
+
+
+@pytest.fixture
+def est_gunicorn(emulator: Emulator, tmp_path: Path) -> Iterator[Callable[..., EstClient]]:
+    started: list[subprocess.Popen[bytes]] = []
+    log = tmp_path / "gunicorn.log"
+
+    def start(tls: ServerTls | None = None, *, client_ca: Path | None = None, **env: str) -> EstClient:
+        port = free_port()
+        environment = emulator_env(
+            emulator,
+            PROVISIONER_BIND=f"127.0.0.1:{port}",
+            PROVISIONER_WORKERS="1",
+            PROVISIONER_DATABASE_URL=f"sqlite:///{tmp_path / 'provisioner.db'}",
+            PROVISIONER_CONTROL_ENDPOINT=emulator.urls["control-tls"],
+            PROVISIONER_CONTROL_CA_FILE=str(emulator.ca_path),
+            PROVISIONER_ORPHAN_SWEEP_SECONDS="0",
+            **env,
+        )
+        arguments: list[str] = []
+        if tls is not None:
+            arguments += ["--certfile", str(tls.cert_path), "--keyfile", str(tls.key_path)]
+        if client_ca is not None:  # ask for a client certificate, issued by client_ca (optional)
+            arguments += ["--cert-reqs", "1", "--ca-certs", str(client_ca)]
+        with open(log, "ab") as stderr:
+            process = subprocess.Popen(
+                gunicorn_command(*arguments), env=environment, stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        started.append(process)
+        client = EstClient(
+            f"{'https' if tls else 'http'}://127.0.0.1:{port}",
+            API_KEY,
+            verify=str(tls.ca_path) if tls is not None else True,
+        )
+        wait_ready(client, process)
+        return client
+
+    yield start
+    for process in started:
+        assert stop(process) == 0, log.read_text()[-3000:]
+
+
+def wait_ready(client: EstClient, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"service exited early with {process.returncode}")
+        try:
+            if requests.get(client.base_url + "/readyz", timeout=2, verify=client.verify).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or busy starting its workers
+            pass
+        time.sleep(0.1)
+    raise AssertionError("service not ready in time")
