@@ -19,11 +19,15 @@ $(STAMP): pyproject.toml $(LOCKED)
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)  ## the service on http://127.0.0.1:8000 against the local emulator
-	$(PY) -m service
+# In local mode both also listen for mutual TLS (device certificates) on 127.0.0.1:8443, through
+# nginx (docs/attestation.md); PROVISIONER_TLS_BIND= (empty) turns that off.
+LOCAL_TLS := $${PROVISIONER_TLS_BIND-$$([ -n "$$PROVISIONER_IOT_ENDPOINT" ] || echo 127.0.0.1:8443)}
 
-run-production: $(STAMP)  ## nginx in front of gunicorn on http://127.0.0.1:8000 (needs nginx)
-	$(PY) -m service.production
+run: $(STAMP)  ## the service on http://127.0.0.1:8000 (mutual TLS on :8443 with nginx) against the local emulator
+	PROVISIONER_TLS_BIND=$(LOCAL_TLS) $(PY) -m service
+
+run-production: $(STAMP)  ## nginx in front of gunicorn on http://127.0.0.1:8000 and mutual TLS on :8443 (needs nginx)
+	PROVISIONER_TLS_BIND=$(LOCAL_TLS) $(PY) -m service.production
 
 emulator: $(STAMP)  ## the emulator alone, on its default ports
 	$(PY) -m emulator

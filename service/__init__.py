@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import logs
 from service.callers.settlement import Settler
 from service.config import Settings
+from service.http import forwarded
 from service.process import PerProcess
 from service.provisioning.pace import LocalPace, Pace
 from service.store import Store, StorePace, journal
@@ -46,7 +46,9 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     if settings.behind_proxy:
         # One hop: the address nginx put in X-Forwarded-For (its peer), never one a client sent
         # (nginx replaces theirs); request.remote_addr is then the caller's, for the audit trail.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=0, x_host=0, x_port=0, x_prefix=0)  # type: ignore[method-assign]
+        app.wsgi_app = forwarded.one_hop(app.wsgi_app)  # type: ignore[method-assign]
+    elif settings.proxy_socket is not None:
+        app.wsgi_app = forwarded.FromTlsFront(app.wsgi_app, settings)  # type: ignore[method-assign]
     # One byte above the limit, so that reading that byte means too large (http.body).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["settings"] = settings

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from service.callers import presented
 from service.config import Settings, SettingsError
 from service.http import framing
 
@@ -25,7 +26,15 @@ except SettingsError as error:
     print(f"service: invalid settings:\n{error}", file=sys.stderr)
     sys.exit(2)
 
-bind = _settings.bind
+bind: str | list[str] = _settings.bind
+if _settings.proxy_socket is not None:
+    # `make run`'s TLS front (nginx) reaches the workers on a socket of its own (service.tls).
+    bind = [_settings.bind, f"unix:{_settings.proxy_socket}"]
+if _settings.behind_proxy or _settings.proxy_socket is not None:
+    # nginx passes a client certificate on in a header (URL-encoded PEM): room for the largest
+    # chain the service reads (service.callers.presented refuses more, by name). Clients' own
+    # headers are bounded by nginx (large_client_header_buffers).
+    limit_request_field_size = presented.MAX_HEADER_LENGTH
 workers = _settings.workers
 worker_class = "gthread"
 threads = _settings.worker_threads

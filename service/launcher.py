@@ -37,8 +37,12 @@ def run(gunicorn_args: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"service: invalid settings:\n{exc}", file=sys.stderr)
         return 2
+    from service.tls_front import TlsFront
+
     env = dict(os.environ)
     bind = env.setdefault("PROVISIONER_BIND", "127.0.0.1:8000")
+    # PROVISIONER_TLS_BIND: nginx in front for mutual TLS (device certificates), gunicorn on.
+    front = TlsFront.prepare(env)
     # The emulator belongs to this process, not to a worker: started here, stopped at our exit.
     local.export_for_workers(env, bind)
     process = subprocess.Popen(gunicorn_command(*gunicorn_args), env=env)
@@ -49,4 +53,13 @@ def run(gunicorn_args: Sequence[str]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    return process.wait()
+    try:
+        if front is not None:
+            try:
+                front.start(process)
+            except RuntimeError as error:
+                print(f"service: {error}", file=sys.stderr)
+        return process.wait()
+    finally:
+        if front is not None:
+            front.stop()

@@ -52,7 +52,19 @@ def prepare(settings: Settings) -> Settings:
         database_url=settings.database_url or settings.store_url,
         static_credentials=(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY),
         **_control_plane(settings, info),
+        **_tls_files(settings),
     )
+
+
+def _tls_files(settings: Settings) -> dict[str, Any]:
+    """The mutual-TLS listener's certificate for localhost (service.tls), unless one was given."""
+    if settings.tls_bind is None or settings.tls_cert is not None:
+        return {}
+    from service import tls
+
+    made = tls.listener(settings)
+    assert made is not None
+    return {"tls_cert": made.certificate, "tls_key": made.key}
 
 
 def _control_plane(settings: Settings, info: dict[str, Any]) -> dict[str, Any]:
@@ -95,6 +107,8 @@ def worker_environment(prepared: Settings) -> dict[str, str]:
         "PROVISIONER_DATABASE_URL": prepared.database_url or "off",
         "PROVISIONER_CONTROL_ENDPOINT": prepared.control_endpoint or "",
         "PROVISIONER_CONTROL_CA_FILE": str(prepared.control_ca_file or ""),
+        "PROVISIONER_TLS_CERT": str(prepared.tls_cert or ""),
+        "PROVISIONER_TLS_KEY": str(prepared.tls_key or ""),
         # The emulator's published test pair, never real credentials (botocore's chain reads
         # the environment before profiles, which are cleared below).
         "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY_ID,

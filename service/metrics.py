@@ -95,7 +95,8 @@ provisions = Counter(
 )
 gate_refusals = Counter(
     "provisioner_gate_refusals_total",
-    "Provisions refused by the gate (403/409), by the rule that refused them.",
+    "Provisions refused by the gate (403/409), by the rule that refused them (a refused device "
+    "certificate: its problem type, device-unknown-ca, device-revoked, ...).",
     ["rule"],
 )
 unauthenticated_provisions = Counter(
@@ -105,8 +106,8 @@ unauthenticated_provisions = Counter(
 )
 rate_limit_refusals = Counter(
     "provisioner_rate_limit_refusals_total",
-    "Requests answered 429 by the service's own limits: an API key's rate (api-key) or the "
-    "account-wide AWS pace (aws-pace).",
+    "Requests answered 429 by the service's own limits: an API key's rate (api-key), a device "
+    "CA's rate (device-ca) or the account-wide AWS pace (aws-pace).",
     ["limit"],
 )
 idempotent_replays = Counter(

@@ -26,9 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service import local_mode as local
+from service import tls
 from service.callers import enrollment_csv
 from service.config import Settings, SettingsError
 from service.launcher import gunicorn_command
+from service.tls import TlsListener, header_line
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf.template"
 # nginx buffers a body up to the limit in memory; the margin covers chunked framing overhead.
@@ -40,7 +42,7 @@ RESOLVE_VALID_SECONDS = 2
 
 def render_nginx_config(
     *,
-    listen: str,
+    listen: str | None,
     upstream: str,
     run_dir: Path,
     max_body_bytes: int,
@@ -48,8 +50,11 @@ def render_nginx_config(
     resolver: str | None = None,
     rate_per_address: int = 100,
     metrics: bool = False,
+    tls: TlsListener | None = None,
 ) -> str:
     """nginx.conf for the service. `upstream` is nginx's form: `unix:/path` or `host:port`.
+    `listen`: the plain HTTP listener (None: none, `make run`'s TLS front); `tls`: the mutual-TLS
+    listener (service.tls).
 
     With `resolver` (a DNS server: Docker's is 127.0.0.11), `upstream`'s name is looked up at
     request time, its answer kept RESOLVE_VALID_SECONDS: compose replicas get new addresses when
@@ -96,7 +101,9 @@ def render_nginx_config(
         proxy_pass = f"set $service_upstream {upstream};\n            proxy_pass http://$service_upstream;"
     values = {
         "RUN_DIR": str(run_dir),
-        "LISTEN": listen,
+        "LISTEN": f"listen {listen};" if listen is not None else "# No plain HTTP listener here.",
+        "TLS": tls.nginx_lines() if tls is not None else "# None (PROVISIONER_TLS_BIND is not set).",
+        "CLIENT_CERTIFICATE": header_line(),
         "UPSTREAM": upstream_block,
         "PROXY_PASS": proxy_pass,
         "MAX_BODY_BYTES": str(max_body_bytes),
@@ -193,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 resolver=args.resolver,
                 rate_per_address=settings.proxy_rate_per_address,
                 metrics=settings.proxy_metrics,
+                tls=tls.listener(settings),
             ),
             end="",
         )
@@ -213,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["PROVISIONER_BEHIND_PROXY"] = "true"
     local.export_for_workers(env, listen)  # local mode: start the emulator, as `make run` does
     config = run_dir / "nginx.conf"
+    secure = tls.listener(settings)
     config.write_text(
         render_nginx_config(
             listen=listen,
@@ -222,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             as_root=os.geteuid() == 0,
             rate_per_address=settings.proxy_rate_per_address,
             metrics=settings.proxy_metrics,
+            tls=secure,
         )
     )
     # Their own sessions: Ctrl-C reaches only us, and we stop both gracefully (gunicorn takes
@@ -252,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if secure is not None:
+            print(tls.announcement(secure), file=sys.stderr, flush=True)
         while all(process.poll() is None for process in processes):
             time.sleep(0.2)
     except RuntimeError as exc:

@@ -7,6 +7,13 @@ reserves what must not be used twice (the enrollment entry, one unit of quota). 
 it returns says how to settle the reservation: kept when the device was provisioned, given back
 otherwise. Limits hold across workers and hosts because every reservation is one atomic
 statement in the shared store.
+
+A device caller (a certificate from a registered device CA) is its enrollment group's: the
+group's template, the group's rate and quota (service.store.device_cas), and the group's
+reprovision policy, held on an enrollment entry of the device's own (template, parameter
+`device-ca:<CA id>`, the certificate's SHA-256 fingerprint), added at its first request and
+claimed as any entry is: so a claim whose outcome was not recorded never lapses back to free on
+a `once` group, and decommissioning the device's thing reopens it.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from service.callers import rules, settlement
-from service.callers.model import Caller
+from service.callers.model import DEVICE_ENTRY_PREFIX, AnyCaller, Caller, DeviceCaller
 from service.callers.settlement import Op
 from service.errors import AlreadyProvisioned, Forbidden, RateLimited
 from service.store import EnrollmentRecord, Store
@@ -28,7 +35,7 @@ from service.store import EnrollmentRecord, Store
 class Admission:
     """What one provision holds until its settlement (service.callers.settlement) is written."""
 
-    caller: Caller
+    caller: AnyCaller
     enrollment: EnrollmentRecord | None = None
     claim: str | None = None
     quota_taken: bool = False
@@ -53,7 +60,10 @@ class Admission:
         if self.enrollment is not None and self.claim is not None:
             ops.append(settlement.release_enrollment(self.enrollment.id, self.claim))
         if self.quota_taken:
-            ops.append(settlement.give_back_quota(self.caller.key_id))
+            if isinstance(self.caller, DeviceCaller):
+                ops.append(settlement.give_back_device_quota(self.caller.ca_id))
+            else:
+                ops.append(settlement.give_back_quota(self.caller.key_id))
         return ops
 
 
@@ -63,39 +73,54 @@ class Gate:
         # How long an enrollment stays held by a provision that never settles (a crash).
         self._claim = timedelta(seconds=claim_seconds)
 
-    def check_rate(self, caller: Caller, now: datetime) -> None:
-        """429 + Retry-After once the key made `rate_per_minute` requests in this minute."""
-        if caller.rate_per_minute is None:
+    def check_rate(self, caller: AnyCaller, now: datetime) -> None:
+        """429 + Retry-After once the key (or the device's group) made `rate_per_minute`
+        requests in this minute."""
+        if isinstance(caller, DeviceCaller):
+            rate, who = caller.identity.group.rate_per_minute, f"Device CA {caller.ca_id}"
+        else:
+            rate, who = caller.rate_per_minute, f"API key {caller.key_id}"
+        if rate is None:
             return
         epoch = now.timestamp()
         window = int(epoch // 60)
-        count = self._store.keys.count_request(caller.key_id, window, now)
-        if count > caller.rate_per_minute:
+        if isinstance(caller, DeviceCaller):
+            count = self._store.device_cas.count_request(caller.ca_id, window)
+        else:
+            count = self._store.keys.count_request(caller.key_id, window, now)
+        if count > rate:
             retry_after = max(1, math.ceil((window + 1) * 60 - epoch))
             raise RateLimited(
-                f"API key {caller.key_id} is limited to {caller.rate_per_minute} requests a minute; "
-                f"retry in {retry_after} s",
+                f"{who} is limited to {rate} requests a minute; retry in {retry_after} s",
                 retry_after=retry_after,
             )
 
     @staticmethod
     def scope_refusal(
-        caller: Caller, *, template: str, parameters: Mapping[str, str], server_key: bool
+        caller: AnyCaller, *, template: str, parameters: Mapping[str, str], server_key: bool
     ) -> Forbidden | None:
         """What the key's scope says of this request, without the store: checked before the
         store's transaction opens (rules take time), and raised inside it after the rate counted
-        the request (a refusal counts, or a key could probe its scope without limit)."""
+        the request (a refusal counts, or a key could probe its scope without limit). A device
+        caller's scope is its group's template."""
         try:
-            _check_scope(caller, template, parameters, server_key)
+            if isinstance(caller, DeviceCaller):
+                _check_device(caller, template)
+            else:
+                _check_scope(caller, template, parameters, server_key)
         except Forbidden as refused:
             return refused
         return None
 
     def admit(
-        self, caller: Caller, *, template: str, parameters: Mapping[str, str], now: datetime
+        self, caller: AnyCaller, *, template: str, parameters: Mapping[str, str], now: datetime
     ) -> Admission:
         """Reserve the device's enrollment and a unit of the key's quota (the scope was checked)."""
+        if isinstance(caller, DeviceCaller):
+            return self._admit_device(caller, template, now)
         admission = Admission(caller)
+        # A device caller's own entries are not a key's to claim.
+        parameters = {k: v for k, v in parameters.items() if not k.startswith(DEVICE_ENTRY_PREFIX)}
         entry = self._store.enrollments.match(template, parameters)
         if entry is None:
             if caller.scope.enrolled_only:
@@ -119,6 +144,41 @@ class Gate:
                 )
             admission.quota_taken = True
         return admission
+
+    def _admit_device(self, caller: DeviceCaller, template: str, now: datetime) -> Admission:
+        """The device's own entry (its group's policy) claimed, and a unit of the group's quota
+        (counted even without a limit: the group shows how many it provisioned)."""
+        group = caller.identity.group
+        parameter, value = caller.entry
+        entry = self._store.enrollments.ensure(template, parameter, value, group.reprovision, now)
+        admission = Admission(caller, enrollment=entry, claim=secrets.token_hex(8))
+        assert admission.claim is not None
+        if not self._store.enrollments.claim(entry.id, admission.claim, now + self._claim, now):
+            _refuse_enrollment(self._store, entry, now, device=_device_name(caller))
+        if not self._store.device_cas.take_provision(caller.ca_id):
+            self._store.enrollments.release(entry.id, admission.claim)
+            raise Forbidden(
+                f"device CA {caller.ca_id} has used all {group.max_provisions} of its provisions",
+                rule="quota-exhausted",
+            )
+        admission.quota_taken = True
+        return admission
+
+
+def _device_name(caller: DeviceCaller) -> str:
+    identity = caller.identity
+    return (
+        f"the device {identity.certificate.subject} (certificate SHA-256 "
+        f"{identity.fingerprint_sha256[:16]}...) of device CA {identity.ca_id}"
+    )
+
+
+def _check_device(caller: DeviceCaller, template: str) -> None:
+    if template != caller.identity.template:
+        raise Forbidden(
+            f"device CA {caller.ca_id} provisions template '{caller.identity.template}', not '{template}'",
+            rule="template-not-allowed",
+        )
 
 
 def _check_scope(caller: Caller, template: str, parameters: Mapping[str, str], server_key: bool) -> None:
@@ -160,10 +220,12 @@ def _check_scope(caller: Caller, template: str, parameters: Mapping[str, str], s
             )
 
 
-def _refuse_enrollment(store: Store, entry: EnrollmentRecord, now: datetime) -> None:
+def _refuse_enrollment(
+    store: Store, entry: EnrollmentRecord, now: datetime, *, device: str | None = None
+) -> None:
     # The claim failed: read the entry again to say why (it may have changed meanwhile).
     current = store.enrollments.get(entry.template, entry.parameter, entry.value) or entry
-    device = f"{current.parameter}={current.value}"
+    device = device or f"{current.parameter}={current.value}"
     if not current.enabled:
         raise Forbidden(
             f"the enrollment of {device} for template '{current.template}' is disabled",

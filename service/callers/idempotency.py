@@ -1,4 +1,5 @@
-"""Idempotency-Key on POST /provision (IETF httpapi draft semantics), scoped to the caller's key.
+"""Idempotency-Key on POST /provision (IETF httpapi draft semantics), scoped to the caller (its
+API key, or a device's certificate: `principal`).
 
 Same key and same body: the first response is replayed. A server-generated private key is never
 stored, so replaying such a provision is a 410 that names the thing and certificate. Same key,
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.callers.model import Caller
+from service.callers.model import AnyCaller
 from service.errors import (
     AlreadyProvisioned,
     IdempotencyConflict,
@@ -54,13 +55,13 @@ class Idempotency:
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
-    def begin(self, caller: Caller, key: str, digest: str, now: datetime, *, device: str) -> Replay | None:
+    def begin(self, caller: AnyCaller, key: str, digest: str, now: datetime, *, device: str) -> Replay | None:
         """None for a first attempt (now recorded as running), else the replay; or raise.
 
         `device` names what the request provisions, for the answer when the first attempt's
         outcome was never recorded."""
         existing = self._store.idempotency.start(
-            caller.key_id, key, digest, now, now + self._lock, now + self._ttl
+            caller.principal, key, digest, now, now + self._lock, now + self._ttl
         )
         if existing is None:
             return None
@@ -100,6 +101,6 @@ class Idempotency:
             )
         return Replay(existing.http_status, existing.response)
 
-    def failed(self, caller: Caller, key: str) -> None:
+    def failed(self, caller: AnyCaller, key: str) -> None:
         """Free the key at once (a refusal before AWS IoT was asked)."""
-        self._store.idempotency.forget(caller.key_id, key)
+        self._store.idempotency.forget(caller.principal, key)

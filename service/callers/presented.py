@@ -55,7 +55,7 @@ from service.store import Store
 CERTIFICATE_HEADER = "X-Client-Certificate"
 _ENVIRON_KEY = "HTTP_X_CLIENT_CERTIFICATE"
 # URL-encoding at most triples a PEM's length.
-_MAX_HEADER_LENGTH = 3 * MAX_PRESENTED_BYTES
+MAX_HEADER_LENGTH = 3 * MAX_PRESENTED_BYTES
 EXTENSION = "device_callers"
 
 
@@ -82,7 +82,7 @@ def presented_chain(environ: Mapping[str, Any], settings: Settings) -> bytes | N
         value = environ.get(_ENVIRON_KEY) or ""
         if not value:
             return None
-        if len(value) > _MAX_HEADER_LENGTH:
+        if len(value) > MAX_HEADER_LENGTH:
             raise DeviceChainTooLong(f"the presented client certificate is over {MAX_PRESENTED_BYTES} bytes")
         return unquote_to_bytes(value)
     connection = environ.get("gunicorn.socket")

@@ -70,6 +70,10 @@ def give_back_quota(key_id: str) -> Op:
     return {"op": "quota.give-back", "keyId": key_id}
 
 
+def give_back_device_quota(ca_id: str) -> Op:
+    return {"op": "device-ca.quota.give-back", "caId": ca_id}
+
+
 def finish_idempotency(key_id: str, key: str, status: int, body: dict[str, Any]) -> Op:
     """Keep the first answer for replays: without its private key, which is never stored."""
     kept = {k: v for k, v in body.items() if k != "privateKey"}
@@ -93,6 +97,7 @@ _APPLY: dict[str, Callable[[Store, Op], None]] = {
     ),
     "enrollment.release": lambda s, o: s.enrollments.release(o["entry"], o["claim"]),
     "quota.give-back": lambda s, o: s.keys.give_back_provision(o["keyId"]),
+    "device-ca.quota.give-back": lambda s, o: s.device_cas.give_back_provision(o["caId"]),
     "idempotency.finish": lambda s, o: s.idempotency.finish(
         o["keyId"], o["key"], o["status"], o["response"], had_private_key=o["hadPrivateKey"]
     ),

@@ -68,6 +68,10 @@ REGISTRATION_FIELDS = (
     "certificateId",
     "durationMs",
     "idempotencyKey",
+    "deviceCaId",
+    "deviceIssuer",
+    "deviceSerial",
+    "deviceFingerprint",
 )
 
 
@@ -90,4 +94,8 @@ def registration_view(record: Registration) -> dict[str, Any]:
         "certificateId": record.certificate_id,
         "durationMs": round(record.duration_ms, 1),
         "idempotencyKey": record.idempotency_key,
+        "deviceCaId": record.device_ca_id,
+        "deviceIssuer": record.device_issuer,
+        "deviceSerial": record.device_serial,
+        "deviceFingerprint": record.device_fingerprint,
     }

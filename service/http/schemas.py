@@ -178,6 +178,17 @@ class ProvisionRequestSchema(Schema):
             raise ValidationError(problems)
 
 
+class DeviceProvisionRequestSchema(ProvisionRequestSchema):
+    """A device caller's body: its group names the template, so templateName may be left out (or
+    name one of the templates its CA is registered for)."""
+
+    template_name = fields.String(
+        data_key="templateName",
+        load_default=None,
+        validate=validate.Regexp(TEMPLATE_NAME_PATTERN, error="must be 1-36 characters of [0-9A-Za-z_-]"),
+    )
+
+
 class ProvisionResponseSchema(Schema):
     thing_name = fields.String(data_key="thingName", required=True)
     certificate_id = fields.String(data_key="certificateId", required=True)

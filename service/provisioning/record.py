@@ -13,9 +13,17 @@ from dataclasses import dataclass, field
 from service import logs, metrics
 from service.audit import Audit
 from service.callers import settlement
-from service.callers.model import Caller
+from service.callers.devices import PresentedCertificate
+from service.callers.model import AnyCaller, Caller, DeviceCaller
 from service.callers.settlement import Op
-from service.errors import AlreadyProvisioned, Forbidden, RateLimited, ServiceError, Unauthorized
+from service.errors import (
+    AlreadyProvisioned,
+    DeviceRefused,
+    Forbidden,
+    RateLimited,
+    ServiceError,
+    Unauthorized,
+)
 from service.provisioning.request import Arrival, ProvisionRequest
 from service.store import Registration
 
@@ -25,7 +33,7 @@ class Attempt:
     """What the audit record of one attempt will say, filled in as it goes."""
 
     arrival: Arrival
-    caller: Caller | None = None
+    caller: AnyCaller | None = None
     template: str | None = None
     parameters: dict[str, str] | None = None
     flow: str | None = None
@@ -46,6 +54,15 @@ class Attempt:
             parameters=dict(request.parameters),
             flow=request.flow,
         )
+
+
+def _device(attempt: Attempt, error: ServiceError | None) -> tuple[str | None, PresentedCertificate | None]:
+    """The device CA and certificate of a device caller, or of a refused device certificate."""
+    if isinstance(attempt.caller, DeviceCaller):
+        return attempt.caller.ca_id, attempt.caller.identity.certificate
+    if isinstance(error, DeviceRefused) and isinstance(error.certificate, PresentedCertificate):
+        return None, error.certificate
+    return None, None
 
 
 def finish(attempt: Attempt, status: int, error: ServiceError | None) -> Registration:
@@ -76,7 +93,10 @@ def _count(attempt: Attempt, status: int, error: ServiceError | None) -> None:
         rule = "in-progress" if error.extra.get("inProgress") else "already-provisioned"
         metrics.gate_refusals.labels(rule).inc()
     elif isinstance(error, RateLimited):
-        metrics.rate_limit_refusals.labels("api-key").inc()
+        who = "device-ca" if isinstance(attempt.caller, DeviceCaller) else "api-key"
+        metrics.rate_limit_refusals.labels(who).inc()
+    elif isinstance(error, DeviceRefused):
+        metrics.gate_refusals.labels(error.slug).inc()
     elif isinstance(error, Unauthorized):
         metrics.unauthenticated_provisions.inc()
 
@@ -92,10 +112,11 @@ def _problem_name(error: ServiceError | None) -> str | None:
 def _registration(attempt: Attempt, status: int, error: ServiceError | None) -> Registration:
     extra = error.extra if error is not None else {}
     arrival = attempt.arrival
+    device_ca_id, device = _device(attempt, error)
     return Registration(
         at=arrival.at,
         request_id=arrival.request_id,
-        key_id=attempt.caller.key_id if attempt.caller is not None else None,
+        key_id=attempt.caller.key_id if isinstance(attempt.caller, Caller) else None,
         caller_address=arrival.caller_address,
         template=attempt.template,
         parameters=attempt.parameters,
@@ -110,4 +131,8 @@ def _registration(attempt: Attempt, status: int, error: ServiceError | None) -> 
         duration_ms=(time.monotonic() - arrival.started) * 1000,
         idempotency_key=attempt.idempotency_key,
         attempt_id=settlement.new_attempt_id(),
+        device_ca_id=device_ca_id,
+        device_issuer=device.issuer[:1024] if device is not None else None,
+        device_serial=device.serial[:128] if device is not None else None,
+        device_fingerprint=device.fingerprint_sha256 if device is not None else None,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from service.callers.model import Caller
+from service.callers.model import AnyCaller
 from service.provisioning.flow import ProvisionResult
 
 
@@ -40,13 +40,15 @@ class IdempotencyKey:
 class ProvisionRequest:
     """One request to provision a device, as a door read it.
 
-    `caller` is who asks: a `Caller` the gate understands (today an API key's, from
-    service.callers.keys), never a door's own request object. `csr` is a PEM certificate signing
-    request the door checked (exactly one CSR, for a key AWS IoT accepts), or None for AWS IoT to
-    make the key pair."""
+    `caller` is who asks, as the gate understands it: an API key's `Caller`
+    (service.callers.keys) or a `DeviceCaller` whose certificate a registered device CA issued
+    (service.callers.presented), never a door's own request object. A device caller's template
+    and parameters are its group's (`identity.template`, `identity.parameters_with(body)`).
+    `csr` is a PEM certificate signing request the door checked (exactly one CSR, for a key AWS
+    IoT accepts), or None for AWS IoT to make the key pair."""
 
     arrival: Arrival
-    caller: Caller
+    caller: AnyCaller
     template: str
     parameters: Mapping[str, str]
     csr: str | None = None

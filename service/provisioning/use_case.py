@@ -25,7 +25,8 @@ from service.audit import Audit
 from service.callers import settlement
 from service.callers.gate import Admission, Gate
 from service.callers.idempotency import Idempotency
-from service.callers.model import Caller
+from service.callers.model import AnyCaller, DeviceCaller
+from service.callers.presented import require_new_key
 from service.callers.settlement import Settlement, Settler
 from service.config import Settings
 from service.errors import InvalidInput, ServiceError, Unauthorized
@@ -76,9 +77,10 @@ class Provisioning:
         finally:
             self._end(attempt, status, error)
 
-    def unreadable(self, arrival: Arrival, caller: Caller | None, error: BaseException) -> None:
+    def unreadable(self, arrival: Arrival, caller: AnyCaller | None, error: BaseException) -> None:
         """Record a request its door could not read (its caller is None when the credential was
-        what failed); the door then raises `error` to render it."""
+        what failed: a refused device certificate is recorded with what it was, issuer, serial
+        and fingerprint); the door then raises `error` to render it."""
         attempt = record.Attempt(arrival, caller)
         if isinstance(error, ServiceError):
             self._end(attempt, error.status, error)
@@ -92,6 +94,9 @@ class Provisioning:
             raise InvalidInput.broken_rules({"csr": [CSR_REQUIRED]})
         if asked is not None:
             attempt.idempotency_key = Idempotency.check_key(asked.key)
+        if isinstance(caller, DeviceCaller) and request.csr is not None:
+            # The operational key is made new on the device, never its factory identity's.
+            require_new_key(caller, request.csr)
         store = self._store()
         # Before the transaction: nothing slow runs while it holds the store (SQLite's write lock).
         device = f"template '{request.template}', {_parameters_text(request.parameters)}"
@@ -152,13 +157,13 @@ class Provisioning:
             else:
                 attempt.ops += admission.failed()
             if asked is not None:
-                attempt.ops.append(settlement.forget_idempotency(caller.key_id, asked.key))
+                attempt.ops.append(settlement.forget_idempotency(caller.principal, asked.key))
             raise
         outcome = Outcome.issued(result)
         attempt.ops += admission.succeeded(result.thing_name, result.certificate_id, datetime.now(UTC))
         if asked is not None:
             kept = outcome.to_json()
-            attempt.ops.append(settlement.finish_idempotency(caller.key_id, asked.key, 201, kept))
+            attempt.ops.append(settlement.finish_idempotency(caller.principal, asked.key, 201, kept))
         return outcome
 
     def _end(self, attempt: record.Attempt, status: int, error: ServiceError | None) -> None:

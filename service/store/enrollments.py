@@ -172,6 +172,30 @@ class EnrollmentQueries(Queries):
         with self._db(write=False) as db:
             return int(db.execute(query).scalar_one())
 
+    def ensure(
+        self, template: str, parameter: str, value: str, reprovision: str, at: datetime
+    ) -> EnrollmentRecord:
+        """The entry, added (enabled) if missing; its reprovision policy set to `reprovision`
+        either way: a device CA's policy applies to every device it has (one statement)."""
+        with self._db() as db:
+            row = (
+                db.execute(
+                    _ensure(self.dialect),
+                    {
+                        "template": template,
+                        "parameter": parameter,
+                        "value": value,
+                        "enabled": True,
+                        "reprovision": reprovision,
+                        "provisions": 0,
+                        "created_at": at,
+                    },
+                )
+                .mappings()
+                .one()
+            )
+        return EnrollmentRecord(**row)
+
     def claim(self, entry_id: int, claim: str, until: datetime, now: datetime) -> bool:
         """Hold an enabled entry for one provision; False if disabled, spent ('once') or held."""
         with self._db() as db:
@@ -213,3 +237,13 @@ def _upsert(dialect: str) -> Executable:
         index_elements=[enrollments.c.template, enrollments.c.parameter, enrollments.c.value],
         set_={"enabled": statement.excluded.enabled, "reprovision": statement.excluded.reprovision},
     )
+
+
+@cache
+def _ensure(dialect: str) -> Executable:
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert_(enrollments)
+    return statement.on_conflict_do_update(
+        index_elements=[enrollments.c.template, enrollments.c.parameter, enrollments.c.value],
+        set_={"reprovision": statement.excluded.reprovision},
+    ).returning(*enrollments.c)

@@ -48,6 +48,11 @@ class Registration:
     idempotency_key: str | None = None
     # Unique per attempt: a settlement applied twice (service.callers.settlement) finds it.
     attempt_id: str | None = None
+    # A device caller's CA (enrollment group) and certificate (issuer, serial, fingerprint).
+    device_ca_id: str | None = None
+    device_issuer: str | None = None
+    device_serial: str | None = None
+    device_fingerprint: str | None = None
     id: int | None = field(default=None)
 
 
@@ -59,6 +64,8 @@ class RegistrationFilter:
     template: str | None = None
     thing_name: str | None = None
     outcome: str | None = None
+    device_ca_id: str | None = None
+    device_fingerprint: str | None = None
 
 
 class RegistrationQueries(Queries):
@@ -84,6 +91,8 @@ class RegistrationQueries(Queries):
             (where.template, lambda v: c.template == v),
             (where.thing_name, lambda v: c.thing_name == v),
             (where.outcome, lambda v: c.outcome == v),
+            (where.device_ca_id, lambda v: c.device_ca_id == v),
+            (where.device_fingerprint, lambda v: c.device_fingerprint == v),
             (before_id, lambda v: c.id < v),
         ]
         for value, condition in conditions:

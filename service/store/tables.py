@@ -116,8 +116,14 @@ registrations = Table(
     Column("idempotency_key", String(255), nullable=True),
     # One per attempt: the key that makes writing an attempt's settlement idempotent.
     Column("attempt_id", String(32), nullable=True),
+    # A device caller (service.callers.presented): its device CA and certificate, never its key.
+    Column("device_ca_id", String(32), nullable=True),
+    Column("device_issuer", String(1024), nullable=True),  # RFC 4514
+    Column("device_serial", String(128), nullable=True),  # upper-case hex
+    Column("device_fingerprint", String(64), nullable=True),  # SHA-256 of the DER, lower-case hex
 )
 Index("ix_registrations_at", registrations.c.at)
+Index("ix_registrations_device_at", registrations.c.device_fingerprint, registrations.c.at)
 Index("uq_registrations_attempt", registrations.c.attempt_id, unique=True)
 Index("ix_registrations_key_at", registrations.c.key_id, registrations.c.at)
 Index("ix_registrations_thing", registrations.c.thing_name)
