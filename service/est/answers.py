@@ -39,7 +39,7 @@ log = logging.getLogger("service.est")
 REALM = "iot-provisioner EST"
 # libest reads only the first WWW-Authenticate header, and sends credentials only after a 401
 # naming its scheme: Basic first (a factory tool's user and API key), Bearer for the others.
-CHALLENGES = (f'Basic realm="{REALM}", charset="UTF-8"', f'Bearer realm="{REALM}"')
+CHALLENGES = (f'Basic realm="{REALM}"', f'Bearer realm="{REALM}"')
 _THROTTLED = (RateLimited, PaceExceeded, Throttled)
 
 
