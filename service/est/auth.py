@@ -1,4 +1,5 @@
-"""Who is calling the EST door: an API key sent as HTTP Basic (RFC 7030 3.2.3) or Bearer.
+"""Who is calling the EST door with an API key: HTTP Basic (RFC 7030 3.2.3) or Bearer. (A device
+that presents its certificate over mutual TLS is a device caller: service.callers.presented.)
 
 A factory tool (or libest's `-u USER -h KEY`) sends `Authorization: Basic base64(user:key)`: the
 password is an API key the service issued, or a bootstrap key; the user name is free (it is not
@@ -25,8 +26,8 @@ from service.process import PerProcess
 from service.store import Store
 
 NO_CREDENTIALS = (
-    "This EST server needs an API key: HTTP Basic with the key as the password (any user name), "
-    "or 'Authorization: Bearer <key>'."
+    "This EST server needs a device certificate over mutual TLS, or an API key: HTTP Basic with "
+    "the key as the password (any user name), or 'Authorization: Bearer <key>'."
 )
 
 

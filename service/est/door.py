@@ -2,13 +2,17 @@
 
     GET  cacerts          the CA certificates issued certificates chain to (est.settings), no key
     GET  csrattrs         what a CSR should carry (the subject's serialNumber), no key
-    POST simpleenroll     an API key's CSR -> the provision use case -> the certificate
+    POST simpleenroll     a CSR, from an API key's caller or from a device whose certificate
+                          (over mutual TLS) a registered device CA issued -> the provision use
+                          case -> the certificate
     POST simplereenroll   renew the certificate presented over mutual TLS (est.renewal; an API
                           key renews nothing)
     serverkeygen, fullcmc 501: not offered
 
-Order of checks on an enroll: the credential (401), the label (404), the body (415, 413, 400),
-the CSR (400); the rest is the provision use case's, as for POST /provision. A request this door
+Order of checks on an enroll: the credential (401; with no Authorization header, the device
+certificate: 403, a refusal of its own type), the label (404), the body (415, 413, 400), the CSR
+(400); the rest is the provision use case's, as for POST /provision (a device's CSR must carry a
+new key: 422). A request this door
 could not read is recorded by the use case too. Every failure is rendered once, as text, by this
 blueprint's handlers (est.answers): an EST client gets no problem+json.
 """
@@ -21,7 +25,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntity
 
 from service.callers import presented
 from service.callers.devices import load_chain
-from service.callers.model import Caller
+from service.callers.model import AnyCaller
 from service.callers.presented import DeviceCallers
 from service.errors import (
     Forbidden,
@@ -97,13 +101,29 @@ def _csrattrs(label: str | None) -> Response:
 def _simpleenroll(label: str | None) -> Response:
     provisioning: Provisioning = current_app.extensions["provisioning"]
     arrival = Arrival(answers.request_id(), request.remote_addr)
-    caller: Caller | None = None
+    caller: AnyCaller | None = None
     try:
-        caller = auth.caller()
-        template = enrollment.template_of(label, caller)
-        csr = _read_csr()
-        enrollment.checked_csr(csr)
-        parameters = enrollment.parameters_from_csr(csr)
+        chain = None
+        if "Authorization" not in request.headers:  # as on the JSON door: a key, if sent, is who calls
+            chain = _devices().presented(request.environ)
+        if chain is None:
+            key = auth.caller()
+            caller = key
+            template = enrollment.template_of(label, key)
+            csr = _read_csr()
+            enrollment.checked_csr(csr)
+            parameters = enrollment.parameters_from_csr(csr)
+        else:
+            # The device's enrollment group gives the template (the label picks one when its CA
+            # serves several) and every parameter; the CSR only brings the new key.
+            device = _devices().caller(
+                chain, template=enrollment.checked_label(label) if label is not None else None
+            )
+            caller = device
+            template = device.identity.template
+            csr = _read_csr()
+            enrollment.checked_csr(csr)
+            parameters = device.identity.parameters_with(None)
         # A retry with the same CSR gets the first certificate back; without a store nothing is
         # kept to replay (and an Idempotency-Key is refused), so none is derived.
         asked = enrollment.provision_request(
@@ -123,8 +143,7 @@ def _simpleenroll(label: str | None) -> Response:
 def _simplereenroll(label: str | None) -> Response:
     if label is not None:
         enrollment.checked_label(label)
-    devices: DeviceCallers = current_app.extensions[presented.EXTENSION]
-    chain = devices.presented(request.environ)
+    chain = _devices().presented(request.environ)
     if chain is None:
         # The certificate to renew is the one presented over mutual TLS, whoever calls: without
         # one, a client without credentials is challenged as on simpleenroll, one with a key told.
@@ -142,6 +161,11 @@ def _simplereenroll(label: str | None) -> Response:
     renewed = renewal.renew(lifecycle, current, csr, request_id=answers.request_id())
     certificate = x509.load_pem_x509_certificate(renewed.certificate_pem.encode("ascii"))
     return answers.certificates([certificate], codec.CERTS_ONLY, replayed=renewed.replayed)
+
+
+def _devices() -> DeviceCallers:
+    found: DeviceCallers = current_app.extensions[presented.EXTENSION]
+    return found
 
 
 def _read_csr() -> x509.CertificateSigningRequest:

@@ -8,11 +8,14 @@ refused by AWS IoT at RegisterThing (404, "unknown label").
 
 For a caller with an API key the device's parameters come from the CSR's subject: `SerialNumber`
 is its serialNumber attribute (2.5.4.5), else its common name. The key's scope then judges them
-as it judges the JSON door's (a parameter rule, enrolled devices only).
+as it judges the JSON door's (a parameter rule, enrolled devices only). A device that presented
+its certificate over mutual TLS gets its template and parameters from its enrollment group (its
+device CA), as on the JSON door; the label, if any, picks the template among the CA's groups.
 
 EST clients send no Idempotency-Key, and a client whose answer was lost sends the same CSR again
 (RFC 7030 4.2.3 has it poll with the same request). So the door derives the key from the CSR's
-SHA-256 and the label, scoped to the caller as every Idempotency-Key is: the retry gets the first
+SHA-256 and the label, scoped to the caller as every Idempotency-Key is (an API key, or the device
+certificate): the retry gets the first
 certificate back instead of a second one (within PROVISIONER_IDEMPOTENCY_TTL_HOURS). Without a
 store there are no such records, and no key is derived.
 """
@@ -29,7 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from service.callers.devices.certificates import key_problem
 from service.callers.idempotency import Idempotency
-from service.callers.model import Caller
+from service.callers.model import AnyCaller, Caller
 from service.errors import InvalidInput, NotFound
 from service.provisioning.request import Arrival, IdempotencyKey, ProvisionRequest
 from service.text import problem
@@ -106,7 +109,7 @@ def parameters_from_csr(csr: x509.CertificateSigningRequest) -> dict[str, str]:
 
 def provision_request(
     arrival: Arrival,
-    caller: Caller,
+    caller: AnyCaller,
     template: str,
     parameters: dict[str, str],
     csr: x509.CertificateSigningRequest,

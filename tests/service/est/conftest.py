@@ -14,13 +14,20 @@ Fixtures
                   certificate issued by `client_ca` (optional, as Python's ssl can: it checks the
                   chain against that file) with `client_ca`
     server_tls    a test CA and a server certificate for 127.0.0.1 (est_client.ServerTls)
+    est_production  est_production(**env) -> Production: `python -m service.production` with its
+                  mutual-TLS listener (nginx, `ssl_verify_client optional_no_ca`) on server_tls,
+                  on the shared emulator; skipped without nginx, except in CI
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,8 @@ from served import API_KEY, emulator_env, free_port, stop
 
 from emulator import Emulator
 from service.launcher import gunicorn_command
+
+HAVE_NGINX = shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
 
 
 @pytest.fixture
@@ -104,3 +113,58 @@ def wait_ready(client: EstClient, process: subprocess.Popen[bytes], timeout: flo
             pass
         time.sleep(0.1)
     raise AssertionError("service not ready in time")
+
+
+@dataclass
+class Production:
+    """`python -m service.production` with its mutual-TLS listener: nginx in front of gunicorn."""
+
+    est: EstClient  # over TLS (nginx's ssl listener)
+    plain_url: str  # nginx's plain HTTP listener (the admin API, /readyz)
+    database_url: str
+
+
+@pytest.fixture
+def est_production(
+    emulator: Emulator, tmp_path: Path, server_tls: ServerTls
+) -> Iterator[Callable[..., Production]]:
+    """est_production(**env) -> Production: the production shape on the shared emulator, an
+    SQLite store (`database_url`, for registering device CAs before it starts), the emulator's
+    control plane; stopped (and checked to stop) at teardown. Needs Debian's nginx."""
+    if not HAVE_NGINX and os.environ.get("CI") != "true":
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    started: list[subprocess.Popen[bytes]] = []
+    log = tmp_path / "production.log"
+
+    def start(**env: str) -> Production:
+        port, tls_port = free_port(), free_port()
+        database_url = f"sqlite:///{tmp_path / 'provisioner.db'}"
+        environment = emulator_env(
+            emulator,
+            PROVISIONER_BIND=f"127.0.0.1:{port}",
+            PROVISIONER_TLS_BIND=f"127.0.0.1:{tls_port}",
+            PROVISIONER_TLS_CERT=str(server_tls.cert_path),
+            PROVISIONER_TLS_KEY=str(server_tls.key_path),
+            PROVISIONER_WORKERS="1",
+            PROVISIONER_DATABASE_URL=database_url,
+            PROVISIONER_CONTROL_ENDPOINT=emulator.urls["control-tls"],
+            PROVISIONER_CONTROL_CA_FILE=str(emulator.ca_path),
+            PROVISIONER_ORPHAN_SWEEP_SECONDS="0",
+            **env,
+        )
+        run_dir = tmp_path / f"run-{len(started)}"
+        with open(log, "ab") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "service.production", "--run-dir", str(run_dir)],
+                env=environment,
+                stdout=output,
+                stderr=output,
+            )
+        started.append(process)
+        client = EstClient(f"https://127.0.0.1:{tls_port}", API_KEY, verify=str(server_tls.ca_path))
+        wait_ready(client, process)
+        return Production(client, f"http://127.0.0.1:{port}", database_url)
+
+    yield start
+    for process in started:
+        assert stop(process) == 0, log.read_text()[-3000:]
