@@ -5,8 +5,9 @@ with Emulator(key_algorithm="ec") as emulator:
     emulator.urls["mqtt"], emulator.claim_cert_path, emulator.registry.list_things()
 """
 
-from emulator.config import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, EmulatorConfig, Limits
+from emulator.config import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, EmulatorConfig
 from emulator.faults import Fault
+from emulator.mqtt.limits import Limits
 from emulator.server import Emulator
 
 __all__ = [

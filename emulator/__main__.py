@@ -20,9 +20,10 @@ import signal
 import sys
 from pathlib import Path
 
-from emulator.config import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, EmulatorConfig, Limits
+from emulator.config import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, EmulatorConfig
 from emulator.errors import ConfigError, EmulatorError
 from emulator.faults import parse_spec
+from emulator.mqtt.limits import Limits
 from emulator.registry import Registry
 
 DEFAULT_DATA_DIR = Path(".emulator-data")

@@ -2,8 +2,6 @@
 
     EmulatorError
     ├── ConfigError            bad settings or files at start (CLI prints it, exits 2)
-    ├── ProtocolError          malformed or forbidden MQTT from a client: the connection is closed
-    │                          (carries the MQTT 5 reason code an MQTT 5 client is told)
     ├── AuthError              refused at the door (SigV4 on the WebSocket upgrade or a control-plane
     │   │                      request, TLS client cert)
     │   ├── UnknownAccessKey       the access key id is none of the emulator's credentials
@@ -28,6 +26,9 @@
         ├── AccessDenied           403 ACCESS_DENIED (pre-provisioning hook said no or failed)
         └── Throttled              429 ThrottlingException (code unconfirmed, configurable)
 
+Malformed or forbidden MQTT from a client is `emulator.mqtt.errors.ProtocolError`, the broker's own
+(the MQTT package imports nothing from the emulator around it): the connection is closed.
+
 Messages never contain private keys or ownership tokens.
 """
 
@@ -40,18 +41,6 @@ class EmulatorError(Exception):
 
 class ConfigError(EmulatorError):
     """The emulator's configuration, data or template files are unusable."""
-
-
-class ProtocolError(EmulatorError):
-    """A client broke MQTT or an AWS IoT limit in a way AWS answers by disconnecting.
-
-    `reason_code` is the MQTT 5 reason code an MQTT 5 client is told (CONNACK, SUBACK or
-    DISCONNECT); None lets the connection pick (0x81 malformed while decoding, else 0x82).
-    """
-
-    def __init__(self, message: str, reason_code: int | None = None) -> None:
-        super().__init__(message)
-        self.reason_code = reason_code
 
 
 class AuthError(EmulatorError):

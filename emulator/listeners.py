@@ -87,7 +87,6 @@ class ListenerFactory:
         self.http_connections: set[HttpConnection] = set()
         self.authority = authority
         self.clock = clock
-        self.connections: set[Connection] = set()
 
     async def start_all(self) -> list[Listener]:
         listeners: list[Listener] = []
@@ -115,11 +114,7 @@ class ListenerFactory:
         connection = Connection(
             self.broker, transport, limits=self.config.limits, send_delay=self.config.send_delay
         )
-        self.connections.add(connection)
-        try:
-            await connection.serve()
-        finally:
-            self.connections.discard(connection)
+        await self.broker.serve(connection)
 
     async def _stream(self, scheme: str, port: int, context: ssl.SSLContext | None) -> Listener:
         kind = "tls" if context else "tcp"

@@ -65,6 +65,7 @@ class Emulator:
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self._factory: ListenerFactory | None = None
+        self._broker: Broker | None = None
         self._rechecks: set[asyncio.Task[None]] = set()
         self._latest_change: dict[str, int] = {}  # certificate id -> number of its latest recheck
         self._change_numbers = itertools.count(1)
@@ -124,7 +125,7 @@ class Emulator:
         return [c.client_id for c in self._connections() if c.client_id]
 
     def _connections(self) -> list[Connection]:
-        return list(self._factory.connections) if self._factory else []
+        return self._broker.connections if self._broker else []
 
     def publish_to(self, client_id: str, topic: str, payload: bytes) -> bool:
         """Send one QoS 0 message to one client if it subscribed to `topic`, from any thread: a
@@ -160,7 +161,7 @@ class Emulator:
         handler = FleetProvisioning(
             self.config, self.authority, self.registry, self.templates, key_pool, self.faults
         )
-        broker = Broker(handler, authorizer=self._authorize)
+        self._broker = broker = Broker(handler, authorizer=self._authorize)
         control = ControlPlane(self.config, self.registry, self.authority)
         self._factory = ListenerFactory(self.config, broker, self.authority, self.config.clock, control)
         sweeper = asyncio.create_task(self._sweep_expired())
@@ -243,8 +244,8 @@ class Emulator:
         return None
 
     async def _close_connections(self, reason: str) -> None:
-        connections = self._connections()
-        await asyncio.gather(*(c.close(reason) for c in connections), return_exceptions=True)
+        if self._broker is not None:
+            await self._broker.close_all(reason)
 
     async def _sweep_expired(self) -> None:
         # AWS deletes certificates whose ownership token was not redeemed within the hour. The

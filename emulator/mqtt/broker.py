@@ -1,7 +1,12 @@
-"""Routing between connections: client ids, ordinary pub/sub, and reserved-topic handlers."""
+"""Routing between connections: client ids, ordinary pub/sub, and reserved-topic handlers.
+
+The broker is the one registry of connections: every accepted one while it is served
+(`serve`), and the CONNECTed ones by client id.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -28,15 +33,29 @@ class Broker:
     ) -> None:
         self.reserved_handler = reserved_handler
         self.authorizer = authorizer
-        self.connections: dict[str, Connection] = {}
+        self._open: set[Connection] = set()  # accepted, CONNECTed or not yet
+        self._by_client_id: dict[str, Connection] = {}
+
+    @property
+    def connections(self) -> list[Connection]:
+        """Every open connection, including those that have not sent CONNECT yet."""
+        return list(self._open)
+
+    async def serve(self, connection: Connection) -> None:
+        """Serve one accepted connection until it ends."""
+        self._open.add(connection)
+        try:
+            await connection.serve()
+        finally:
+            self._open.discard(connection)
 
     def authorize(self, connection: Connection) -> str | None:
         return self.authorizer(connection) if self.authorizer else None
 
     async def register(self, connection: Connection) -> None:
         assert connection.client_id is not None
-        older = self.connections.get(connection.client_id)
-        self.connections[connection.client_id] = connection
+        older = self._by_client_id.get(connection.client_id)
+        self._by_client_id[connection.client_id] = connection
         if older is not None and older is not connection:
             # AWS IoT: a second connection with the same client ID disconnects the first.
             # An MQTT 5 client is told why: DISCONNECT 0x8E Session taken over.
@@ -46,8 +65,8 @@ class Broker:
             )
 
     def unregister(self, connection: Connection) -> None:
-        if connection.client_id and self.connections.get(connection.client_id) is connection:
-            del self.connections[connection.client_id]
+        if connection.client_id and self._by_client_id.get(connection.client_id) is connection:
+            del self._by_client_id[connection.client_id]
 
     async def route(self, sender: Connection, publish: Publish) -> None:
         if publish.topic.startswith("$"):
@@ -58,9 +77,9 @@ class Broker:
                     publish.topic[:120],
                 )
             return
-        for connection in list(self.connections.values()):
+        for connection in list(self._by_client_id.values()):
             connection.deliver(publish.topic, publish.payload, publish.qos, publish.properties, sender=sender)
 
     async def close_all(self, reason: str) -> None:
-        for connection in list(self.connections.values()):
-            await connection.close(reason)
+        """Close every open connection (shutdown, or a test dropping everyone), all at once."""
+        await asyncio.gather(*(c.close(reason) for c in self.connections), return_exceptions=True)

@@ -13,11 +13,11 @@ import hashlib
 import itertools
 import logging
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from emulator.config import Limits
-from emulator.errors import ProtocolError
-from emulator.mqtt import handshake, packets, packets5, topics
+from emulator.mqtt import codec, handshake, packets, packets5, topics
+from emulator.mqtt.errors import ProtocolError
+from emulator.mqtt.limits import Limits
 from emulator.mqtt.outbox import Outbox
 from emulator.mqtt.packets import Bare, Connect, PacketId, Publish, Subscribe, Unsubscribe
 from emulator.mqtt.properties import Properties
@@ -25,19 +25,32 @@ from emulator.mqtt.session5 import Session5
 from emulator.mqtt.subscriptions import Subscriptions
 from emulator.mqtt.transport import Transport
 
-if TYPE_CHECKING:
-    from emulator.mqtt.broker import Broker
-
 log = logging.getLogger("emulator.mqtt")
 _connection_numbers = itertools.count(1)
 REFUSALS_LOGGED = 3  # refused filters named in the one log line per SUBSCRIBE
 
 
+class Router(Protocol):
+    """What a connection needs of the broker that routes for it (`emulator.mqtt.broker.Broker`)."""
+
+    def authorize(self, connection: Connection) -> str | None:
+        """A refusal reason for this connection's CONNECT, or None."""
+        ...
+
+    async def register(self, connection: Connection) -> None:
+        """The connection is CONNECTed under its client id."""
+        ...
+
+    def unregister(self, connection: Connection) -> None: ...
+
+    async def route(self, sender: Connection, publish: Publish) -> None: ...
+
+
 class Connection:
     def __init__(
-        self, broker: Broker, transport: Transport, *, limits: Limits, send_delay: float = 0.0
+        self, router: Router, transport: Transport, *, limits: Limits, send_delay: float = 0.0
     ) -> None:
-        self.broker = broker
+        self.router = router
         self.transport = transport
         self.limits = limits
         self.send_delay = send_delay
@@ -114,11 +127,11 @@ class Connection:
             self.send(packets5.disconnect(reason_code, reason))
 
     async def _shutdown(self) -> None:
-        self.broker.unregister(self)
+        self.router.unregister(self)
         if not self._clean_exit and self.will is not None:
             # The will is published when the connection ends without a normal DISCONNECT
             # (MQTT 3.1.1 section 3.1.2.5, MQTT 5.0 section 3.1.2.5).
-            await self.broker.route(self, self.will)
+            await self.router.route(self, self.will)
         self.subscriptions.clear()
         self.outbox.finish()
         await self._stop_writer()
@@ -199,7 +212,7 @@ class Connection:
         async with asyncio.timeout(timeout):
             while True:
                 if len(self._buffer) >= 2:
-                    header = packets.decode_remaining_length(bytes(self._buffer[1:5]))
+                    header = codec.decode_remaining_length(bytes(self._buffer[1:5]))
                     if header is not None:
                         length, used = header
                         end = 1 + used + length
@@ -247,7 +260,34 @@ class Connection:
     # -- packets -----------------------------------------------------------------------------
 
     async def on_connect(self, connect: Connect) -> bool:
-        return await handshake.accept(self, connect)
+        try:
+            session = handshake.negotiate(connect, self.limits, self._authorize)
+        except handshake.Refused as refused:
+            if refused.connack is not None:
+                self.send(refused.connack)
+            raise
+        self.keep_alive_timeout = session.keep_alive_timeout
+        self.will = session.will
+        await self.router.register(self)
+        if session.session5 is not None:
+            self.session5 = session.session5
+            self.outbox.receive_maximum = session.session5.receive_maximum
+        self.send(session.connack())
+        self.connacked = True
+        log.info(
+            "%s connected (MQTT %s, keep-alive %ss)",
+            self.name,
+            "5" if session.mqtt5 else "3.1.1",
+            session.keep_alive,
+        )
+        return True
+
+    def _authorize(self, client_id: str, protocol_level: int) -> str | None:
+        # The router decides on the connection as it will be known (its name in the log, its
+        # certificate), so the client id and protocol are this connection's from here on.
+        self.client_id = client_id
+        self.protocol_level = protocol_level
+        return self.router.authorize(self)
 
     async def on_publish(self, publish: Publish) -> None:
         if publish.qos == 2:
@@ -270,7 +310,7 @@ class Connection:
             # response must never wait for our acknowledgement. Always 0x00, also when nobody
             # subscribed: AWS IoT does not send 0x10 No matching subscribers.
             self.send(packets5.puback(publish.packet_id) if self.mqtt5 else packets.puback(publish.packet_id))
-        await self.broker.route(self, publish)
+        await self.router.route(self, publish)
 
     def on_subscribe(self, subscribe: Subscribe) -> None:
         codes, refused = self.subscriptions.subscribe(subscribe, mqtt5=self.mqtt5)

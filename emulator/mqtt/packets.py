@@ -14,8 +14,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from emulator.errors import ProtocolError
 from emulator.mqtt import properties
+from emulator.mqtt.codec import Reader, encode_text, frame
+from emulator.mqtt.errors import ProtocolError
 from emulator.mqtt.properties import Properties
 
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
@@ -112,80 +113,6 @@ class Bare:
 
 
 Packet = Connect | Publish | Subscribe | Unsubscribe | PacketId | Bare
-
-
-class Reader:
-    """Cursor over one packet's variable header and payload."""
-
-    def __init__(self, data: bytes, name: str) -> None:
-        self.data = data
-        self.pos = 0
-        self.name = name
-
-    def remaining(self) -> int:
-        return len(self.data) - self.pos
-
-    def u8(self) -> int:
-        if self.remaining() < 1:
-            raise ProtocolError(f"{self.name}: truncated packet")
-        value = self.data[self.pos]
-        self.pos += 1
-        return value
-
-    def u16(self) -> int:
-        if self.remaining() < 2:
-            raise ProtocolError(f"{self.name}: truncated packet")
-        (value,) = struct.unpack_from("!H", self.data, self.pos)
-        self.pos += 2
-        return int(value)
-
-    def binary(self) -> bytes:
-        length = self.u16()
-        if self.remaining() < length:
-            raise ProtocolError(f"{self.name}: string length {length} exceeds packet")
-        value = self.data[self.pos : self.pos + length]
-        self.pos += length
-        return value
-
-    def text(self) -> str:
-        raw = self.binary()
-        try:
-            value = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(f"{self.name}: string is not valid UTF-8") from exc
-        # MQTT 3.1.1 section 1.5.3: U+0000 must not appear in a UTF-8 encoded string.
-        if "\x00" in value:
-            raise ProtocolError(f"{self.name}: string contains U+0000")
-        return value
-
-    def rest(self) -> bytes:
-        value = self.data[self.pos :]
-        self.pos = len(self.data)
-        return value
-
-
-def decode_remaining_length(first_bytes: bytes) -> tuple[int, int] | None:
-    """Return (length, bytes used) or None when more bytes are needed."""
-    multiplier, value = 1, 0
-    for index, byte in enumerate(first_bytes):
-        if index >= 4:
-            raise ProtocolError("malformed remaining length (more than 4 bytes)")
-        value += (byte & 0x7F) * multiplier
-        if not byte & 0x80:
-            return value, index + 1
-        multiplier *= 128
-    if len(first_bytes) >= 4:
-        raise ProtocolError("malformed remaining length (more than 4 bytes)")
-    return None
-
-
-def encode_remaining_length(length: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        out.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
 
 
 def decode(first_byte: int, body: bytes) -> Packet:
@@ -304,15 +231,6 @@ def _decode_unsubscribe(reader: Reader) -> Unsubscribe:
     if not packet.filters:
         raise ProtocolError("UNSUBSCRIBE: no topic filters")
     return packet
-
-
-def frame(first_byte: int, body: bytes) -> bytes:
-    return bytes([first_byte]) + encode_remaining_length(len(body)) + body
-
-
-def encode_text(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    return struct.pack("!H", len(raw)) + raw
 
 
 def connack(session_present: bool, return_code: int) -> bytes:

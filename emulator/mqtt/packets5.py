@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import struct
 
-from emulator.errors import ProtocolError
 from emulator.mqtt import packets, properties
+from emulator.mqtt.codec import Reader, encode_text, frame
+from emulator.mqtt.errors import ProtocolError
 from emulator.mqtt.packets import (
     AUTH,
     CONNACK,
@@ -29,10 +30,8 @@ from emulator.mqtt.packets import (
     Packet,
     PacketId,
     Publish,
-    Reader,
     Subscribe,
     Unsubscribe,
-    frame,
 )
 from emulator.mqtt.properties import Properties
 
@@ -164,7 +163,7 @@ def publish(
     topic: str, payload: bytes, qos: int, packet_id: int | None, publish_properties: Properties | None
 ) -> bytes:
     body = (
-        packets.encode_text(topic)
+        encode_text(topic)
         + (struct.pack("!H", packet_id) if qos and packet_id else b"")
         + properties.encode(publish_properties)
         + payload

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from emulator.errors import ProtocolError
-
-if TYPE_CHECKING:
-    from emulator.mqtt.packets import Reader
+from emulator.mqtt.codec import Reader, encode_text, encode_varint
+from emulator.mqtt.errors import ProtocolError
 
 PAYLOAD_FORMAT_INDICATOR = 0x01
 MESSAGE_EXPIRY_INTERVAL = 0x02
@@ -148,13 +145,13 @@ class Properties:
 
 
 def decode(reader: Reader, allowed: frozenset[int]) -> Properties:
-    length = read_varint(reader)
+    length = reader.varint()
     if length > reader.remaining():
         raise ProtocolError(f"{reader.name}: property length {length} exceeds packet")
     end = reader.pos + length
     properties = Properties()
     while reader.pos < end:
-        identifier = read_varint(reader)
+        identifier = reader.varint()
         kind = _TYPES.get(identifier)
         if kind is None and identifier != USER_PROPERTY:
             raise ProtocolError(f"{reader.name}: unknown property {identifier:#04x}")
@@ -189,35 +186,10 @@ def _read_value(reader: Reader, kind: str) -> Value:
     if kind == "u32":
         return (reader.u16() << 16) | reader.u16()
     if kind == "varint":
-        return read_varint(reader)
+        return reader.varint()
     if kind == "text":
         return reader.text()
     return reader.binary()
-
-
-def read_varint(reader: Reader) -> int:
-    multiplier, value = 1, 0
-    for _ in range(4):
-        byte = reader.u8()
-        value += (byte & 0x7F) * multiplier
-        if not byte & 0x80:
-            return value
-        multiplier *= 128
-    raise ProtocolError(f"{reader.name}: variable byte integer longer than 4 bytes")
-
-
-def encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value % 128, value // 128
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _text(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    return struct.pack("!H", len(raw)) + raw
 
 
 def encode(properties: Properties | None) -> bytes:
@@ -235,10 +207,10 @@ def encode(properties: Properties | None) -> bytes:
             elif kind == "varint":
                 body += encode_varint(int(value))  # type: ignore[arg-type]
             elif kind == "text":
-                body += _text(str(value))
+                body += encode_text(str(value))
             else:
                 assert isinstance(value, bytes)
                 body += struct.pack("!H", len(value)) + value
         for key, text in properties.user:
-            body += encode_varint(USER_PROPERTY) + _text(key) + _text(text)
+            body += encode_varint(USER_PROPERTY) + encode_text(key) + encode_text(text)
     return encode_varint(len(body)) + bytes(body)

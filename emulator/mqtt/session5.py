@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from emulator.errors import ProtocolError
 from emulator.mqtt import packets5, properties
+from emulator.mqtt.errors import ProtocolError
 from emulator.mqtt.packets import Connect, Publish
 from emulator.mqtt.properties import Properties
 

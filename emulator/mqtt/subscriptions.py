@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from emulator.config import Limits
-from emulator.errors import ProtocolError
 from emulator.mqtt import packets5, topics
+from emulator.mqtt.errors import ProtocolError
+from emulator.mqtt.limits import Limits
 from emulator.mqtt.packets import Subscribe
 
 

@@ -6,7 +6,7 @@ topic, 0x8F Topic Filter invalid for a filter.
 
 from __future__ import annotations
 
-from emulator.errors import ProtocolError
+from emulator.mqtt.errors import ProtocolError
 
 TOPIC_NAME_INVALID = 0x90
 TOPIC_FILTER_INVALID = 0x8F

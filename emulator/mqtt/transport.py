@@ -10,7 +10,7 @@ from typing import Protocol
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from emulator.errors import ProtocolError
+from emulator.mqtt.errors import ProtocolError
 
 
 class Transport(Protocol):

@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Limits
-from emulator.mqtt.packets import encode_remaining_length
+from emulator.mqtt.codec import encode_varint
 from emulator.sigv4 import presign_path
 
 _open_sockets: list[socket.socket] = []
@@ -141,7 +141,7 @@ def test_client_id_longer_than_128_bytes_is_rejected(emulator: Emulator) -> None
     sock = open_socket(emulator.ports["mqtt"])
     cid = b"x" * 129
     body = b"\x00\x04MQTT\x04\x02\x00\x3c" + struct.pack("!H", len(cid)) + cid
-    sock.sendall(b"\x10" + encode_remaining_length(len(body)) + body)
+    sock.sendall(b"\x10" + encode_varint(len(body)) + body)
     assert sock.recv(4) == b"\x20\x02\x00\x02"
 
 
@@ -285,7 +285,7 @@ def test_disconnect_all_drops_every_client_from_another_thread(emulator: Emulato
 
 def _subscribe_raw(sock: socket.socket, *filters: str) -> None:
     body = b"\x00\x01" + b"".join(struct.pack("!H", len(f)) + f.encode() + b"\x00" for f in filters)
-    sock.sendall(b"\x82" + encode_remaining_length(len(body)) + body)
+    sock.sendall(b"\x82" + encode_varint(len(body)) + body)
     assert sock.recv(1) == b"\x90"  # SUBACK (the rest is left unread)
 
 

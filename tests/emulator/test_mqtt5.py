@@ -26,7 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Limits
-from emulator.mqtt.packets import encode_remaining_length
+from emulator.mqtt.codec import encode_varint
 from emulator.sigv4 import presign_path
 
 WAIT = 10.0
@@ -146,7 +146,7 @@ def _text(value: str | bytes) -> bytes:
 
 
 def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + encode_remaining_length(len(body)) + body
+    return bytes([first]) + encode_varint(len(body)) + body
 
 
 def read_packet(sock: socket.socket, timeout: float = WAIT) -> tuple[int, bytes]:
