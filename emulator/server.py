@@ -34,12 +34,10 @@ from emulator.mqtt.broker import Broker
 from emulator.mqtt.connection import Connection
 from emulator.pki import CertificateAuthority, KeyPool
 from emulator.provisioning import FleetProvisioning
-from emulator.registry import Registry
+from emulator.registry import Registry, access, expiry
 from emulator.templates import TemplateStore
 
 log = logging.getLogger("emulator")
-
-EXPIRY_SWEEP_SECONDS = 60.0  # at most between two sweeps, and at least once per token lifetime
 
 
 class Emulator:
@@ -164,7 +162,7 @@ class Emulator:
         self._broker = broker = Broker(handler, authorizer=self._authorize)
         control = ControlPlane(self.config, self.registry, self.authority)
         self._factory = ListenerFactory(self.config, broker, self.authority, self.config.clock, control)
-        sweeper = asyncio.create_task(self._sweep_expired())
+        sweeper = asyncio.create_task(expiry.sweep(self.registry, self.config.clock))
         try:
             self.listeners = await self._factory.start_all()
             for scheme, url in self.urls.items():
@@ -233,33 +231,13 @@ class Emulator:
     # -- internals ---------------------------------------------------------------------------
 
     def _authorize(self, connection: Connection) -> str | None:
-        certificate_id = connection.certificate_id
-        if certificate_id is None:
-            return None
-        status = self.registry.certificate_status(certificate_id)
-        if status in ("REVOKED", "INACTIVE"):
-            return f"certificate {certificate_id[:12]}... is {status}"
-        if self.config.require_active_certificates and status != "ACTIVE":
-            return f"certificate {certificate_id[:12]}... is {status or 'unknown'}, not ACTIVE"
-        return None
+        return access.connect_refusal(
+            self.registry, connection.certificate_id, require_active=self.config.require_active_certificates
+        )
 
     async def _close_connections(self, reason: str) -> None:
         if self._broker is not None:
             await self._broker.close_all(reason)
-
-    async def _sweep_expired(self) -> None:
-        # AWS deletes certificates whose ownership token was not redeemed within the hour. The
-        # sweep wakes when the oldest one is due (a short token_lifetime in tests is honoured
-        # within a few milliseconds), at most EXPIRY_SWEEP_SECONDS apart.
-        while True:
-            due = self.registry.next_expiry()
-            wait = min(EXPIRY_SWEEP_SECONDS, self.registry.token_lifetime)
-            if due is not None:
-                wait = min(wait, due - self.config.clock())
-            await asyncio.sleep(max(wait, 0.0) + 0.01)
-            removed = await asyncio.to_thread(self.registry.expire_pending)
-            if removed:
-                log.info("deleted %d unredeemed certificate(s) past the token lifetime", removed)
 
     def _certificate_changed(self, certificate_id: str) -> None:
         """The registry's listener: called from whichever thread changed the certificate."""

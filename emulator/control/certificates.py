@@ -1,7 +1,7 @@
 """Certificates: DescribeCertificate, ListCertificates, UpdateCertificate, DeleteCertificate and
 CreateCertificateFromCsr (the control plane's, not fleet provisioning's MQTT one).
 
-AWS's rules for status and deletion are the registry's (`emulator/registry_lifecycle.py`); the
+AWS's rules for status and deletion are the registry's (`emulator/registry/lifecycle.py`); the
 listeners act on a certificate that leaves ACTIVE (`Emulator`), whichever plane changed it.
 """
 
@@ -32,7 +32,7 @@ _GENERATIONS = uuid.UUID("6f1d7f0c-54a4-4a55-9d0b-3a3f8d2f1c11")
 
 def describe_certificate(account: Account, call: Call) -> dict[str, Any]:
     certificate_id = call.label("certificateId", CERTIFICATE_ID)
-    record = account.registry.certificate_record(certificate_id)
+    record = account.registry.pages.certificate_record(certificate_id)
     if record is None:
         raise ResourceNotFound(f"Certificate {certificate_id} does not exist")
     certificate = x509.load_pem_x509_certificate(record["certificatePem"].encode())
@@ -69,7 +69,7 @@ def list_certificates(account: Account, call: Call) -> dict[str, Any]:
         and isinstance(after[1], str)
     ):
         raise InvalidControlRequest("marker is not a marker this API returned")
-    records = account.registry.certificates_page(
+    records = account.registry.pages.certificates_page(
         None if after is None else (after[0], after[1]), limit + 1, ascending=ascending
     )
     answer: dict[str, Any] = {
@@ -95,12 +95,14 @@ def update_certificate(account: Account, call: Call) -> None:
     new_status = call.query_enum("newStatus", CERTIFICATE_STATUSES)
     if new_status is None:
         raise InvalidControlRequest("newStatus is required")
-    account.registry.update_certificate(certificate_id, new_status)
+    account.registry.lifecycle.update_certificate(certificate_id, new_status)
 
 
 def delete_certificate(account: Account, call: Call) -> None:
     certificate_id = call.label("certificateId", CERTIFICATE_ID)
-    account.registry.delete_certificate(certificate_id, force_delete=bool(call.query_bool("forceDelete")))
+    account.registry.lifecycle.delete_certificate(
+        certificate_id, force_delete=bool(call.query_bool("forceDelete"))
+    )
 
 
 def create_certificate_from_csr(account: Account, call: Call) -> dict[str, Any]:

@@ -21,23 +21,25 @@ def list_attached_policies(account: Account, call: Call) -> dict[str, Any]:
     after = call.token("marker", MARKER)
     if account.registry.certificate_status(certificate_id) is None:
         raise ResourceNotFound(f"Certificate {certificate_id} does not exist")
-    names, next_key = page(account.registry.certificate_policies(certificate_id), lambda n: n, after, limit)
+    names, next_key = page(
+        account.registry.pages.certificate_policies(certificate_id), lambda n: n, after, limit
+    )
     return _policies(account, call, names, next_key)
 
 
 def attach_policy(account: Account, call: Call) -> None:
     name = call.label("policyName", POLICY_NAME)
-    account.registry.attach_policy(name, certificate_of(call.body_text("target"), "target"))
+    account.registry.lifecycle.attach_policy(name, certificate_of(call.body_text("target"), "target"))
 
 
 def detach_policy(account: Account, call: Call) -> None:
     name = call.label("policyName", POLICY_NAME)
-    account.registry.detach_policy(name, certificate_of(call.body_text("target"), "target"))
+    account.registry.lifecycle.detach_policy(name, certificate_of(call.body_text("target"), "target"))
 
 
 def get_policy(account: Account, call: Call) -> dict[str, Any]:
     name = call.label("policyName", POLICY_NAME)
-    policy = account.registry.policy_record(name)
+    policy = account.registry.pages.policy_record(name)
     if policy is None:
         raise ResourceNotFound(f"Policy {name} does not exist")
     return {

@@ -22,7 +22,7 @@ from emulator.control.inputs import (
     page,
 )
 from emulator.errors import InvalidControlRequest, ResourceNotFound
-from emulator.registry_lifecycle import PRINCIPAL_TYPES
+from emulator.registry.lifecycle import PRINCIPAL_TYPES
 
 # DescribeEndpoint's endpointType values (its documentation lists them).
 ENDPOINT_TYPES = ("iot:Data", "iot:Data-ATS", "iot:CredentialProvider", "iot:Jobs")
@@ -40,7 +40,7 @@ def describe_endpoint(account: Account, call: Call) -> dict[str, Any]:
 
 def describe_thing(account: Account, call: Call) -> dict[str, Any]:
     name = call.label("thingName", THING_NAME)
-    thing = account.registry.thing_record(name)
+    thing = account.registry.pages.thing_record(name)
     if thing is None:
         raise ResourceNotFound(f"Thing {name} does not exist")
     return _present(
@@ -67,7 +67,7 @@ def list_things(account: Account, call: Call) -> dict[str, Any]:
         raise InvalidControlRequest("attributeValue needs attributeName")
     if not isinstance(after, str | None):
         raise InvalidControlRequest("nextToken is not a token this API returned")
-    things = account.registry.things_page(
+    things = account.registry.pages.things_page(
         after,
         limit + 1,
         attribute_name=attribute_name or None,
@@ -97,7 +97,7 @@ def list_things(account: Account, call: Call) -> dict[str, Any]:
 def delete_thing(account: Account, call: Call) -> dict[str, Any]:
     name = call.label("thingName", THING_NAME)
     expected = call.query_int("expectedVersion", -(2**63), 2**63 - 1)
-    account.registry.delete_thing(name, expected)
+    account.registry.lifecycle.delete_thing(name, expected)
     return {}
 
 
@@ -141,14 +141,14 @@ def attach_thing_principal(account: Account, call: Call) -> dict[str, Any]:
     name = call.label("thingName", THING_NAME)
     certificate_id = certificate_of(call.header("x-amzn-principal", "principal"))
     kind = call.query_enum("thingPrincipalType", PRINCIPAL_TYPES) or "NON_EXCLUSIVE_THING"
-    account.registry.attach_thing_principal(name, certificate_id, kind)
+    account.registry.lifecycle.attach_thing_principal(name, certificate_id, kind)
     return {}
 
 
 def detach_thing_principal(account: Account, call: Call) -> dict[str, Any]:
     name = call.label("thingName", THING_NAME)
     certificate_id = certificate_of(call.header("x-amzn-principal", "principal"))
-    account.registry.detach_thing_principal(name, certificate_id)
+    account.registry.lifecycle.detach_thing_principal(name, certificate_id)
     return {}
 
 
@@ -158,9 +158,9 @@ def _thing_principals(
     name = call.label("thingName", THING_NAME)
     limit = call.page_size("maxResults", DEFAULT_PAGE_SIZE)
     after = call.token("nextToken")
-    if account.registry.thing_record(name) is None:
+    if account.registry.pages.thing_record(name) is None:
         raise ResourceNotFound(f"Thing {name} does not exist")
-    principals = [p for p in account.registry.thing_principals(name) if kind is None or p[1] == kind]
+    principals = [p for p in account.registry.pages.thing_principals(name) if kind is None or p[1] == kind]
     return page(principals, lambda p: p[0], after, limit)
 
 
@@ -172,7 +172,9 @@ def _principal_things(
     after = call.token("nextToken")
     if account.registry.certificate_status(certificate_id) is None:
         raise ResourceNotFound(f"Certificate {certificate_id} does not exist")
-    things = [t for t in account.registry.principal_things(certificate_id) if kind is None or t[1] == kind]
+    things = [
+        t for t in account.registry.pages.principal_things(certificate_id) if kind is None or t[1] == kind
+    ]
     return page(things, lambda t: t[0], after, limit)
 
 

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from typing import Any
 
+from emulator.registry.database import Database
 
-class RegistryPages:
-    """Mixed into `Registry`, which provides the lock and `_rows`."""
 
-    _lock: threading.RLock
+class Pages:
+    """Reads the registry's database; the `Registry` holds one."""
 
-    def _rows(self, sql: str, *params: object) -> list[sqlite3.Row]:
-        raise NotImplementedError
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     # --- things -----------------------------------------------------------------------------
 
     def thing_record(self, thing_name: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM things WHERE thing_name = ?", thing_name)
+        rows = self._db.rows("SELECT * FROM things WHERE thing_name = ?", thing_name)
         return _thing(rows[0]) if rows else None
 
     def things_page(
@@ -55,14 +54,14 @@ class RegistryPages:
             else:
                 where.append("json_extract(attributes, ?) = ?")
                 params += [path, attribute_value]
-        rows = self._rows(
+        rows = self._db.rows(
             f"SELECT * FROM things WHERE {' AND '.join(where)} ORDER BY thing_name LIMIT ?", *params, limit
         )
         return [_thing(row) for row in rows]
 
     def thing_principals(self, thing_name: str) -> list[tuple[str, str]]:
         """(certificate id, principal type) of every certificate attached to the thing."""
-        rows = self._rows(
+        rows = self._db.rows(
             "SELECT certificate_id, principal_type FROM thing_principals WHERE thing_name = ?"
             " ORDER BY certificate_id",
             thing_name,
@@ -71,7 +70,7 @@ class RegistryPages:
 
     def principal_things(self, certificate_id: str) -> list[tuple[str, str]]:
         """(thing name, principal type) of every thing the certificate is attached to."""
-        rows = self._rows(
+        rows = self._db.rows(
             "SELECT thing_name, principal_type FROM thing_principals WHERE certificate_id = ?"
             " ORDER BY thing_name",
             certificate_id,
@@ -81,7 +80,7 @@ class RegistryPages:
     # --- certificates -----------------------------------------------------------------------
 
     def certificate_record(self, certificate_id: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM certificates WHERE certificate_id = ?", certificate_id)
+        rows = self._db.rows("SELECT * FROM certificates WHERE certificate_id = ?", certificate_id)
         return _certificate(rows[0]) if rows else None
 
     def certificates_page(
@@ -94,7 +93,7 @@ class RegistryPages:
         if after is not None:
             where = f"WHERE (created_at, certificate_id) {'>' if ascending else '<'} (?, ?)"
             params = [after[0], after[1]]
-        rows = self._rows(
+        rows = self._db.rows(
             f"SELECT * FROM certificates {where} ORDER BY created_at {order}, certificate_id {order} LIMIT ?",
             *params,
             limit,
@@ -102,7 +101,7 @@ class RegistryPages:
         return [_certificate(row) for row in rows]
 
     def certificate_policies(self, certificate_id: str) -> list[str]:
-        rows = self._rows(
+        rows = self._db.rows(
             "SELECT policy_name FROM certificate_policies WHERE certificate_id = ? ORDER BY policy_name",
             certificate_id,
         )
@@ -111,7 +110,7 @@ class RegistryPages:
     # --- policies ---------------------------------------------------------------------------
 
     def policy_record(self, policy_name: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM policies WHERE policy_name = ?", policy_name)
+        rows = self._db.rows("SELECT * FROM policies WHERE policy_name = ?", policy_name)
         if not rows:
             return None
         row = rows[0]

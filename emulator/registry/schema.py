@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .errors import ConfigError
+from emulator.errors import ConfigError
 
 _VERSION_1 = """
 CREATE TABLE certificates (

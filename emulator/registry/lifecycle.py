@@ -24,12 +24,17 @@ Every method is one transaction; listeners hear of a status change or deletion a
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
-from .errors import CertificateState, DeleteConflict, InvalidControlRequest, ResourceNotFound, VersionConflict
+from emulator.errors import (
+    CertificateState,
+    DeleteConflict,
+    InvalidControlRequest,
+    ResourceNotFound,
+    VersionConflict,
+)
+from emulator.registry.database import Database
 
 SETTABLE_STATUSES = ("ACTIVE", "INACTIVE", "REVOKED")
 # In botocore's model of CertificateStatus, but not for developers to set (UpdateCertificate's
@@ -38,15 +43,14 @@ UNSETTABLE_STATUSES = ("PENDING_TRANSFER", "PENDING_ACTIVATION", "REGISTER_INACT
 PRINCIPAL_TYPES = ("EXCLUSIVE_THING", "NON_EXCLUSIVE_THING")
 
 
-class RegistryLifecycle:
-    """Mixed into `Registry`, which provides the lock, the transaction, the clock and `_changed`."""
+class Lifecycle:
+    """AWS's rules over the registry's database; the `Registry` holds one and hears of changes
+    through `changed` (called with the certificate ids after the commit)."""
 
-    _lock: threading.RLock
-    _clock: Callable[[], float]
-    _transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
-
-    def _changed(self, *certificate_ids: str) -> None:
-        raise NotImplementedError
+    def __init__(self, database: Database, clock: Callable[[], float], changed: Callable[..., None]) -> None:
+        self._db = database
+        self._clock = clock
+        self._changed = changed
 
     # --- certificates -------------------------------------------------------------------------
 
@@ -62,7 +66,7 @@ class RegistryLifecycle:
                 f"newStatus {new_status!r} is not a certificate status; UpdateCertificate takes "
                 f"{', '.join(SETTABLE_STATUSES)}"
             )
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             old = _certificate_status(db, certificate_id)
             if old == new_status:
                 return old
@@ -81,7 +85,7 @@ class RegistryLifecycle:
     def delete_certificate(self, certificate_id: str, *, force_delete: bool = False) -> None:
         """DeleteCertificate: not while ACTIVE or attached to a thing; policies block it unless
         `force_delete` (then they are detached with it)."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             status = _certificate_status(db, certificate_id)
             if status == "ACTIVE":
                 raise CertificateState(
@@ -115,7 +119,7 @@ class RegistryLifecycle:
             raise InvalidControlRequest(
                 f"thingPrincipalType {principal_type!r} is not one of {', '.join(PRINCIPAL_TYPES)}"
             )
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             _require_thing(db, thing_name)
             _certificate_status(db, certificate_id)
             others = db.execute(
@@ -143,7 +147,7 @@ class RegistryLifecycle:
     def detach_thing_principal(self, thing_name: str, certificate_id: str) -> None:
         """DetachThingPrincipal; detaching what is not attached succeeds. AWS propagates a
         detachment within seconds; the emulator at once."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             _require_thing(db, thing_name)
             _certificate_status(db, certificate_id)
             db.execute(
@@ -153,7 +157,7 @@ class RegistryLifecycle:
 
     def delete_thing(self, thing_name: str, expected_version: int | None = None) -> bool:
         """DeleteThing; return whether there was one to delete (AWS answers alike either way)."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             row = db.execute("SELECT version FROM things WHERE thing_name = ?", (thing_name,)).fetchone()
             if row is None:
                 return False
@@ -172,7 +176,7 @@ class RegistryLifecycle:
     # --- policies ---------------------------------------------------------------------------------
 
     def attach_policy(self, policy_name: str, certificate_id: str) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             if not db.execute("SELECT 1 FROM policies WHERE policy_name = ?", (policy_name,)).fetchone():
                 raise ResourceNotFound(f"Policy {policy_name} does not exist")
             _certificate_status(db, certificate_id)
@@ -183,7 +187,7 @@ class RegistryLifecycle:
     def detach_policy(self, policy_name: str, certificate_id: str) -> bool:
         """DetachPolicy; return whether it was attached (detaching what is not is no error:
         DetachPolicy has no ResourceNotFoundException in AWS's model)."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             cursor = db.execute(
                 "DELETE FROM certificate_policies WHERE certificate_id = ? AND policy_name = ?",
                 (certificate_id, policy_name),

@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from typing import Any
 
+from emulator.registry.database import Database
 
-class RegistryViews:
-    """Mixed into `Registry`, which provides the lock and `_rows`."""
 
-    _lock: threading.RLock
+class Views:
+    """Reads the registry's database; the `Registry` holds one."""
 
-    def _rows(self, sql: str, *params: object) -> list[sqlite3.Row]:
-        raise NotImplementedError
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     def describe_thing(self, name: str) -> dict[str, Any] | None:
-        with self._lock:
-            rows = self._rows("SELECT * FROM things WHERE thing_name = ?", name)
+        with self._db.lock:
+            rows = self._db.rows("SELECT * FROM things WHERE thing_name = ?", name)
             if not rows:
                 return None
             row = rows[0]
-            groups = self._rows(
+            groups = self._db.rows(
                 "SELECT group_name FROM thing_groups WHERE thing_name = ? ORDER BY group_name", name
             )
-            principals = self._rows(
+            principals = self._db.rows(
                 "SELECT certificate_id FROM thing_principals WHERE thing_name = ? ORDER BY certificate_id",
                 name,
             )
@@ -39,20 +38,22 @@ class RegistryViews:
         }
 
     def list_things(self) -> list[dict[str, Any]]:
-        with self._lock:
-            names = [r["thing_name"] for r in self._rows("SELECT thing_name FROM things ORDER BY thing_name")]
+        with self._db.lock:
+            names = [
+                r["thing_name"] for r in self._db.rows("SELECT thing_name FROM things ORDER BY thing_name")
+            ]
             return [thing for name in names if (thing := self.describe_thing(name))]
 
     def describe_certificate(self, certificate_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            rows = self._rows("SELECT * FROM certificates WHERE certificate_id = ?", certificate_id)
+        with self._db.lock:
+            rows = self._db.rows("SELECT * FROM certificates WHERE certificate_id = ?", certificate_id)
             if not rows:
                 return None
-            things = self._rows(
+            things = self._db.rows(
                 "SELECT thing_name FROM thing_principals WHERE certificate_id = ? ORDER BY thing_name",
                 certificate_id,
             )
-            policies = self._rows(
+            policies = self._db.rows(
                 "SELECT policy_name FROM certificate_policies WHERE certificate_id = ? ORDER BY policy_name",
                 certificate_id,
             )
@@ -64,11 +65,11 @@ class RegistryViews:
         }
 
     def list_certificates(self) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM certificates ORDER BY created_at, certificate_id")
+        rows = self._db.rows("SELECT * FROM certificates ORDER BY created_at, certificate_id")
         return [_certificate_summary(row) for row in rows]
 
     def list_policies(self) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM policies ORDER BY policy_name")
+        rows = self._db.rows("SELECT * FROM policies ORDER BY policy_name")
         return [
             {
                 "policyName": r["policy_name"],
@@ -79,7 +80,7 @@ class RegistryViews:
         ]
 
     def list_template_uses(self) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM template_uses ORDER BY id")
+        rows = self._db.rows("SELECT * FROM template_uses ORDER BY id")
         return [
             {
                 "templateName": r["template_name"],

@@ -1,8 +1,7 @@
 """The state of the emulated AWS IoT account: certificates, things, policies, in SQLite.
 
-One connection (`check_same_thread=False`) guarded by a lock: the asyncio server calls the registry
-from its loop and from worker threads, and tests read it from their own threads. The file survives
-restarts; `":memory:"` gives a throwaway registry for tests. Timestamps come from an injectable
+The `Registry` writes what fleet provisioning creates and holds the readers (`views`, `pages`)
+and AWS's rules for changes (`lifecycle`), all on one `Database`. Timestamps come from an injectable
 clock (seconds since the epoch) so that the 1-hour lifetimes can be tested without waiting.
 
 Ownership tokens are secrets: only their SHA-256 is stored (they are 384 random bits, so an
@@ -15,21 +14,20 @@ import hashlib
 import json
 import secrets
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import registry_schema
-from .errors import ConfigError, InvalidRequest, InvalidToken, ResourceConflict
-from .evaluation import Evaluation, PolicySpec, ThingSpec
-from .overrides import OVERRIDE_VALUES, override_thing
-from .registry_lifecycle import RegistryLifecycle
-from .registry_pages import RegistryPages
-from .registry_views import RegistryViews
+from emulator.errors import ConfigError, InvalidRequest, InvalidToken, ResourceConflict
+from emulator.evaluation import Evaluation, PolicySpec, ThingSpec
+from emulator.overrides import OVERRIDE_VALUES, override_thing
+from emulator.registry import schema
+from emulator.registry.database import Database
+from emulator.registry.lifecycle import Lifecycle
+from emulator.registry.pages import Pages
+from emulator.registry.views import Views
 
 FILENAME = "registry.sqlite3"
 CERTIFICATE_STATUSES = ("ACTIVE", "INACTIVE", "REVOKED", "PENDING_ACTIVATION")
@@ -58,13 +56,13 @@ def _record(spec: ThingSpec) -> tuple[object, ...]:
     return (spec.attributes, spec.thing_type_name, spec.billing_group, spec.thing_groups)
 
 
-class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
+class Registry:
     """Certificates, things, policies and template uses of one emulated account.
 
     The rules AWS applies to them live here, so both planes get them: RegisterThing over MQTT,
-    and the control plane's UpdateCertificate, DeleteCertificate, DeleteThing... (the
-    `RegistryLifecycle` mixin). Whoever must react to a certificate's change (the listeners that
-    close its connections) registers with `on_certificate_change`.
+    and the control plane's UpdateCertificate, DeleteCertificate, DeleteThing... (`lifecycle`).
+    Whoever must react to a certificate's change (the listeners that close its connections)
+    registers with `on_certificate_change`.
 
     `token_lifetime`: seconds an ownership token (and its PENDING_ACTIVATION certificate) lives;
     AWS documents 1 hour. `default_override`: the thing OverrideSettings used for a key the
@@ -86,52 +84,18 @@ class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
         self._clock = clock
         self.token_lifetime = token_lifetime
         self.default_override = default_override
-        self._lock = threading.RLock()
         self._certificate_listeners: list[Callable[[str], None]] = []
-        try:
-            # Autocommit mode: transactions are opened explicitly by _transaction().
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"cannot open registry {self.path}: {exc}") from exc
-        try:
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a commit survives a crash of the process (only not a power cut) and
-            # costs no fsync, which would otherwise stall the emulator's event loop per request.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            with self._transaction() as db:
-                registry_schema.migrate(db, self.path)
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise ConfigError(f"cannot open registry {self.path}: {exc}") from exc
-        except ConfigError:
-            self._db.close()
-            raise
+        self._db = Database(self.path)
+        self.views = Views(self._db)  # the emulator's own records, for tests and the CLI
+        self.pages = Pages(self._db)  # AWS's records and keyset pages, for the control plane
+        self.lifecycle = Lifecycle(self._db, clock, self._changed)  # AWS's rules for changes
 
     @classmethod
     def in_data_dir(cls, data_dir: Path, **kwargs: Any) -> Registry:
         return cls(Path(data_dir) / FILENAME, **kwargs)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _rows(self, sql: str, *params: object) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
-
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def __enter__(self) -> Registry:
         return self
@@ -141,10 +105,30 @@ class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
 
     def reset(self) -> None:
         """Empty every table; the schema stays."""
-        with self._transaction() as db:
-            for table in registry_schema.TABLES:
+        with self._db.transaction() as db:
+            for table in schema.TABLES:
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM sqlite_sequence")
+
+    # --- the records as the emulator shows them (tests, the CLI, `Emulator.registry`) ---------
+
+    def describe_thing(self, name: str) -> dict[str, Any] | None:
+        return self.views.describe_thing(name)
+
+    def list_things(self) -> list[dict[str, Any]]:
+        return self.views.list_things()
+
+    def describe_certificate(self, certificate_id: str) -> dict[str, Any] | None:
+        return self.views.describe_certificate(certificate_id)
+
+    def list_certificates(self) -> list[dict[str, Any]]:
+        return self.views.list_certificates()
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        return self.views.list_policies()
+
+    def list_template_uses(self) -> list[dict[str, Any]]:
+        return self.views.list_template_uses()
 
     # --- who hears of a certificate's change ---------------------------------------------------
 
@@ -180,7 +164,7 @@ class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
         self.expire_pending()
         now = self._clock()
         token_sha256 = None if ownership_token is None else _token_hash(ownership_token)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 "SELECT certificate_pem FROM certificates WHERE certificate_id = ?", (certificate_id,)
             ).fetchone()
@@ -198,14 +182,14 @@ class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
         """The certificate a valid, unredeemed token belongs to, without redeeming it."""
         now = self._clock()
         self.expire_pending(now)
-        with self._lock:
-            return self._valid_token(self._db, token, now)
+        with self._db.reading() as db:
+            return self._valid_token(db, token, now)
 
     def redeem_ownership_token(self, token: str) -> str:
         """The certificate the token was issued with; a token is good once, within its lifetime."""
         now = self._clock()
         self.expire_pending(now)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             return self._redeem(db, token, now)
 
     def _valid_token(self, db: sqlite3.Connection, token: str, now: float) -> str:
@@ -237,7 +221,7 @@ class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
         """
         cutoff = (self._clock() if now is None else now) - self.token_lifetime
         expired = "status = 'PENDING_ACTIVATION' AND token_sha256 IS NOT NULL AND created_at < ?"
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             removed = [
                 row["certificate_id"]
                 for row in db.execute(f"SELECT certificate_id FROM certificates WHERE {expired}", (cutoff,))
@@ -249,7 +233,7 @@ class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
 
     def next_expiry(self) -> float | None:
         """When the oldest certificate `expire_pending` would delete reaches the token lifetime."""
-        rows = self._rows(
+        rows = self._db.rows(
             "SELECT min(created_at) AS oldest FROM certificates"
             " WHERE status = 'PENDING_ACTIVATION' AND token_sha256 IS NOT NULL"
         )
@@ -257,14 +241,14 @@ class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
         return None if oldest is None else float(oldest) + self.token_lifetime
 
     def certificate_status(self, certificate_id: str) -> str | None:
-        rows = self._rows("SELECT status FROM certificates WHERE certificate_id = ?", certificate_id)
+        rows = self._db.rows("SELECT status FROM certificates WHERE certificate_id = ?", certificate_id)
         return str(rows[0]["status"]) if rows else None
 
     def set_certificate_status(self, certificate_id: str, status: str) -> None:
         """Set any status, without AWS's rules (for tests and tools; the control plane's
         UpdateCertificate is `update_certificate`)."""
         self._check_status(status)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             cursor = db.execute(
                 "UPDATE certificates SET status = ?, updated_at = ?,"
                 " customer_version = customer_version + 1 WHERE certificate_id = ?",
@@ -290,7 +274,7 @@ class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
     def create_policy(self, name: str, document: str, *, replace: bool = False) -> None:
         """Create a policy. The same document again is a no-op; a different one is a conflict
         unless `replace` (for seeding from configuration that changed between starts)."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             self._put_policy(db, name, document, replace=replace)
 
     def _put_policy(self, db: sqlite3.Connection, name: str, document: str, *, replace: bool = False) -> None:
@@ -347,7 +331,7 @@ class Registry(RegistryViews, RegistryPages, RegistryLifecycle):
         now = self._clock()
         status = evaluation.certificate_status or "ACTIVE"
         self._check_status(status)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             if ownership_token is not None and self._redeem(db, ownership_token, now) != certificate_id:
                 raise InvalidToken(TOKEN_MESSAGE)
             if not db.execute(

@@ -1,0 +1,8 @@
+"""The emulated AWS IoT account's things, certificates and policies: the one place both planes
+(fleet provisioning over MQTT, the control plane over HTTPS) read and write, and AWS's rules for
+them (`lifecycle`), who may connect (`access`) and the expiry of unredeemed certificates
+(`expiry`)."""
+
+from emulator.registry.store import TOKEN_MESSAGE, Registry
+
+__all__ = ["TOKEN_MESSAGE", "Registry"]
