@@ -28,7 +28,7 @@ import re
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AttributeOID, NameOID
 
 from service.callers.devices.certificates import key_problem
 from service.callers.idempotency import Idempotency
@@ -65,7 +65,8 @@ def checked_label(label: str) -> str:
 
 
 def checked_csr(csr: x509.CertificateSigningRequest) -> None:
-    """A CSR AWS IoT would take: signed by the key it carries, an RSA >= 2048 or P-256/384/521 key."""
+    """A CSR AWS IoT would take: signed by the key it carries, an RSA >= 2048 or P-256/384/521 key;
+    and none that asks for a proof of possession this door cannot check."""
     try:
         signed = csr.is_signature_valid
         key = csr.public_key()
@@ -79,12 +80,27 @@ def checked_csr(csr: x509.CertificateSigningRequest) -> None:
             "The CSR's signature is not valid: a PKCS#10 must be signed by the private key of the "
             "public key it carries."
         )
+    if _asks_for_tls_unique(csr):
+        raise InvalidInput(
+            "The CSR carries a challengePassword: RFC 7030's proof of possession bound to the TLS "
+            "session (tls-unique). This server cannot check it (TLS ends at its proxy, and TLS 1.3 "
+            "has no tls-unique), so it enrolls no CSR that relies on it: send the CSR without a "
+            "challengePassword (libest: without -z)."
+        )
     why = key_problem(key)
     if why is not None:
         raise InvalidInput(
             f"The CSR carries {why}; AWS IoT accepts RSA of 2048 bits or more, or ECC on P-256, "
             "P-384 or P-521."
         )
+
+
+def _asks_for_tls_unique(csr: x509.CertificateSigningRequest) -> bool:
+    try:
+        csr.attributes.get_attribute_for_oid(AttributeOID.CHALLENGE_PASSWORD)
+    except x509.AttributeNotFound:
+        return False
+    return True
 
 
 def parameters_from_csr(csr: x509.CertificateSigningRequest) -> dict[str, str]:

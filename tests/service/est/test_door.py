@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import AttributeOID, NameOID
 from est_client import PKCS10, EstClient, b64, basic, certificates_of, make_csr, weak_rsa_csr
 
 from emulator import Fault
@@ -257,6 +259,18 @@ def unsigned_csr() -> bytes:
     return bytes(der)
 
 
+def pop_csr() -> bytes:
+    """A CSR with a challengePassword, as libest's -z puts the TLS session's tls-unique in it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "SN-POP")]))
+        .add_attribute(AttributeOID.CHALLENGE_PASSWORD, b"tls-unique-value")
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
 @pytest.mark.parametrize(
     ("label", "body", "content_type", "status", "says"),
     [
@@ -268,6 +282,7 @@ def unsigned_csr() -> bytes:
         ("demo", b64(unsigned_csr()), PKCS10, 400, "signature is not valid"),
         ("demo", b64(weak_rsa_csr()), PKCS10, 400, "RSA key of 1024 bits"),
         ("demo", b64(make_csr(None)), PKCS10, 400, "no serialNumber and no common name"),
+        ("demo", b64(pop_csr()), PKCS10, 400, "cannot check it"),
         ("demo", b"QUJD" * 5000, PKCS10, 413, "at most"),
         ("bad.label", b64(make_csr()), PKCS10, 404, "Unknown EST label"),
         ("x" * 37, b64(make_csr()), PKCS10, 404, "Unknown EST label"),
@@ -281,6 +296,7 @@ def unsigned_csr() -> bytes:
         "signature",
         "weak-key",
         "no-serial",
+        "tls-unique",
         "oversize",
         "label-form",
         "label-length",
