@@ -41,9 +41,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from emulator.errors import ConfigError
-
-OPERATIONS = ("create_keys_and_certificate", "create_certificate_from_csr", "register_thing")
-
+from emulator.operations import NAMES
 
 # False (off), True (no delay), a delay in seconds, or a (min, max) range to draw it from.
 Repeat = bool | float | tuple[float, float]
@@ -211,8 +209,8 @@ def _draw(mix: list[Fault]) -> Fault | None:
 
 
 def _check_operation(operation: str) -> None:
-    if operation != "*" and operation not in OPERATIONS:
-        raise ConfigError(f"unknown operation {operation!r}; use one of {', '.join(OPERATIONS)} or *")
+    if operation != "*" and operation not in NAMES:
+        raise ConfigError(f"unknown operation {operation!r}; use one of {', '.join(NAMES)} or *")
 
 
 def parse_spec(spec: str) -> tuple[str, Fault]:
@@ -220,7 +218,7 @@ def parse_spec(spec: str) -> tuple[str, Fault]:
     operation, sep, actions = spec.partition(":")
     if not sep or not actions:
         raise ConfigError(f"fault {spec!r}: expected OPERATION:ACTION[=VALUE],...")
-    if operation != "*" and operation not in OPERATIONS:
+    if operation != "*" and operation not in NAMES:
         raise ConfigError(f"fault {spec!r}: unknown operation {operation!r}")
     fields: dict[str, object] = {}
     for action in actions.split(","):

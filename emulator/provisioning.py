@@ -1,7 +1,6 @@
 """AWS IoT fleet provisioning over MQTT: the three operations on their reserved topics.
 
-Copies AWS IoT fleet provisioning's MQTT API: requests on `$aws/certificates/create/<fmt>`,
-`$aws/certificates/create-from-csr/<fmt>` and `$aws/provisioning-templates/<name>/provision/<fmt>`;
+Copies AWS IoT fleet provisioning's MQTT API: requests on the topics of `emulator.operations`;
 answers on `<request topic>/accepted` or `/rejected`, published ONLY to the connection that
 sent the request (and only if it subscribed), with no correlation token.
 """
@@ -14,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import cbor2
@@ -31,18 +31,14 @@ from emulator.faults import Faults, Plan
 from emulator.hooks import call_pre_provisioning_hook
 from emulator.mqtt.connection import Connection
 from emulator.mqtt.packets import Publish
+from emulator.operations import Request, match
 from emulator.registry import Registry
 from emulator.templates import TemplateStore, evaluate
 
 log = logging.getLogger("emulator.provisioning")
 
-_TEMPLATE_TOPIC = re.compile(r"^\$aws/provisioning-templates/([^/]+)/provision/(json|cbor)$")
 _TEMPLATE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
-_OPERATION_LABELS = {
-    "create_keys_and_certificate": "CreateKeysAndCertificate",
-    "create_certificate_from_csr": "CreateCertificateFromCsr",
-    "register_thing": "RegisterThing",
-}
+Handler = Callable[[Connection, str | None, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class FleetProvisioning:
@@ -66,14 +62,8 @@ class FleetProvisioning:
 
     def handle(self, connection: Connection, publish: Publish) -> bool:
         topic = publish.topic
-        template_name = None
-        if topic in ("$aws/certificates/create/json", "$aws/certificates/create/cbor"):
-            operation = "create_keys_and_certificate"
-        elif topic in ("$aws/certificates/create-from-csr/json", "$aws/certificates/create-from-csr/cbor"):
-            operation = "create_certificate_from_csr"
-        elif match := _TEMPLATE_TOPIC.match(topic):
-            operation, template_name = "register_thing", match.group(1)
-        else:
+        request = match(topic)
+        if request is None:
             return False
         if connection.requests_in_flight >= self.config.limits.max_requests_in_flight:
             status, code = self.config.error_codes.throttled
@@ -83,16 +73,14 @@ class FleetProvisioning:
                 status_code=status,
                 error_code=code,
             )
-            connection.deliver(topic + "/rejected", _encode(busy.payload(), topic.rsplit("/", 1)[1]))
-            log.warning("%s: %s rejected: %s", connection.name, operation, busy.message)
+            connection.deliver(topic + "/rejected", _encode(busy.payload(), request.format))
+            log.warning("%s: %s rejected: %s", connection.name, request.operation.name, busy.message)
             return True
-        connection.spawn(self._serve(connection, operation, topic, template_name, publish.payload))
+        connection.spawn(self._serve(connection, request, topic, publish.payload))
         return True
 
-    async def _serve(
-        self, connection: Connection, operation: str, topic: str, template_name: str | None, payload: bytes
-    ) -> None:
-        plan = self.faults.plan(operation)
+    async def _serve(self, connection: Connection, request: Request, topic: str, payload: bytes) -> None:
+        plan = self.faults.plan(request.operation.name)
         fault = plan.fault
         copy_delay = fault.second_copy_delay() if fault else None
         if fault and copy_delay is not None:
@@ -100,40 +88,34 @@ class FleetProvisioning:
             # request of its own: Create* issues a second certificate, a second RegisterThing
             # meets a token the first one may already have spent. Both copies are answered.
             copy = Plan(dataclasses.replace(fault, process_twice=False), plan.throttled)
-            connection.spawn(
-                self._serve_copy(copy_delay, connection, operation, topic, template_name, payload, copy)
-            )
-        await self._process(connection, operation, topic, template_name, payload, plan)
+            connection.spawn(self._serve_copy(copy_delay, connection, request, topic, payload, copy))
+        await self._process(connection, request, topic, payload, plan)
 
     async def _serve_copy(
         self,
         delay: float,
         connection: Connection,
-        operation: str,
+        request: Request,
         topic: str,
-        template_name: str | None,
         payload: bytes,
         plan: Plan,
     ) -> None:
         await asyncio.sleep(delay)
-        await self._process(
-            connection, operation, topic, template_name, payload, plan, " (second copy, injected fault)"
-        )
+        await self._process(connection, request, topic, payload, plan, " (second copy, injected fault)")
 
     async def _process(
         self,
         connection: Connection,
-        operation: str,
+        request: Request,
         topic: str,
-        template_name: str | None,
         payload: bytes,
         plan: Plan,
         note: str = "",
     ) -> None:
         started = time.perf_counter()
-        label = _OPERATION_LABELS[operation] + (f" {template_name}" if template_name else "")
-        label += note
-        fmt = topic.rsplit("/", 1)[1]
+        label = request.label + note
+        fmt = request.format
+        handler: Handler = getattr(self, request.operation.name)
         fault = plan.fault
         if fault and fault.drop_connection:
             await connection.close(f"injected fault: drop connection during {label}")
@@ -142,14 +124,7 @@ class FleetProvisioning:
             await asyncio.sleep(fault.latency_seconds())
         try:
             self._apply_rejecting_faults(plan)
-            request = _decode(payload, fmt, self.config)
-            if operation == "create_keys_and_certificate":
-                body = await self.create_keys_and_certificate(request)
-            elif operation == "create_certificate_from_csr":
-                body = await self.create_certificate_from_csr(request)
-            else:
-                assert template_name is not None
-                body = await self.register_thing(connection, template_name, request)
+            body = await handler(connection, request.template_name, _decode(payload, fmt, self.config))
             answer_topic, outcome = topic + "/accepted", _describe(body)
         except ProvisioningError as exc:
             body = exc.payload()
@@ -201,7 +176,9 @@ class FleetProvisioning:
 
     # -- the three operations (named after AWS's) --------------------------------------------
 
-    async def create_keys_and_certificate(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def create_keys_and_certificate(
+        self, connection: Connection, template_name: str | None, request: dict[str, Any]
+    ) -> dict[str, Any]:
         # AWS: an RSA 2048 key pair, PKCS#1 PEM, made off the event loop (tens of ms of CPU).
         key = await asyncio.to_thread(self.key_pool.take)
         certificate = self.authority.issue(key.public_key())
@@ -209,7 +186,9 @@ class FleetProvisioning:
         body["privateKey"] = pki.private_key_pem(key)
         return body
 
-    async def create_certificate_from_csr(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def create_certificate_from_csr(
+        self, connection: Connection, template_name: str | None, request: dict[str, Any]
+    ) -> dict[str, Any]:
         csr_pem = request.get("certificateSigningRequest")
         if not isinstance(csr_pem, str):
             raise self._invalid("certificateSigningRequest is required and must be a string")
@@ -230,8 +209,9 @@ class FleetProvisioning:
         }
 
     async def register_thing(
-        self, connection: Connection, template_name: str, request: dict[str, Any]
+        self, connection: Connection, template_name: str | None, request: dict[str, Any]
     ) -> dict[str, Any]:
+        assert template_name is not None  # the operation's topic names it
         if not _TEMPLATE_NAME.match(template_name):
             raise self._not_found(template_name)
         token = request.get("certificateOwnershipToken")
