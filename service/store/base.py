@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
+from service.store.engine import writer_turn
+
 
 class Queries:
     def __init__(self, bind: Engine | Connection) -> None:
@@ -30,8 +32,11 @@ class Queries:
 
 @contextmanager
 def begin_transaction(engine: Engine, *, write: bool) -> Iterator[Connection]:
-    with engine.connect() as connection:
-        if write:
-            connection.execution_options(write=True)
+    if not write:
+        with engine.connect() as connection, connection.begin():
+            yield connection
+        return
+    with writer_turn(engine), engine.connect() as connection:
+        connection.execution_options(write=True)
         with connection.begin():
             yield connection

@@ -10,6 +10,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +70,36 @@ def _engine(url: str) -> Engine:
         # two workers' read-then-write transactions queue instead of failing to upgrade; one
         # that only reads takes none, so readers never wait for a writer (WAL).
         event.listen(engine, "begin", _sqlite_begin)
+        _WRITERS[engine] = threading.Lock()
         return engine
     # No pre-ping (a round trip per transaction): a dropped connection fails one transaction
     # with StoreUnavailable and SQLAlchemy discards the pool's stale connections.
     return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
+
+
+# One writing transaction at a time per process on SQLite, waiting on a lock. Without it, every
+# thread of a worker that wants to write waits in SQLite's busy handler, which polls by sleeping
+# 1, 2, 5, ... up to 100 ms between tries: at 32 callers the write lock, free again within a
+# millisecond, found its waiters asleep, and p99 grew to 5-10 x p50 (docs/benchmarks.md). A
+# thread waiting here wakes as soon as the lock is released; only the process's one writer meets
+# the other processes' in SQLite's handler. Bounded like the busy timeout: past it, the store is
+# unavailable (503), as when the busy timeout runs out.
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def writer_turn(engine: Engine) -> Iterator[None]:
+    """This process's turn to write (SQLite); no wait on PostgreSQL, which locks rows."""
+    lock = _WRITERS.get(engine)
+    if lock is None:
+        yield
+        return
+    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        raise StoreUnavailable("the database is unavailable (its write lock is held too long)", retry_after=2)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _sqlite_begin(connection: Any) -> None:
