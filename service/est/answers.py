@@ -72,6 +72,9 @@ def refusal(error: ServiceError) -> Response:
     if status == 503 and retry_after is None:
         retry_after = 5
     lines = [f"{error.title}: {error.detail}"]
+    if isinstance(error, IdempotencyConflict):
+        # The door made the Idempotency-Key (est.enrollment); the client knows none.
+        lines = ["Pending: the same request (this CSR, from this caller) is still being enrolled."]
     if status == 202:
         lines.append("Send the same request again after Retry-After seconds.")
     lines.append(f"Request id: {request_id()}")

@@ -228,7 +228,7 @@ def test_the_same_csr_while_the_first_still_runs_is_202_with_retry_after(
         second = est.enroll(der)
     finally:
         running.join(timeout=30)
-    assert_text_refusal(second, 202, "Send the same request again")
+    assert_text_refusal(second, 202, "still being enrolled", "Send the same request again")
     assert int(second.headers["Retry-After"]) >= 1
     assert first["answer"].status_code == 200
     polled = est.enroll(der)
