@@ -105,6 +105,21 @@ def test_a_device_enrolls_with_its_idevid_and_renews_with_curl_over_mutual_tls(
     )
     ok(again)
     assert x509.load_pem_x509_certificate((tmp_path / "again.pem").read_bytes()) == certificate
+    # Another CSR is another request: the group allows one provision per device.
+    ok(
+        sh(
+            "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key "
+            "-subj /CN=device -outform DER | openssl base64 > other.b64",
+            tmp_path,
+        )
+    )
+    second = sh(
+        f"curl -sS --cacert {est.verify} --cert {device}/idevid-chain.pem --key {device}/idevid.key "
+        f"-o second.txt -w '%{{http_code}}' --data-binary @other.b64 "
+        f"-H 'Content-Type: application/pkcs10' {url}",
+        tmp_path,
+    )
+    assert ok(second) == "409" and "already provisioned" in (tmp_path / "second.txt").read_text()
     # The audit trail names the device certificate that asked.
     records = requests.get(
         f"{production.plain_url}/admin/registrations",  # type: ignore[attr-defined]
@@ -113,7 +128,7 @@ def test_a_device_enrolls_with_its_idevid_and_renews_with_curl_over_mutual_tls(
     ).json()["items"]
     fingerprint = (makers / "devices.csv").read_text().splitlines()[1].split(",")[1]
     assert {r["deviceFingerprint"] for r in records} == {fingerprint}
-    assert sorted(r["outcome"] for r in records) == ["provisioned", "replayed"]
+    assert sorted(r["outcome"] for r in records) == ["provisioned", "refused", "replayed"]
     # The device renews with the operational certificate it got: a new key, the same subject.
     ok(
         sh(
