@@ -79,7 +79,17 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     app.extensions[presented.EXTENSION] = presented.DeviceCallers(settings, store.get)
 
     from service import est
-    from service.http import admin, admin_lifecycle, caller, health, metrics, problems, provision, request_log
+    from service.http import (
+        admin,
+        admin_device_cas,
+        admin_lifecycle,
+        caller,
+        health,
+        metrics,
+        problems,
+        provision,
+        request_log,
+    )
     from service.ui import blueprint as ui_blueprint
 
     request_log.init_app(app)
@@ -88,6 +98,7 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     app.register_blueprint(health.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(admin.blueprint)
+    app.register_blueprint(admin_device_cas.blueprint)
     admin_lifecycle.init_app(app, managed, control_plane)
     app.register_blueprint(caller.blueprint)
     app.register_blueprint(ui_blueprint)

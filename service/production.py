@@ -28,6 +28,7 @@ from pathlib import Path
 from service import local_mode as local
 from service import tls
 from service.callers import enrollment_csv
+from service.callers.devices.certificates import MAX_CRL_REQUEST_BYTES
 from service.config import Settings, SettingsError
 from service.launcher import gunicorn_command
 from service.tls import TlsListener, header_line
@@ -111,6 +112,8 @@ def render_nginx_config(
         "TOO_LARGE_PROBLEM": json.dumps(_too_large(max_body_bytes)),
         "IMPORT_MAX_BYTES": str(enrollment_csv.MAX_BYTES),
         "IMPORT_TOO_LARGE_PROBLEM": json.dumps(_too_large(enrollment_csv.MAX_BYTES)),
+        "CRL_MAX_BYTES": str(MAX_CRL_REQUEST_BYTES),
+        "CRL_TOO_LARGE_PROBLEM": json.dumps(_too_large(MAX_CRL_REQUEST_BYTES)),
         "RATE_PER_ADDRESS": str(rate_per_address),
         "BURST_PER_ADDRESS": str(2 * rate_per_address),
         "RATE_LIMITED_PROBLEM": json.dumps(rate_limited),

@@ -1,4 +1,5 @@
-"""The JSON shapes of keys, enrollments and registration records, shared by the admin API and CLI."""
+"""The JSON shapes of keys, enrollments, registration records and device CAs, shared by the admin
+API and CLI."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from service.store import EnrollmentRecord, KeyRecord, Registration
+from service.store.device_cas import BlockRecord, CrlRecord, DeviceCaRecord
 
 
 def when(value: datetime | None) -> str | None:
@@ -98,4 +100,44 @@ def registration_view(record: Registration) -> dict[str, Any]:
         "deviceIssuer": record.device_issuer,
         "deviceSerial": record.device_serial,
         "deviceFingerprint": record.device_fingerprint,
+    }
+
+
+def device_ca_view(record: DeviceCaRecord) -> dict[str, Any]:
+    return {
+        "caId": record.ca_id,
+        "name": record.name,
+        "template": record.template,
+        "subject": record.subject,
+        "fingerprintSha256": record.fingerprint_sha256,
+        "certificates": record.certificates,
+        "parameters": record.parameters,
+        "reprovision": record.reprovision,
+        "enabled": record.enabled,
+        "maxChainDepth": record.max_chain_depth,
+        "maxProvisions": record.max_provisions,
+        "ratePerMinute": record.rate_per_minute,
+        "provisions": record.provisions,
+        "revision": record.revision,
+        "createdAt": when(record.created_at),
+        "updatedAt": when(record.updated_at),
+    }
+
+
+def block_view(record: BlockRecord) -> dict[str, Any]:
+    return {
+        "kind": record.kind,
+        "value": record.value,
+        "reason": record.reason,
+        "createdAt": when(record.created_at),
+    }
+
+
+def crl_view(record: CrlRecord) -> dict[str, Any]:
+    return {
+        "issuer": record.issuer,
+        "thisUpdate": when(record.this_update),
+        "nextUpdate": when(record.next_update),
+        "revoked": record.revoked,
+        "loadedAt": when(record.loaded_at),
     }

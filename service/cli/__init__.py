@@ -2,6 +2,7 @@
 
     keys         create (the key is shown once), list, show, revoke
     enrollments  import a CSV (all lines or none), add, enable, disable, list
+    device-cas   register, list, show, change, delete; block, unblock; crl load, crl drop
     audit        the registration records, newest first (table, json, csv); audit prune
     db           upgrade (run the migrations), status
     devices      list, show (the thing, its certificates, the audit trail), decommission, rotate
@@ -19,7 +20,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("keys", "enrollments", "audit", "db", "devices", "certificates", "orphans", "reconcile")
+COMMANDS = (
+    "keys",
+    "enrollments",
+    "device-cas",
+    "audit",
+    "db",
+    "devices",
+    "certificates",
+    "orphans",
+    "reconcile",
+)
 OPTIONS = ("--help", "-h", "--traceback")
 
 

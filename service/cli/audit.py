@@ -35,6 +35,8 @@ PAGE = 1000
 @click.option("--template", help="Only this template.")
 @click.option("--thing", "thing_name", metavar="NAME", help="Only this thing.")
 @click.option("--outcome", type=click.Choice(OUTCOMES))
+@click.option("--device-ca", "device_ca_id", metavar="ID", help="Only this device CA's devices.")
+@click.option("--device", "device_fingerprint", metavar="SHA256", help="Only this device certificate's.")
 @click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True, help="0: every record.")
 @click.option("--format", "format_", type=click.Choice(("table", "json", "csv")), default="table")
 @click.pass_context
@@ -46,6 +48,8 @@ def group(
     template: str | None,
     thing_name: str | None,
     outcome: str | None,
+    device_ca_id: str | None,
+    device_fingerprint: str | None,
     limit: int,
     format_: str,
 ) -> None:
@@ -58,7 +62,8 @@ def group(
         return
     if since is not None and until is not None and since >= until:
         raise InvalidInput("--since must be before --until")
-    where = RegistrationFilter(since, until, key_id, template, thing_name, outcome)
+    fingerprint = device_fingerprint.replace(":", "").lower() if device_fingerprint else None
+    where = RegistrationFilter(since, until, key_id, template, thing_name, outcome, device_ca_id, fingerprint)
     records = _records(ctx.ensure_object(Runtime).store(), where, limit)
     {"table": _table, "json": _json, "csv": _csv}[format_](records)
 
@@ -82,7 +87,7 @@ def _table(records: Iterator[Registration]) -> None:
             r.at,
             r.outcome,
             r.http_status,
-            r.key_id,
+            r.key_id or (f"device:{r.device_ca_id}" if r.device_ca_id else None),
             r.template,
             r.thing_name,
             r.problem or r.aws_error_code,

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from service.cli import audit, database, devices, enrollments, keys, orphans
+from service.cli import audit, database, device_cas, devices, enrollments, keys, orphans
 from service.cli.context import Runtime
 from service.config import SettingsError
 from service.errors import InvalidInput, ServiceError
@@ -65,6 +65,7 @@ def root(ctx: click.Context, traceback: bool) -> None:
 
 root.add_command(keys.group)
 root.add_command(enrollments.group)
+root.add_command(device_cas.group)
 root.add_command(audit.group)
 root.add_command(database.group)
 root.add_command(devices.group)

@@ -179,6 +179,8 @@ def list_registrations() -> Response:
         template=query["template"],
         thing_name=query["thing_name"],
         outcome=query["outcome"],
+        device_ca_id=query["device_ca_id"],
+        device_fingerprint=query["device_fingerprint"],
     )
     records = _store().registrations.page(where, query["before"], query["limit"])
     following = records[-1].id if len(records) == query["limit"] else None

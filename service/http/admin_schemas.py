@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from service.callers import rules
+from service.callers.devices.certificates import MAX_CRL_REQUEST_BYTES
 from service.callers.model import ROLES
 
 TEMPLATE_NAME = validate.Regexp(r"^[0-9A-Za-z_-]{1,36}\Z", error="must be 1-36 characters of [0-9A-Za-z_-]")
@@ -123,4 +124,85 @@ class RegistrationQuerySchema(PageSchema):
     outcome = fields.String(
         load_default=None, validate=validate.OneOf(("provisioned", "refused", "failed", "replayed"))
     )
+    device_ca_id = fields.String(data_key="deviceCaId", load_default=None)
+    device_fingerprint = fields.String(data_key="deviceFingerprint", load_default=None)
     before = fields.Integer(load_default=None, validate=validate.Range(1, 2**63 - 1))
+
+
+def _limit(name: str, high: int, **default: Any) -> fields.Integer:
+    return fields.Integer(
+        data_key=name,
+        **default,
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(1, high),
+        error_messages=WHOLE_NUMBER,
+    )
+
+
+class DeviceCaChangeSchema(Schema):
+    """What may change on a registered device CA (its certificate and template stay)."""
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(validate=validate.Length(max=200))
+    # Checked in full by service.callers.devices.parameters (422 naming parameters.<name>).
+    parameters = fields.Dict(keys=fields.String(), values=fields.Raw())
+    reprovision = fields.String(validate=validate.OneOf(("once", "allow")))
+    enabled = StrictBoolean()
+    max_chain_depth = fields.Integer(
+        data_key="maxChainDepth", strict=True, validate=validate.Range(0, 8), error_messages=WHOLE_NUMBER
+    )
+    max_provisions = _limit("maxProvisions", 2**31 - 1)
+    rate_per_minute = _limit("ratePerMinute", 2**31 - 1)
+
+
+class DeviceCaCreateSchema(DeviceCaChangeSchema):
+    template = fields.String(required=True, validate=TEMPLATE_NAME)
+    certificates = fields.String(required=True, validate=validate.Length(1, 65536))
+    name = fields.String(load_default="", validate=validate.Length(max=200))
+    parameters = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
+    reprovision = fields.String(load_default="once", validate=validate.OneOf(("once", "allow")))
+    enabled = StrictBoolean(load_default=True)
+    max_chain_depth = fields.Integer(
+        data_key="maxChainDepth",
+        load_default=2,
+        strict=True,
+        validate=validate.Range(0, 8),
+        error_messages=WHOLE_NUMBER,
+    )
+    max_provisions = _limit("maxProvisions", 2**31 - 1, load_default=None)
+    rate_per_minute = _limit("ratePerMinute", 2**31 - 1, load_default=None)
+
+
+class DeviceCaQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    template = fields.String(load_default=None, validate=TEMPLATE_NAME)
+
+
+class BlockSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    kind = fields.String(required=True, validate=validate.OneOf(("serial", "fingerprint")))
+    value = fields.String(required=True, validate=validate.Length(1, 256))
+    reason = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+class BlockQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    kind = fields.String(required=True, validate=validate.OneOf(("serial", "fingerprint")))
+    value = fields.String(required=True, validate=validate.Length(1, 256))
+
+
+class CrlSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    # PEM, or the DER in base64 (JSON carries no bytes); at most 8 MiB of DER.
+    crl = fields.String(required=True, validate=validate.Length(1, MAX_CRL_REQUEST_BYTES))

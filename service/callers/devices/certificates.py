@@ -26,6 +26,8 @@ MAX_PRESENTED_BYTES = 64 * 1024
 MAX_BUNDLE = 10
 MAX_BUNDLE_BYTES = 64 * 1024
 MAX_CRL_BYTES = 8 * 1024 * 1024
+# A request body that carries the largest CRL: its DER in base64 in JSON, and a margin.
+MAX_CRL_REQUEST_BYTES = MAX_CRL_BYTES * 4 // 3 + 64 * 1024
 # Device and CA keys: what AWS IoT takes for device certificates (RSA of at least 2048 bits, EC on
 # NIST P-256, P-384 or P-521), which is also what secure elements and TPMs hold.
 MIN_RSA_BITS = 2048
