@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
-from service.store.engine import writer_turn
+from service.store.engine import mark_write, writer_turn
 
 
 class Queries:
@@ -37,6 +37,6 @@ def begin_transaction(engine: Engine, *, write: bool) -> Iterator[Connection]:
             yield connection
         return
     with writer_turn(engine), engine.connect() as connection:
-        connection.execution_options(write=True)
+        mark_write(connection)
         with connection.begin():
             yield connection
