@@ -58,6 +58,9 @@ class TlsListener:
                 "ssl_session_cache shared:tls:1m;",
                 # Ask for a client certificate, require none, check none: the service does.
                 "ssl_verify_client optional_no_ca;",
+                # nginx still answers 495 (as 400) for a certificate that fails its own checks
+                # other than an unknown issuer: the service is to say why, so it gets those too.
+                "error_page 495 = @device_certificate;",
             ]
         )
 
