@@ -1,7 +1,7 @@
 """`python -m bench`: the service against connect-per-request and a direct pool, in one run.
 
     python -m bench [--seconds 3] [--rounds 3] [--levels 1,8,32] [--flows csr,keys] [--rtt 0,20]
-                    [--modes service,connect-per-request,direct-pool] [--key-algorithm ec|rsa]
+                    [--modes service,connect-per-request,direct-pool,service+device] [--key-algorithm ec|rsa]
 
 Per network condition (round-trip time), one emulator (`--send-delay` = the RTT) and one service
 (gunicorn, production settings) are started; every cell (flow x callers x mode) runs against that
@@ -29,8 +29,10 @@ from typing import Any
 
 import psutil
 
+from bench import attested as attestation
 from bench.devices import FLOWS, Endpoint, make_csrs
 from bench.modes import (
+    DEFAULT_MODES,
     MODES,
     Caller,
     ConnectPerRequestCaller,
@@ -38,7 +40,15 @@ from bench.modes import (
     ServiceCaller,
 )
 from bench.processes import EmulatorProcess, ServiceProcess
-from bench.report import header, row, store_lines, target_lines, targets, write_results
+from bench.report import (
+    attestation_lines,
+    header,
+    row,
+    store_lines,
+    target_lines,
+    targets,
+    write_results,
+)
 from bench.runner import Round, run_cell, run_round, summarise
 from bench.stores import stores_for
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
@@ -100,7 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulated round-trip times in ms (0 = loopback as is)",
     )
     p.add_argument(
-        "--modes", type=_list(str, MODES), default=",".join(MODES), help="which ways of provisioning to run"
+        "--modes",
+        type=_list(str, MODES),
+        default=",".join(DEFAULT_MODES),
+        help="which ways of provisioning to run; service+device (needs nginx) runs attested provisions "
+        "over mutual TLS beside API-key ones over the same TLS listener, on one service with SQLite "
+        "(modes service+device and service+tls)",
     )
     p.add_argument(
         "--key-algorithm",
@@ -161,7 +176,11 @@ def make_callers(
     endpoint: Endpoint,
     services: dict[str, ServiceProcess],
     keys: dict[str, str],
+    attested: attestation.AttestedService | None = None,
 ) -> list[Caller]:
+    if mode in attestation.MODES:
+        assert attested is not None
+        return attestation.callers(mode, n, flow, attested, keys.get(mode, ""))
     if mode.startswith("service"):
         gated = mode != "service"
         return [ServiceCaller(services[mode].port, keys[mode], flow, idempotent=gated) for _ in range(n)]
@@ -181,6 +200,8 @@ def expand_modes(modes: list[str], stores: list[str]) -> list[str]:
     for mode in modes:
         if mode == "service":
             expanded += ["service" if store == "off" else f"service+{store}" for store in stores]
+        elif mode == "service+device":
+            expanded += list(attestation.MODES)
         else:
             expanded.append(mode)
     return expanded
@@ -227,10 +248,22 @@ def run_condition(
         services: dict[str, ServiceProcess] = {}
         keys: dict[str, str] = {}
         modes = expand_modes(args.modes, args.stores)
+        attested: attestation.AttestedService | None = None
         try:
             endpoint = Endpoint(emulator.url("ws"))
+            if any(mode in attestation.MODES for mode in modes):
+                with service_log.open("a") as log_file:
+                    attested = attestation.AttestedService(
+                        service_env(args, endpoint.url, api_key, "off"),
+                        log_file,
+                        workers=args.workers,
+                        folder=Path(tmp) / "attested",
+                    )
+                attested.service.wait_ready(args.pool_size)
+                attested.prepare(api_key, max(args.levels))
+                keys["service+tls"] = issue_key(attested.service.port, api_key)
             for mode in modes:
-                if not mode.startswith("service"):
+                if not mode.startswith("service") or mode in attestation.MODES:
                     continue
                 with service_log.open("a") as log_file:
                     services[mode] = ServiceProcess(
@@ -241,12 +274,15 @@ def run_condition(
             for mode, service in services.items():
                 service.wait_ready(args.pool_size)
                 keys[mode] = api_key if mode == "service" else issue_key(service.port, api_key)
+            if attested is not None:
+                for mode in attestation.MODES:
+                    services[mode] = attested.service  # one service: the two modes take turns
             for flow in args.flows:
                 for mode in services:
                     if args.warmup > 0:
                         # Untimed: lazy imports in the workers, each link's template subscription.
                         run_cell(
-                            make_callers(mode, max(args.levels), flow, endpoint, services, keys),
+                            make_callers(mode, max(args.levels), flow, endpoint, services, keys, attested),
                             args.warmup,
                             f"{run_tag}w{rtt_ms:g}{flow}{mode[-3:]}",
                             csrs,
@@ -262,7 +298,7 @@ def run_condition(
                         for mode in modes[turn:] + modes[:turn]:
                             rounds[mode].append(
                                 run_round(
-                                    make_callers(mode, n, flow, endpoint, services, keys),
+                                    make_callers(mode, n, flow, endpoint, services, keys, attested),
                                     args.seconds / args.rounds,
                                     f"{run_tag}-{rtt_ms:g}-{flow}-{mode[0]}{mode[-2:]}{n}r{r}",
                                     csrs,
@@ -281,6 +317,8 @@ def run_condition(
                         cells.append(cell)
                         print(row(cell), flush=True)
         finally:
+            if attested is not None:
+                attested.stop()
             for service in services.values():
                 service.stop()
             emulator.stop()
@@ -374,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             "on a quiet machine to compare runs"
         )
     print()
-    for line in target_lines(checks) + store_lines(cells):
+    for line in target_lines(checks) + store_lines(cells) + attestation_lines(cells):
         print(line)
     elapsed = time.monotonic() - started
     results = {

@@ -1,6 +1,8 @@
 """The three ways of provisioning, as callers that one thread each drives in a loop.
 
     service              POST /provision over a kept-alive HTTP connection
+    service+device       a device's certificate over mutual TLS, beside an API key over the same
+                         TLS listener (bench.attested)
     connect-per-request  per device: connect (WebSocket + SigV4), subscribe, create, subscribe to
                          the template topics, register, disconnect (a browser page, a sample)
     direct-pool          one persistent MQTT connection per caller, subscribed once, running the
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import time
 import uuid
 from typing import Protocol
@@ -31,7 +34,10 @@ from bench.devices import (
     unique_client_id,
 )
 
-MODES = ("service", "connect-per-request", "direct-pool")
+# service+device: attested provisions over mutual TLS beside key ones over the same TLS listener
+# (bench.attested), as the two modes service+tls and service+device.
+MODES = ("service", "connect-per-request", "direct-pool", "service+device")
+DEFAULT_MODES = MODES[:3]  # service+device needs nginx: asked for by name
 STEP_TIMEOUT = 15.0  # one MQTT answer (the service's own deadline is its setting)
 HTTP_TIMEOUT = 60.0  # one HTTP request, queueing included
 
@@ -47,10 +53,24 @@ class Caller(Protocol):
 class ServiceCaller:
     """One HTTP client with a kept-alive connection, as an application would hold one."""
 
-    def __init__(self, port: int, api_key: str, flow: str, *, idempotent: bool = False) -> None:
+    def __init__(
+        self,
+        port: int,
+        api_key: str,
+        flow: str,
+        *,
+        idempotent: bool = False,
+        context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        """`context`: over HTTPS (bench.attested's TLS listener) with this client context."""
         self.port, self.flow, self.idempotent = port, flow, idempotent
         self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
+        self.connection: http.client.HTTPConnection = (
+            http.client.HTTPSConnection(host, port, timeout=HTTP_TIMEOUT, context=context)
+            if context is not None
+            else http.client.HTTPConnection(host, port, timeout=HTTP_TIMEOUT)
+        )
 
     def setup(self) -> None:
         self.connection.connect()

@@ -12,6 +12,8 @@ LATENCY_SLACK = 1.15  # service p50 within 15% of 2 round trips + the pool's pro
 THROUGHPUT_VS_CONNECT = 4.0  # service >= 4x connect-per-request at 20 ms, 32 callers
 SHARE_OF_DIRECT = 0.70  # service >= 70% of the direct pool on loopback, 8 callers, CSR
 CPU_MS_PER_CSR = 3.0
+ATTESTATION_CPU_MS = 2.0  # issue 16: an attested provision adds at most this much service CPU
+ATTESTATION_MODES = ("service+tls", "service+device")
 RSS_MB_PER_WORKER = 80.0
 
 COLUMNS = [  # (header, key, width)
@@ -219,7 +221,7 @@ def store_lines(cells: list[dict[str, Any]]) -> list[str]:
     lines = []
     for cell in cells:
         mode = str(cell["mode"])
-        if not mode.startswith("service+"):
+        if not mode.startswith("service+") or mode in ATTESTATION_MODES:
             continue
         base = _find(cells, rtt_ms=cell["rtt_ms"], flow=cell["flow"], callers=cell["callers"], mode="service")
         if base is None or not base.get("provisions_per_s"):
@@ -232,5 +234,30 @@ def store_lines(cells: list[dict[str, Any]]) -> list[str]:
             f"store {mode[8:]:<10} rtt {cell['rtt_ms']:g} {cell['flow']} n={cell['callers']}: "
             f"+{added:.2f} ms service CPU per provision (target <= 1), "
             f"{ratio:.0%} of the store-less throughput (target >= 90%)"
+        )
+    return lines
+
+
+def attestation_lines(cells: list[dict[str, Any]]) -> list[str]:
+    """What attestation costs: each service+device cell against the service+tls cell of the same
+    condition (one service, the same TLS listener, an API key instead of the certificate)."""
+    lines = []
+    for cell in cells:
+        if cell["mode"] != "service+device":
+            continue
+        base = _find(
+            cells, rtt_ms=cell["rtt_ms"], flow=cell["flow"], callers=cell["callers"], mode="service+tls"
+        )
+        if base is None or not base.get("provisions_per_s"):
+            continue
+        device_ms = cell.get("service_cpu_ms_per_provision") or 0
+        key_ms = base.get("service_cpu_ms_per_provision") or 0
+        added = device_ms - key_ms
+        verdict = "OK" if added <= ATTESTATION_CPU_MS else "MISS"
+        lines.append(
+            f"attestation rtt {cell['rtt_ms']:g} {cell['flow']} n={cell['callers']}: {device_ms:.2f} ms "
+            f"service CPU per attested provision vs {key_ms:.2f} with an API key: {added:+.2f} ms "
+            f"(target <= +{ATTESTATION_CPU_MS:g}) {verdict}; "
+            f"{cell['provisions_per_s'] / base['provisions_per_s']:.0%} of its throughput"
         )
     return lines
