@@ -33,8 +33,9 @@ class UiService:
 
 
 @contextmanager
-def serve_ui(emulator: Emulator, directory: Path) -> Iterator[UiService]:
-    """The app on `emulator`, its store in `directory`; yielded once GET /readyz answers 200."""
+def serve_ui(emulator: Emulator, directory: Path, **env: str) -> Iterator[UiService]:
+    """The app on `emulator`, its store in `directory` (`env`: more PROVISIONER_* settings);
+    yielded once GET /readyz answers 200."""
     settings = Settings.from_env(
         {
             "PROVISIONER_IOT_ENDPOINT": emulator.urls["wss"],
@@ -51,6 +52,7 @@ def serve_ui(emulator: Emulator, directory: Path) -> Iterator[UiService]:
             "PROVISIONER_CONTROL_CA_FILE": str(emulator.ca_path),
             "PROVISIONER_ORPHAN_SWEEP_SECONDS": "0",
             "PROVISIONER_ORPHAN_GRACE_SECONDS": "0",
+            **env,
         }
     ).replace(static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
     app = create_app(settings)

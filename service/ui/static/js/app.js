@@ -3,6 +3,7 @@
 
 import { call, session } from "./api.js";
 import * as audit from "./audit.js";
+import * as devicecas from "./devicecas.js";
 import * as devices from "./devices.js";
 import { byId, clearProblem, showProblem } from "./dom.js";
 import * as enrollments from "./enrollments.js";
@@ -12,7 +13,7 @@ import * as orphans from "./orphans.js";
 import * as provision from "./provision.js";
 import * as reconcile from "./reconcile.js";
 
-const VIEWS = { provision, keys, enrollments, audit, devices, orphans, reconcile, health };
+const VIEWS = { provision, keys, enrollments, devicecas, audit, devices, orphans, reconcile, health };
 let caller = null;
 
 function start() {

@@ -53,7 +53,7 @@ function render(items) {
         { title: "When", cell: (r) => formatTime(r.at) },
         { title: "Outcome", cell: (r) => badge(r.outcome) },
         { title: "Status", cell: (r) => String(r.httpStatus) },
-        { title: "Key", cell: (r) => (r.keyId ? h("code", {}, r.keyId) : "") },
+        { title: "Caller", cell: caller },
         { title: "Template", cell: (r) => r.template || "" },
         { title: "Parameters", cell: (r) => parameters(r.parameters) },
         { title: "Thing", cell: (r) => r.thingName || "" },
@@ -72,4 +72,12 @@ function parameters(values) {
   return Object.entries(values)
     .map(([name, value]) => `${name}=${value}`)
     .join(", ");
+}
+
+// An API key, or a device: its CA (none when its certificate was refused) and certificate.
+function caller(r) {
+  if (r.keyId) return h("code", {}, r.keyId);
+  if (!r.deviceFingerprint) return "";
+  const title = `${r.deviceIssuer} · serial ${r.deviceSerial} · SHA-256 ${r.deviceFingerprint}`;
+  return h("span", { title }, `device ${r.deviceCaId || "(refused)"} · ${r.deviceFingerprint.slice(0, 12)}…`);
 }
