@@ -201,3 +201,25 @@ def test_not_behind_the_proxy_the_header_is_not_believed(
     _, certificate = maker.issue("GATE-0012")
     response = as_device(api, certificate, {"csr": new_csr()})
     assert response.status_code == 401, response.text
+
+
+def test_decommissioning_a_once_devices_thing_lets_it_provision_again(
+    start_service: Any, emulator: Emulator, maker: Manufacturer, tmp_path: Path
+) -> None:
+    api = start_service(
+        PROVISIONER_DATABASE_URL=f"sqlite:///{tmp_path / 'store.db'}",
+        PROVISIONER_BEHIND_PROXY="true",
+        PROVISIONER_CONTROL_ENDPOINT=emulator.urls["control-tls"],
+        PROVISIONER_CONTROL_CA_FILE=str(emulator.ca_path),
+        PROVISIONER_ORPHAN_SWEEP_SECONDS="0",
+    )
+    registered(api, maker)
+    _, certificate = maker.issue("GATE-RMA")
+    first = until_trusted(lambda: as_device(api, certificate, {"csr": new_csr()}))
+    assert first.status_code == 201, first.text
+    assert as_device(api, certificate, {"csr": new_csr()}).status_code == 409
+    done = api.post("/admin/devices/demo-GATE-RMA/decommission")
+    assert done.status_code == 200 and done.json()["enrollmentsReopened"] == 1, done.text
+    again = as_device(api, certificate, {"csr": new_csr()})
+    assert again.status_code == 201, again.text
+    assert again.json()["certificateId"] != first.json()["certificateId"]
