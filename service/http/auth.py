@@ -49,10 +49,4 @@ def is_admin() -> bool:
         return False
 
 
-def caller_or_none() -> Caller | None:
-    """The caller when authentication already succeeded (for the audit trail), else None."""
-    found: Caller | None = g.get("caller")
-    return found
-
-
-__all__ = ["Unauthorized", "admin", "caller", "caller_or_none", "is_admin"]
+__all__ = ["Unauthorized", "admin", "caller", "is_admin"]
