@@ -30,6 +30,8 @@ from typing import Any
 import psutil
 
 from bench import attested as attestation
+from bench.compare import DEFAULT_TOLERANCE, load_cells, tolerance_arg
+from bench.compare import report as compare_report
 from bench.devices import FLOWS, Endpoint, make_csrs
 from bench.modes import (
     DEFAULT_MODES,
@@ -150,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--csrs", type=int, default=256, help="size of the pre-made EC CSR pool")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument(
+        "--compare",
+        type=Path,
+        metavar="BASELINE",
+        help="end with each figure as a ratio of the same figure in this saved results file "
+        "(exit status 3 when one is worse by more than --tolerance); see docs/benchmarks.md",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=tolerance_arg,
+        default=DEFAULT_TOLERANCE,
+        help="with --compare: how much worse a figure may be before it counts as a regression",
+    )
     return p
 
 
@@ -337,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.rounds < 1 or min(args.levels) < 1 or min(args.rtt) < 0:
         parser.error("--seconds must be > 0, --rounds and --levels >= 1, --rtt >= 0")
+    # read the baseline first: a typo in its path should not cost a whole run
+    baseline = load_cells(args.compare) if args.compare else None
     command = shlex.join(["python", "-m", "bench", *argv])
     started = time.monotonic()
     now = datetime.now(UTC)
@@ -427,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = write_results(results, args.results_dir, f"{now:%Y-%m-%d}", hostname)
     print(f"\n# {len(cells)} cells in {elapsed:.0f} s; results: {path} (and latest.json)")
+    if baseline is not None:
+        print()
+        return compare_report(baseline, cells, args.tolerance)
     return 0  # a MISS is a finding, not a failed run
 
 
