@@ -1,13 +1,14 @@
 """Settings of the provisioning service: one frozen, typed object built once from `PROVISIONER_*`.
 
 `Settings.from_env()` turns text into typed values; `Settings.__post_init__` checks the values
-together (`service/config_checks.py`), so `Settings.replace(...)` (local mode, tests) is checked
-the same way. Either way every problem is listed at once in one `SettingsError`.
+together (the rules are in `service/config_checks.py`), so `Settings.replace(...)` (local mode,
+tests) is checked the same way. Either way every problem is listed at once in one `SettingsError`.
 
 The endpoint is given once, as an AWS data endpoint host name or a URL, and the connection fields
 (`endpoint_host`, `endpoint_port`, `transport`, `tls`, `websocket_path`, `alpn_protocols`) are
 derived from it (`service/endpoint.py`), the auth mode and the port override; they cannot be set
-on their own.
+on their own. `__post_init__` derives them, with `region` (from the endpoint's host when not given)
+and `generate_api_key`, and sets them once, here, before anything else sees the object.
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ from service.config_checks import (
     LOG_FORMATS,
     LOG_LEVELS,
     NUMBERS,
-    check,
+    check_choices,
+    check_connection,
+    check_control_plane,
+    check_numbers,
+    check_secrets,
+    check_tls,
     env_name,
     number_problem,
 )
-from service.endpoint import AuthMode, Transport, default_auth_mode, region_of
+from service.endpoint import AuthMode, Endpoint, Transport, default_auth_mode, parse_endpoint, region_of
 
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
@@ -154,9 +160,41 @@ class Settings:
     generate_api_key: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        problems = check(self)
+        derived, problems = self._derive_and_check()
         if problems:
             raise SettingsError(problems)
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # frozen: the derived fields are set once, here
+
+    def _derive_and_check(self) -> tuple[dict[str, object], list[str]]:
+        """The derived fields by name, and every problem found."""
+        problems = check_choices(self.auth_mode, self.emulator_mode, self.log_level, self.log_format)
+        problems += check_numbers(
+            {name: getattr(self, name) for name in NUMBERS},
+            aws_max_rate=self.aws_max_rate,
+            threads=self.threads,
+            bind=self.bind,
+            iot_port=self.iot_port,
+        )
+        problems += check_secrets(
+            self.api_keys, self.database_url, self.static_credentials, local_mode=self.local_mode
+        )
+        problems += check_control_plane(self.control_endpoint, self.control_ca_file)
+        problems += check_tls(self.tls_bind, self.tls_cert, self.tls_key, local_mode=self.local_mode)
+        derived: dict[str, object] = {"generate_api_key": self.local_mode and not self.api_keys}
+        if self.local_mode:
+            return derived, problems  # the connection settings are made by local mode
+        try:
+            endpoint = parse_endpoint(self.iot_endpoint or "", self.auth_mode, self.iot_port)
+        except ValueError as error:
+            return derived, [*problems, str(error)]
+        region = self.region
+        if region is None and self.auth_mode == "sigv4":
+            region = region_of(endpoint.host)
+        problems += check_connection(
+            endpoint, self.auth_mode, region, self.claim_cert, self.claim_key, self.ca_file
+        )
+        return {**derived, **_connection(endpoint), "region": region}, problems
 
     @property
     def local_mode(self) -> bool:
@@ -261,6 +299,17 @@ class Settings:
         return f"Settings({', '.join(shown)})"
 
     __str__ = __repr__
+
+
+def _connection(endpoint: Endpoint) -> dict[str, object]:
+    return {
+        "endpoint_host": endpoint.host,
+        "endpoint_port": endpoint.port,
+        "transport": endpoint.transport,
+        "tls": endpoint.tls,
+        "websocket_path": endpoint.websocket_path,
+        "alpn_protocols": endpoint.alpn_protocols,
+    }
 
 
 T = TypeVar("T")

@@ -1,7 +1,9 @@
-"""The checks behind `Settings`: value ranges, cross-field rules, and the derived connection fields.
+"""The rules behind `Settings`: value ranges and cross-field rules, each over the values it reads.
 
-`check(settings)` fills the fields derived from the endpoint and returns every problem found, so
-`Settings` can list them all at once in one `SettingsError`. Problems never contain an API key.
+Every function here returns the problems it finds, one sentence each, and changes nothing:
+`service/config.py` calls them with the fields of a `Settings` being built, derives the connection
+fields itself, and lists every problem at once in one `SettingsError`. Problems never contain an
+API key.
 """
 
 from __future__ import annotations
@@ -9,14 +11,12 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 from urllib.parse import urlsplit
 
-from service.endpoint import AuthMode, Endpoint, parse_endpoint, region_of
-
-if TYPE_CHECKING:
-    from service.config import Settings
+from service.endpoint import AuthMode, Endpoint, region_of
 
 AUTH_MODES: tuple[AuthMode, ...] = ("sigv4", "certificate")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -69,65 +69,66 @@ def number_problem(name: str, kind: type, low: float, high: float, got: object) 
     return f"{name} must be {what} between {low:g} and {high:g}, got {got!r}"
 
 
-def check(settings: Settings) -> list[str]:
-    """Fill the derived fields of `settings` and return every problem found."""
-    problems: list[str] = []
-    s = settings
-
-    def derive(name: str, value: object) -> None:
-        object.__setattr__(s, name, value)  # frozen: derived fields are set once, here
-
-    derive("generate_api_key", s.local_mode and not s.api_keys)
-    if s.auth_mode not in AUTH_MODES:
-        problems.append(f"PROVISIONER_AUTH_MODE must be sigv4 or certificate, got {s.auth_mode!r}")
-    if s.emulator_mode not in AUTH_MODES:
-        problems.append(f"PROVISIONER_EMULATOR_MODE must be sigv4 or certificate, got {s.emulator_mode!r}")
-    if s.log_level not in LOG_LEVELS:
-        problems.append(f"PROVISIONER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
-    if s.log_format not in LOG_FORMATS:
-        problems.append(f"PROVISIONER_LOG_FORMAT must be text or json, got {s.log_format!r}")
-    if s.aws_max_rate is not None and not _in_range(s.aws_max_rate, float, 0.001, 100_000):
-        problems.append(number_problem("PROVISIONER_AWS_MAX_RATE", float, 0.001, 100_000, s.aws_max_rate))
-    bad_numbers = [
-        number_problem(env_name(name), kind, low, high, getattr(s, name))
-        for name, (kind, low, high) in NUMBERS.items()
-        if not _in_range(getattr(s, name), kind, low, high)
-    ]
-    problems += bad_numbers or _check_timing(s)
-    if s.threads is not None and not _in_range(s.threads, int, 1, 1000):
-        problems.append(f"PROVISIONER_THREADS must be an integer between 1 and 1000, got {s.threads!r}")
-    if not s.bind.strip():
-        problems.append("PROVISIONER_BIND must be HOST:PORT or unix:PATH")
-    if s.iot_port is not None and not 1 <= s.iot_port <= 65535:
-        problems.append(f"PROVISIONER_IOT_PORT must be an integer between 1 and 65535, got {s.iot_port!r}")
-    problems += _check_api_keys(s)
-    problems += _check_database_password(s.database_url)
-    if s.static_credentials is not None and (len(s.static_credentials) != 2 or not all(s.static_credentials)):
-        problems.append("static_credentials must be (access key id, secret access key)")
-    problems += _check_control_plane(s)
-    problems += _check_tls(s)
-    if s.local_mode:
-        return problems  # the connection settings are made by local mode
-    try:
-        endpoint = parse_endpoint(s.iot_endpoint or "", s.auth_mode, s.iot_port)
-    except ValueError as error:
-        return [*problems, str(error)]
-    derive("endpoint_host", endpoint.host)
-    derive("endpoint_port", endpoint.port)
-    derive("transport", endpoint.transport)
-    derive("tls", endpoint.tls)
-    derive("websocket_path", endpoint.websocket_path)
-    derive("alpn_protocols", endpoint.alpn_protocols)
-    problems += _check_connection(s, endpoint)
+def check_choices(auth_mode: str, emulator_mode: str, log_level: str, log_format: str) -> list[str]:
+    problems = []
+    if auth_mode not in AUTH_MODES:
+        problems.append(f"PROVISIONER_AUTH_MODE must be sigv4 or certificate, got {auth_mode!r}")
+    if emulator_mode not in AUTH_MODES:
+        problems.append(f"PROVISIONER_EMULATOR_MODE must be sigv4 or certificate, got {emulator_mode!r}")
+    if log_level not in LOG_LEVELS:
+        problems.append(f"PROVISIONER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    if log_format not in LOG_FORMATS:
+        problems.append(f"PROVISIONER_LOG_FORMAT must be text or json, got {log_format!r}")
     return problems
 
 
-def _check_control_plane(s: Settings) -> list[str]:
+def check_numbers(
+    numbers: Mapping[str, float],
+    *,
+    aws_max_rate: float | None,
+    threads: int | None,
+    bind: str,
+    iot_port: int | None,
+) -> list[str]:
+    """`numbers`: the value of every field of NUMBERS, by name; the others are optional ones."""
     problems = []
-    if s.control_endpoint is not None:
+    if aws_max_rate is not None and not _in_range(aws_max_rate, float, 0.001, 100_000):
+        problems.append(number_problem("PROVISIONER_AWS_MAX_RATE", float, 0.001, 100_000, aws_max_rate))
+    bad_numbers = [
+        number_problem(env_name(name), kind, low, high, numbers[name])
+        for name, (kind, low, high) in NUMBERS.items()
+        if not _in_range(numbers[name], kind, low, high)
+    ]
+    problems += bad_numbers or _check_timing(numbers)
+    if threads is not None and not _in_range(threads, int, 1, 1000):
+        problems.append(f"PROVISIONER_THREADS must be an integer between 1 and 1000, got {threads!r}")
+    if not bind.strip():
+        problems.append("PROVISIONER_BIND must be HOST:PORT or unix:PATH")
+    if iot_port is not None and not 1 <= iot_port <= 65535:
+        problems.append(f"PROVISIONER_IOT_PORT must be an integer between 1 and 65535, got {iot_port!r}")
+    return problems
+
+
+def check_secrets(
+    api_keys: tuple[str, ...],
+    database_url: str | None,
+    static_credentials: tuple[str, str] | None,
+    *,
+    local_mode: bool,
+) -> list[str]:
+    problems = _check_api_keys(api_keys, local_mode)
+    problems += _check_database_password(database_url)
+    if static_credentials is not None and (len(static_credentials) != 2 or not all(static_credentials)):
+        problems.append("static_credentials must be (access key id, secret access key)")
+    return problems
+
+
+def check_control_plane(control_endpoint: str | None, control_ca_file: Path | None) -> list[str]:
+    problems = []
+    if control_endpoint is not None:
         # Checked before it is echoed: user info could hold a password.
         try:
-            url = urlsplit(s.control_endpoint)
+            url = urlsplit(control_endpoint)
             url.port  # noqa: B018 - raises ValueError for a port that is not one
         except ValueError:
             url = None
@@ -138,26 +139,74 @@ def _check_control_plane(s: Settings) -> list[str]:
                 "PROVISIONER_CONTROL_ENDPOINT must not contain user info, a query or a fragment "
                 "(credentials come from the AWS credential chain)"
             )
-    if s.control_ca_file is not None:
-        problems += _check_readable("PROVISIONER_CONTROL_CA_FILE", s.control_ca_file)
+    if control_ca_file is not None:
+        problems += _check_readable("PROVISIONER_CONTROL_CA_FILE", control_ca_file)
     return problems
 
 
-def _check_tls(s: Settings) -> list[str]:
+def check_tls(
+    tls_bind: str | None, tls_cert: Path | None, tls_key: Path | None, *, local_mode: bool
+) -> list[str]:
     problems = []
-    if (s.tls_cert is None) != (s.tls_key is None):
+    if (tls_cert is None) != (tls_key is None):
         problems.append("PROVISIONER_TLS_CERT and PROVISIONER_TLS_KEY go together: set both or neither")
-    for name, path in (("PROVISIONER_TLS_CERT", s.tls_cert), ("PROVISIONER_TLS_KEY", s.tls_key)):
+    for name, path in (("PROVISIONER_TLS_CERT", tls_cert), ("PROVISIONER_TLS_KEY", tls_key)):
         if path is not None:
             problems += _check_readable(name, path)
-    if s.tls_bind is not None:
-        if not s.tls_bind.strip() or s.tls_bind.startswith("unix:"):
+    if tls_bind is not None:
+        if not tls_bind.strip() or tls_bind.startswith("unix:"):
             problems.append("PROVISIONER_TLS_BIND must be HOST:PORT (or PORT)")
-        elif s.tls_cert is None and not s.local_mode:
+        elif tls_cert is None and not local_mode:
             problems.append(
                 "PROVISIONER_TLS_BIND needs PROVISIONER_TLS_CERT and PROVISIONER_TLS_KEY (the server's "
                 "certificate chain and key) outside local mode"
             )
+    return problems
+
+
+def check_connection(
+    endpoint: Endpoint,
+    auth_mode: str,
+    region: str | None,
+    claim_cert: Path | None,
+    claim_key: Path | None,
+    ca_file: Path | None,
+) -> list[str]:
+    """The endpoint against the rest. `region`: the one given, or the one derived from the endpoint."""
+    problems = []
+    scheme = {
+        ("websockets", True): "wss",
+        ("websockets", False): "ws",
+        ("tcp", True): "mqtts",
+        ("tcp", False): "mqtt",
+    }[(endpoint.transport, endpoint.tls)]
+    if auth_mode == "sigv4" and endpoint.transport != "websockets":
+        problems.append(
+            f"PROVISIONER_AUTH_MODE=sigv4 signs a WebSocket upgrade and needs a "
+            f"wss:// or ws:// endpoint, got {scheme}://"
+        )
+    if auth_mode == "certificate" and endpoint.transport != "tcp":
+        problems.append(
+            f"PROVISIONER_AUTH_MODE=certificate needs an mqtts:// or mqtt:// "
+            f"endpoint (AWS IoT takes client certificates over TLS only), "
+            f"got {scheme}://"
+        )
+    if auth_mode == "sigv4":
+        problems += _check_region(region, endpoint)
+    for name, path in (("PROVISIONER_CLAIM_CERT", claim_cert), ("PROVISIONER_CLAIM_KEY", claim_key)):
+        if auth_mode == "sigv4":
+            continue  # unused: SigV4 signs with AWS credentials (local mode sets both kinds)
+        if not endpoint.tls and path is not None:
+            problems.append(f"{name} is set but {scheme}:// has no TLS to present it; use mqtts://")
+        elif endpoint.tls and path is None:
+            problems.append(f"{name} is required in certificate mode")
+        elif path is not None:
+            problems += _check_readable(name, path)
+    if ca_file is not None:
+        if not endpoint.tls:
+            problems.append(f"PROVISIONER_CA_FILE is set but {scheme}:// uses no TLS")
+        else:
+            problems += _check_readable("PROVISIONER_CA_FILE", ca_file)
     return problems
 
 
@@ -168,32 +217,32 @@ def _in_range(value: object, kind: type, low: float, high: float) -> bool:
     return math.isfinite(number) and low <= number <= high
 
 
-def _check_timing(s: Settings) -> list[str]:
+def _check_timing(numbers: Mapping[str, float]) -> list[str]:
     problems = []
-    if s.step_timeout_seconds > s.request_timeout_seconds:
+    if numbers["step_timeout_seconds"] > numbers["request_timeout_seconds"]:
         problems.append(
             "PROVISIONER_STEP_TIMEOUT_SECONDS must not exceed PROVISIONER_REQUEST_TIMEOUT_SECONDS"
         )
-    if s.pool_wait_seconds >= s.request_timeout_seconds:
+    if numbers["pool_wait_seconds"] >= numbers["request_timeout_seconds"]:
         problems.append("PROVISIONER_POOL_WAIT_SECONDS must be less than PROVISIONER_REQUEST_TIMEOUT_SECONDS")
-    if s.reconnect_min_seconds > s.reconnect_max_seconds:
+    if numbers["reconnect_min_seconds"] > numbers["reconnect_max_seconds"]:
         problems.append("PROVISIONER_RECONNECT_MIN_SECONDS must not exceed PROVISIONER_RECONNECT_MAX_SECONDS")
-    if s.throttle_retry_base_seconds > s.throttle_retry_max_seconds:
+    if numbers["throttle_retry_base_seconds"] > numbers["throttle_retry_max_seconds"]:
         problems.append(
             "PROVISIONER_THROTTLE_RETRY_BASE_SECONDS must not exceed PROVISIONER_THROTTLE_RETRY_MAX_SECONDS"
         )
     return problems
 
 
-def _check_api_keys(s: Settings) -> list[str]:
+def _check_api_keys(api_keys: tuple[str, ...], local_mode: bool) -> list[str]:
     # Problems name the position of a key, never the key itself.
     problems = []
-    if not s.local_mode and not s.api_keys:
+    if not local_mode and not api_keys:
         problems.append(
             "PROVISIONER_API_KEYS is required outside local mode: comma-separated "
             f"keys of at least {MIN_API_KEY_LENGTH} characters"
         )
-    for number, key in enumerate(s.api_keys, start=1):
+    for number, key in enumerate(api_keys, start=1):
         if len(key) < MIN_API_KEY_LENGTH:
             problems.append(
                 f"PROVISIONER_API_KEYS key #{number} has {len(key)} characters; "
@@ -231,59 +280,18 @@ def _is_placeholder(secret: str) -> bool:
     return any(word in lowered for word in PLACEHOLDERS)
 
 
-def _check_connection(s: Settings, endpoint: Endpoint) -> list[str]:
-    problems = []
-    scheme = {
-        ("websockets", True): "wss",
-        ("websockets", False): "ws",
-        ("tcp", True): "mqtts",
-        ("tcp", False): "mqtt",
-    }[(endpoint.transport, endpoint.tls)]
-    if s.auth_mode == "sigv4" and endpoint.transport != "websockets":
-        problems.append(
-            f"PROVISIONER_AUTH_MODE=sigv4 signs a WebSocket upgrade and needs a "
-            f"wss:// or ws:// endpoint, got {scheme}://"
-        )
-    if s.auth_mode == "certificate" and endpoint.transport != "tcp":
-        problems.append(
-            f"PROVISIONER_AUTH_MODE=certificate needs an mqtts:// or mqtt:// "
-            f"endpoint (AWS IoT takes client certificates over TLS only), "
-            f"got {scheme}://"
-        )
-    if s.auth_mode == "sigv4":
-        problems += _check_region(s, endpoint)
-    for name, path in (("PROVISIONER_CLAIM_CERT", s.claim_cert), ("PROVISIONER_CLAIM_KEY", s.claim_key)):
-        if s.auth_mode == "sigv4":
-            continue  # unused: SigV4 signs with AWS credentials (local mode sets both kinds)
-        if not endpoint.tls and path is not None:
-            problems.append(f"{name} is set but {scheme}:// has no TLS to present it; use mqtts://")
-        elif endpoint.tls and path is None:
-            problems.append(f"{name} is required in certificate mode")
-        elif path is not None:
-            problems += _check_readable(name, path)
-    if s.ca_file is not None:
-        if not endpoint.tls:
-            problems.append(f"PROVISIONER_CA_FILE is set but {scheme}:// uses no TLS")
-        else:
-            problems += _check_readable("PROVISIONER_CA_FILE", s.ca_file)
-    return problems
-
-
-def _check_region(s: Settings, endpoint: Endpoint) -> list[str]:
+def _check_region(region: str | None, endpoint: Endpoint) -> list[str]:
     host_region = region_of(endpoint.host)
-    if s.region is None and host_region is None:
+    if region is None:
         return [
             f"PROVISIONER_AWS_REGION is required in sigv4 mode: it cannot be derived from "
             f"the endpoint host {endpoint.host!r} (AWS_REGION or AWS_DEFAULT_REGION also do)"
         ]
-    if s.region is None:
-        object.__setattr__(s, "region", host_region)
-        return []
-    if not _REGION.fullmatch(s.region):
-        return [f"PROVISIONER_AWS_REGION must look like 'eu-west-1', got {s.region!r}"]
-    if host_region is not None and host_region != s.region:
+    if not _REGION.fullmatch(region):
+        return [f"PROVISIONER_AWS_REGION must look like 'eu-west-1', got {region!r}"]
+    if host_region is not None and host_region != region:
         return [
-            f"PROVISIONER_AWS_REGION={s.region} contradicts the endpoint's region "
+            f"PROVISIONER_AWS_REGION={region} contradicts the endpoint's region "
             f"{host_region}: SigV4 would be refused"
         ]
     return []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from service import tls
 from service.config import Settings
-from service.production import find_nginx, render_nginx_config, wait_for_socket
+from service.nginx import find_nginx, render_nginx_config, wait_for_socket
 
 
 class TlsFront:
