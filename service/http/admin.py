@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
 
 from flask import Blueprint, Response, request
-from marshmallow import Schema, ValidationError
 
 from service.callers import enrollment_csv, keys
 from service.callers.model import KeySpec, Scope
 from service.callers.views import enrollment_view, key_view, registration_view
 from service.errors import InvalidInput, NotFound, UnsupportedMediaType
-from service.http import auth, context
+from service.http import auth, checked, context
 from service.http.admin_schemas import (
     EnrollmentQuerySchema,
     EnrollmentSchema,
@@ -31,10 +29,9 @@ from service.http.admin_schemas import (
     KeyCreateSchema,
     RegistrationQuerySchema,
 )
-from service.http.body import read_body, read_json_object
-from service.http.problems import rules_broken
+from service.http.body import read_body
 from service.http.responses import json_response
-from service.store import KeyRecord, RegistrationFilter, Store
+from service.store import KeyRecord, RegistrationFilter, Store, null
 from service.text import refuse_unusable
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
@@ -52,27 +49,7 @@ def _admins_only() -> None:
 
 
 def _store() -> Store:
-    store = context.store()
-    if store.off:
-        raise NotFound(
-            "This service runs without a store (PROVISIONER_DATABASE_URL=off): "
-            "keys, enrollments and the audit trail are not available."
-        )
-    return store
-
-
-def _load(schema: Schema, data: Any) -> dict[str, Any]:
-    try:
-        loaded: dict[str, Any] = schema.load(data)
-    except ValidationError as invalid:
-        raise rules_broken(invalid.messages_dict) from None
-    return loaded
-
-
-def _query(schema: Schema) -> dict[str, Any]:
-    arguments = request.args.to_dict()
-    refuse_unusable(arguments)
-    return _load(schema, arguments)
+    return context.kept_store(null.OFF)
 
 
 _KEY_ID = re.compile(r"k[0-9a-f]{12}")
@@ -92,20 +69,9 @@ def _key(store: Store, key_id: str) -> KeyRecord:
 
 @blueprint.post("/keys")
 def create_key() -> Response:
-    data = _load(_KEY_CREATE, read_json_object(context.settings().max_body_bytes))
-    spec = KeySpec(
-        role=data["role"],
-        name=data["name"],
-        scope=Scope(
-            templates=tuple(data["templates"]) if data["templates"] is not None else None,
-            parameter_rules=data["parameter_rules"],
-            server_keys=data["server_keys"],
-            enrolled_only=data["enrolled_only"],
-        ),
-        expires_at=data["expires_at"],
-        max_provisions=data["max_provisions"],
-        rate_per_minute=data["rate_per_minute"],
-    )
+    data = checked.body(_KEY_CREATE)
+    templates = tuple(data["templates"]) if data["templates"] is not None else None
+    spec = checked.into(KeySpec, data, scope=checked.into(Scope, data, templates=templates))
     now = datetime.now(UTC)
     record, token = keys.issue(_store(), spec, now)
     return json_response({"apiKey": token, "key": key_view(record, now)}, 201)
@@ -135,7 +101,7 @@ def revoke_key(key_id: str) -> Response:
 
 @blueprint.post("/enrollments")
 def put_enrollment() -> Response:
-    data = _load(_ENROLLMENT, read_json_object(context.settings().max_body_bytes))
+    data = checked.body(_ENROLLMENT)
     entry = enrollment_csv.entry(
         data["template"], data["parameter"], data["value"], data["enabled"], data["reprovision"]
     )
@@ -148,7 +114,7 @@ def put_enrollment() -> Response:
 
 @blueprint.post("/enrollments/import")
 def import_enrollments() -> Response:
-    query = _query(_IMPORT_QUERY)
+    query = checked.query(_IMPORT_QUERY)
     if request.mimetype not in ("text/csv", "text/plain"):
         raise UnsupportedMediaType(f"Send the CSV as text/csv, got {request.mimetype or 'no Content-Type'}.")
     raw = read_body(enrollment_csv.MAX_BYTES)
@@ -163,7 +129,7 @@ def import_enrollments() -> Response:
 
 @blueprint.get("/enrollments")
 def list_enrollments() -> Response:
-    query = _query(_ENROLLMENT_QUERY)
+    query = checked.query(_ENROLLMENT_QUERY)
     records = _store().enrollments.page(query["template"], query["after"], query["limit"])
     following = records[-1].id if len(records) == query["limit"] else None
     return json_response({"items": [enrollment_view(r) for r in records], "next": following}, 200)
@@ -171,17 +137,8 @@ def list_enrollments() -> Response:
 
 @blueprint.get("/registrations")
 def list_registrations() -> Response:
-    query = _query(_REGISTRATION_QUERY)
-    where = RegistrationFilter(
-        since=query["since"],
-        until=query["until"],
-        key_id=query["key_id"],
-        template=query["template"],
-        thing_name=query["thing_name"],
-        outcome=query["outcome"],
-        device_ca_id=query["device_ca_id"],
-        device_fingerprint=query["device_fingerprint"],
-    )
+    query = checked.query(_REGISTRATION_QUERY)
+    where = checked.into(RegistrationFilter, query)
     records = _store().registrations.page(where, query["before"], query["limit"])
     following = records[-1].id if len(records) == query["limit"] else None
     return json_response({"items": [registration_view(r) for r in records], "next": following}, 200)

@@ -22,14 +22,13 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, request
-from marshmallow import Schema, ValidationError
+from flask import Blueprint, Response
 
 from service.callers.devices import DeviceCaSpec, groups
 from service.callers.devices.certificates import MAX_CRL_REQUEST_BYTES
 from service.callers.views import block_view, crl_view, device_ca_view
 from service.errors import InvalidInput, NotFound
-from service.http import auth, context
+from service.http import auth, checked, context
 from service.http.admin_schemas import (
     BlockQuerySchema,
     BlockSchema,
@@ -38,10 +37,8 @@ from service.http.admin_schemas import (
     DeviceCaCreateSchema,
     DeviceCaQuerySchema,
 )
-from service.http.body import read_json_object
-from service.http.problems import rules_broken
 from service.http.responses import json_response
-from service.store import Store
+from service.store import Store, null
 from service.store.device_cas import DeviceCaRecord
 from service.text import refuse_unusable
 
@@ -63,20 +60,7 @@ def _admins_only() -> None:
 
 
 def _store() -> Store:
-    store = context.store()
-    if store.off:
-        raise NotFound(
-            "This service runs without a store (PROVISIONER_DATABASE_URL=off): device CAs are not available."
-        )
-    return store
-
-
-def _load(schema: Schema, data: Any) -> dict[str, Any]:
-    try:
-        loaded: dict[str, Any] = schema.load(data)
-    except ValidationError as invalid:
-        raise rules_broken(invalid.messages_dict) from None
-    return loaded
+    return context.kept_store(null.unavailable("device CAs are"))
 
 
 def _ca(store: Store, ca_id: str) -> DeviceCaRecord:
@@ -99,18 +83,8 @@ def _full_view(store: Store, record: DeviceCaRecord) -> dict[str, Any]:
 
 @blueprint.post("")
 def register() -> Response:
-    data = _load(_CREATE, read_json_object(context.settings().max_body_bytes))
-    spec = DeviceCaSpec(
-        template=data["template"],
-        certificates=data["certificates"],
-        parameters=data["parameters"],
-        name=data["name"],
-        reprovision=data["reprovision"],
-        enabled=data["enabled"],
-        max_chain_depth=data["max_chain_depth"],
-        max_provisions=data["max_provisions"],
-        rate_per_minute=data["rate_per_minute"],
-    )
+    data = checked.body(_CREATE)
+    spec = checked.into(DeviceCaSpec, data)
     store = _store()
     record = groups.register(store.device_cas, spec, datetime.now(UTC))
     return json_response(_full_view(store, record), 201)
@@ -118,9 +92,7 @@ def register() -> Response:
 
 @blueprint.get("")
 def list_() -> Response:
-    arguments = request.args.to_dict()
-    refuse_unusable(arguments)
-    query = _load(_QUERY, arguments)
+    query = checked.query(_QUERY)
     records = _store().device_cas.list(query["template"])
     return json_response({"items": [device_ca_view(r) for r in records]}, 200)
 
@@ -133,7 +105,7 @@ def get(ca_id: str) -> Response:
 
 @blueprint.patch("/<ca_id>")
 def change(ca_id: str) -> Response:
-    data = _load(_CHANGE, read_json_object(context.settings().max_body_bytes))
+    data = checked.body(_CHANGE)
     store = _store()
     _ca(store, ca_id)
     if not groups.change(store.device_cas, ca_id, data, datetime.now(UTC)):
@@ -152,7 +124,7 @@ def delete(ca_id: str) -> Response:
 
 @blueprint.post("/<ca_id>/blocks")
 def block(ca_id: str) -> Response:
-    data = _load(_BLOCK, read_json_object(context.settings().max_body_bytes))
+    data = checked.body(_BLOCK)
     store = _store()
     _ca(store, ca_id)
     kind, value = groups.normalized_block(data["kind"], data["value"])
@@ -166,9 +138,7 @@ def block(ca_id: str) -> Response:
 
 @blueprint.delete("/<ca_id>/blocks")
 def unblock(ca_id: str) -> Response:
-    arguments = request.args.to_dict()
-    refuse_unusable(arguments)
-    query = _load(_BLOCK_QUERY, arguments)
+    query = checked.query(_BLOCK_QUERY)
     store = _store()
     _ca(store, ca_id)
     kind, value = groups.normalized_block(query["kind"], query["value"])
@@ -179,7 +149,7 @@ def unblock(ca_id: str) -> Response:
 
 @blueprint.put("/<ca_id>/crl")
 def put_crl(ca_id: str) -> Response:
-    data = _load(_CRL, read_json_object(MAX_CRL_REQUEST_BYTES))
+    data = checked.body(_CRL, MAX_CRL_REQUEST_BYTES)
     store = _store()
     _ca(store, ca_id)
     try:

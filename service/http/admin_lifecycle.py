@@ -20,13 +20,12 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, request
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from flask import Blueprint, Flask, Response, current_app
+from marshmallow import RAISE, Schema, fields, validate
 
 from service.aws import ControlPlaneHolder, ControlPlaneUnavailable
-from service.http import auth, context
+from service.http import auth, checked, context
 from service.http.admin_schemas import UtcDateTime
-from service.http.body import read_json_object
 from service.http.problems import rules_broken
 from service.http.request_log import request_id
 from service.http.responses import json_response
@@ -109,20 +108,6 @@ def _actor() -> str:
     return auth.caller().key_id
 
 
-def _load(schema: Schema, data: Any) -> dict[str, Any]:
-    try:
-        loaded: dict[str, Any] = schema.load(data)
-    except ValidationError as invalid:
-        raise rules_broken(invalid.messages_dict) from None
-    return loaded
-
-
-def _query(schema: Schema) -> dict[str, Any]:
-    arguments = request.args.to_dict()
-    refuse_unusable(arguments)
-    return _load(schema, arguments)
-
-
 def _thing(thing_name: str) -> str:
     refuse_unusable({"thingName": thing_name})
     if not THING_NAME.fullmatch(thing_name):
@@ -162,7 +147,7 @@ def status() -> Response:
 
 @blueprint.get("/devices")
 def list_devices() -> Response:
-    query = _query(_DEVICES)
+    query = checked.query(_DEVICES)
     things, following = _lifecycle().control().list_things(query["next"], query["limit"])
     return json_response({"items": [views.thing_view(t) for t in things], "next": following}, 200)
 
@@ -182,9 +167,7 @@ def decommission_device(thing_name: str) -> Response:
 @blueprint.post("/devices/<thing_name>/rotate")
 def rotate_device(thing_name: str) -> Response:
     name = _thing(thing_name)
-    data = read_json_object(context.settings().max_body_bytes)
-    refuse_unusable(data)
-    body = _load(_ROTATE, data)
+    body = checked.body(_ROTATE)
     grace = timedelta(seconds=body["grace_seconds"]) if body["grace_seconds"] is not None else None
     done = rotation.rotate(
         _lifecycle(),
@@ -222,7 +205,7 @@ def reactivate_certificate(certificate_id: str) -> Response:
 
 @blueprint.get("/orphans")
 def list_orphans() -> Response:
-    query = _query(_ORPHANS)
+    query = checked.query(_ORPHANS)
     records = _lifecycle().records()
     items = records.page(
         state=query["state"],
@@ -250,6 +233,6 @@ def sweep_orphans() -> Response:
 
 @blueprint.get("/reconcile")
 def reconcile_audit() -> Response:
-    query = _query(_RECONCILE)
+    query = checked.query(_RECONCILE)
     result = reconcile.reconcile(_lifecycle(), query["since"])
     return json_response(views.reconciliation_view(result), 200)

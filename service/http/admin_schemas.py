@@ -37,6 +37,17 @@ class UtcDateTime(fields.AwareDateTime):
             raise ValidationError("must be a time between the years 1 and 9999 in UTC") from None
 
 
+def _limit(name: str, high: int, **default: Any) -> fields.Integer:
+    return fields.Integer(
+        data_key=name,
+        **default,
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(1, high),
+        error_messages=WHOLE_NUMBER,
+    )
+
+
 class KeyCreateSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -53,22 +64,8 @@ class KeyCreateSchema(Schema):
     server_keys = StrictBoolean(data_key="serverKeys", load_default=True)
     enrolled_only = StrictBoolean(data_key="enrolledOnly", load_default=False)
     expires_at = UtcDateTime(data_key="expiresAt", load_default=None, allow_none=True)
-    max_provisions = fields.Integer(
-        data_key="maxProvisions",
-        load_default=None,
-        allow_none=True,
-        strict=True,
-        validate=validate.Range(1, 10**9),
-        error_messages=WHOLE_NUMBER,
-    )
-    rate_per_minute = fields.Integer(
-        data_key="ratePerMinute",
-        load_default=None,
-        allow_none=True,
-        strict=True,
-        validate=validate.Range(1, 10**6),
-        error_messages=WHOLE_NUMBER,
-    )
+    max_provisions = _limit("maxProvisions", 10**9, load_default=None)
+    rate_per_minute = _limit("ratePerMinute", 10**6, load_default=None)
 
     @validates("expires_at")
     def _check_expiry(self, value: datetime | None, **kwargs: Any) -> None:
@@ -127,17 +124,6 @@ class RegistrationQuerySchema(PageSchema):
     device_ca_id = fields.String(data_key="deviceCaId", load_default=None)
     device_fingerprint = fields.String(data_key="deviceFingerprint", load_default=None)
     before = fields.Integer(load_default=None, validate=validate.Range(1, 2**63 - 1))
-
-
-def _limit(name: str, high: int, **default: Any) -> fields.Integer:
-    return fields.Integer(
-        data_key=name,
-        **default,
-        allow_none=True,
-        strict=True,
-        validate=validate.Range(1, high),
-        error_messages=WHOLE_NUMBER,
-    )
 
 
 class DeviceCaChangeSchema(Schema):

@@ -7,6 +7,7 @@ from flask import current_app
 
 from service.callers.presented import EXTENSION, DeviceCallers
 from service.config import Settings
+from service.errors import NotFound
 from service.process import PerProcess
 from service.provisioning.flow import Provisioner
 from service.provisioning.use_case import Provisioning
@@ -33,6 +34,14 @@ def store() -> Store:
     """This worker's store: the null store (service.store.null) when the service keeps none."""
     holder: PerProcess[Store] = current_app.extensions["store"]
     return holder.get()
+
+
+def kept_store(unavailable: str) -> Store:
+    """This worker's store, for what needs records kept: 404 saying `unavailable` without one."""
+    found = store()
+    if found.off:
+        raise NotFound(unavailable)
+    return found
 
 
 def device_callers() -> DeviceCallers:

@@ -14,17 +14,14 @@ recorded by it too. Failures are raised and rendered as problem+json in one plac
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from flask import Blueprint, Response, request
-from marshmallow import ValidationError
 
 from service.callers.idempotency import Idempotency
 from service.callers.model import AnyCaller
 from service.config import Settings
-from service.http import auth, context
+from service.http import auth, checked, context
 from service.http.body import read_json_object
-from service.http.problems import rules_broken
 from service.http.request_log import request_id
 from service.http.responses import json_response
 from service.http.schemas import (
@@ -80,7 +77,7 @@ class _Reader:
         if chain is None:
             self.caller = auth.caller()
             body = read_json_object(settings.max_body_bytes)
-            data = _load(_request_schema(settings, False), body)
+            data = checked.load(_request_schema(settings, False), body)
             template, parameters = data["template_name"], data["parameters"]
         else:
             body = read_json_object(settings.max_body_bytes)
@@ -89,7 +86,7 @@ class _Reader:
                 chain, template=named if isinstance(named, str) else None
             )
             self.caller = device
-            data = _load(_request_schema(settings, True), body)
+            data = checked.load(_request_schema(settings, True), body)
             template = device.identity.template
             parameters = device.identity.parameters_with(data["parameters"])
         key = request.headers.get("Idempotency-Key")
@@ -102,11 +99,3 @@ class _Reader:
             # "The same request" is the same JSON body, whatever its formatting or key order.
             idempotency=IdempotencyKey(key, Idempotency.digest(body)) if key is not None else None,
         )
-
-
-def _load(schema: ProvisionRequestSchema, body: dict[str, Any]) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = schema.load(body)
-    except ValidationError as invalid:
-        raise rules_broken(invalid.messages_dict) from None
-    return data

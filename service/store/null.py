@@ -25,10 +25,13 @@ from service.store.keys import KeyQueries, KeyRecord
 from service.store.pace import PaceQueries
 from service.store.registrations import Registration, RegistrationQueries
 
-OFF = (
-    "This service runs without a store (PROVISIONER_DATABASE_URL=off): "
-    "keys, enrollments and the audit trail are not available."
-)
+
+def unavailable(what: str) -> str:
+    """Why `what` (a sentence's subject and verb) cannot be had without a store."""
+    return f"This service runs without a store (PROVISIONER_DATABASE_URL=off): {what} not available."
+
+
+OFF = unavailable("keys, enrollments and the audit trail are")
 
 
 class NullStore(Store):
