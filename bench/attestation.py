@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from emulator.idevids import Manufacturer
+from emulator.security.idevids import Manufacturer
 from service.callers.devices import DeviceCaSpec, Trust, groups, require_new_key
 from service.store import Store
 from service.store.device_cas import DeviceCaQueries

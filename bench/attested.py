@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from bench.devices import TEMPLATE, Csr, Evidence, FlowError
 from bench.modes import HTTP_TIMEOUT, ServiceCaller
 from bench.processes import STOP_TIMEOUT, ServiceProcess, free_port
-from emulator.idevids import Manufacturer
+from emulator.security.idevids import Manufacturer
 from service import tls
 from service.production import find_nginx, render_nginx_config
 

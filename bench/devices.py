@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
-from emulator.sigv4 import presign_path
+from emulator.security.sigv4 import presign_path
 
 REGION = "us-east-1"
 TEMPLATE = "demo"  # the emulator's demo template: parameter SerialNumber, thing demo-<it>

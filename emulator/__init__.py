@@ -6,7 +6,7 @@ with Emulator(key_algorithm="ec") as emulator:
 """
 
 from emulator.config import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, EmulatorConfig
-from emulator.faults import Fault
+from emulator.fleet.faults import Fault
 from emulator.mqtt.limits import Limits
 from emulator.server import Emulator
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from emulator.config import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, EmulatorConfig
 from emulator.errors import ConfigError, EmulatorError
-from emulator.faults import parse_spec
+from emulator.fleet.faults import parse_spec
 from emulator.mqtt.limits import Limits
 from emulator.registry import Registry
 
@@ -230,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["list"]:
         return _list(argv[1:])
     if argv[:1] == ["idevids"]:
-        from emulator.idevids import main as idevids
+        from emulator.security.idevids import main as idevids
 
         return idevids(argv[1:])
     if argv[:1] == ["check-template"]:
-        from emulator.template_check import main as check_template
+        from emulator.fleet.template_check import main as check_template
 
         return check_template(argv[1:])
     args = build_parser().parse_args(argv)

@@ -21,7 +21,7 @@
         ├── InvalidToken           400 InvalidCertificateOwnershipToken
         ├── TemplateNotFound       404 ResourceNotFoundException (code unconfirmed, configurable)
         ├── TemplateError          400 InvalidParameterException: the template cannot be evaluated,
-        │                          or a name or value breaks AWS's rules (emulator.naming)
+        │                          or a name or value breaks AWS's rules (emulator.fleet.naming)
         ├── ResourceConflict       409 ResourceConflictsException (OverrideSettings FAIL)
         ├── AccessDenied           403 ACCESS_DENIED (pre-provisioning hook said no or failed)
         └── Throttled              429 ThrottlingException (code unconfirmed, configurable)

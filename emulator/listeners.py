@@ -27,8 +27,8 @@ from emulator.errors import AuthError
 from emulator.mqtt.broker import Broker
 from emulator.mqtt.connection import Connection
 from emulator.mqtt.transport import StreamTransport, Transport, WebSocketTransport
-from emulator.pki import CertificateAuthority
-from emulator.sigv4 import verify_presigned_request
+from emulator.security.pki import CertificateAuthority
+from emulator.security.sigv4 import verify_presigned_request
 
 log = logging.getLogger("emulator.listeners")
 # websockets logs the upgrade request line at DEBUG, and a presigned URL is a credential for its

@@ -27,15 +27,15 @@ from typing import Any
 from emulator.config import EmulatorConfig
 from emulator.control.service import ControlPlane
 from emulator.errors import EmulatorError
-from emulator.faults import Fault, Faults
+from emulator.fleet.faults import Fault, Faults
+from emulator.fleet.handlers import FleetProvisioning
+from emulator.fleet.templates import TemplateStore
 from emulator.listeners import Listener, ListenerFactory
 from emulator.mqtt import packets5
 from emulator.mqtt.broker import Broker
 from emulator.mqtt.connection import Connection
-from emulator.pki import CertificateAuthority, KeyPool
-from emulator.provisioning import FleetProvisioning
 from emulator.registry import Registry, access, expiry
-from emulator.templates import TemplateStore
+from emulator.security.pki import CertificateAuthority, KeyPool
 
 log = logging.getLogger("emulator")
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from emulator.config import EmulatorConfig
 from emulator.control.arns import arn
 from emulator.control.inputs import Call
-from emulator.pki import CertificateAuthority
 from emulator.registry import Registry
+from emulator.security.pki import CertificateAuthority
 
 # Page sizes when the caller names none. AWS documents 25 for ListCertificates; for the other
 # listings it documents none, and the emulator uses the same.

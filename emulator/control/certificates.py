@@ -12,10 +12,10 @@ from typing import Any
 
 from cryptography import x509
 
-from emulator import pki
 from emulator.control.account import DEFAULT_PAGE_SIZE, Account
 from emulator.control.inputs import CERTIFICATE_ID, MARKER, Call, encode_token
 from emulator.errors import InvalidControlRequest, ProvisioningError, ResourceNotFound
+from emulator.security import pki
 
 # CertificateStatus in botocore's model: UpdateCertificate takes any of these on the wire and
 # refuses the ones developers may not set (the registry says which).

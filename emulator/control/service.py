@@ -34,9 +34,9 @@ from emulator.errors import (
     NotAuthenticated,
     UnknownAccessKey,
 )
-from emulator.pki import CertificateAuthority
 from emulator.registry import Registry
-from emulator.sigv4 import CONTROL_SERVICE, Identity, verify_signed_request
+from emulator.security.pki import CertificateAuthority
+from emulator.security.sigv4 import CONTROL_SERVICE, Identity, verify_signed_request
 
 log = logging.getLogger("emulator.control")
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from emulator.errors import ConfigError, InvalidRequest, InvalidToken, ResourceConflict
-from emulator.evaluation import Evaluation, PolicySpec, ThingSpec
-from emulator.overrides import OVERRIDE_VALUES, override_thing
 from emulator.registry import schema
 from emulator.registry.database import Database
 from emulator.registry.lifecycle import Lifecycle
+from emulator.registry.overrides import OVERRIDE_VALUES, override_thing
 from emulator.registry.pages import Pages
+from emulator.registry.specs import Evaluation, PolicySpec, ThingSpec
 from emulator.registry.views import Views
 
 FILENAME = "registry.sqlite3"

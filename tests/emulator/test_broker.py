@@ -17,7 +17,7 @@ from websockets.sync.client import connect as ws_connect
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Limits
 from emulator.mqtt.codec import encode_varint
-from emulator.sigv4 import presign_path
+from emulator.security.sigv4 import presign_path
 
 _open_sockets: list[socket.socket] = []
 

@@ -14,7 +14,7 @@ from mqtt_support import MqttTestClient
 
 from emulator import Emulator, Fault
 from emulator.errors import ConfigError
-from emulator.faults import Faults, parse_spec
+from emulator.fleet.faults import Faults, parse_spec
 
 CSR_TOPIC = "$aws/certificates/create-from-csr/json"
 KEYS_TOPIC = "$aws/certificates/create/json"

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from emulator.errors import AccessDenied
-from emulator.hooks import HookDecision, call_pre_provisioning_hook
+from emulator.fleet.hooks import HookDecision, call_pre_provisioning_hook
 
 EVENT = {
     "claimCertificateId": "a" * 64,

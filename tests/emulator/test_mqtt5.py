@@ -27,7 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Limits
 from emulator.mqtt.codec import encode_varint
-from emulator.sigv4 import presign_path
+from emulator.security.sigv4 import presign_path
 
 WAIT = 10.0
 

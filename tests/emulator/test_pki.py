@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from emulator.errors import ConfigError, InvalidRequest
-from emulator.pki import (
+from emulator.security.pki import (
     CertificateAuthority,
     KeyPool,
     certificate_id,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from emulator.errors import ConfigError, InvalidRequest, InvalidToken, ResourceConflict
-from emulator.overrides import override_thing
 from emulator.registry import TOKEN_MESSAGE, Registry
-from emulator.templates import Evaluation, PolicySpec, ThingSpec
+from emulator.registry.overrides import override_thing
+from emulator.registry.specs import Evaluation, PolicySpec, ThingSpec
 
 POLICY = json.dumps(
     {

@@ -15,7 +15,7 @@ from botocore.credentials import Credentials
 from websockets.datastructures import Headers
 
 from emulator.errors import AuthError
-from emulator.sigv4 import Identity, presign_path, verify_presigned_request
+from emulator.security.sigv4 import Identity, presign_path, verify_presigned_request
 
 VECTORS = json.loads((Path(__file__).parents[1] / "data" / "sigv4-vectors.json").read_text())
 ACCEPT = [c for c in VECTORS["cases"] if c["expect"] == "accept"]

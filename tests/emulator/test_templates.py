@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from emulator.errors import ConfigError, InvalidRequest, TemplateError, TemplateNotFound
-from emulator.templates import MAX_DEPTH, Template, TemplateStore, evaluate
+from emulator.fleet.templates import MAX_DEPTH, Template, TemplateStore, evaluate
 
 CERT_ID = "c0ffee" + "0" * 58
 
@@ -533,7 +533,7 @@ def test_store_ignores_other_files_with_a_warning(tmp_path: Path, caplog: pytest
     write(tmp_path, "notes.txt", "hello")
     write(tmp_path, "bad name.json", {})
     write(tmp_path, ".gitkeep", "")
-    with caplog.at_level(logging.WARNING, logger="emulator.templates"):
+    with caplog.at_level(logging.WARNING, logger="emulator.fleet.templates"):
         store = TemplateStore(tmp_path)
         store.names()
     assert store.names() == ["demo"]

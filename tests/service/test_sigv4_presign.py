@@ -96,7 +96,7 @@ def test_presign_refuses_naive_datetime():
 
 
 def test_emulator_verifier_accepts_service_presigned_path():
-    from emulator.sigv4 import Identity, verify_presigned_request
+    from emulator.security.sigv4 import Identity, verify_presigned_request
 
     host = host_header_for("localhost", 8443, tls=True)
     path = presign_mqtt_path(host, REGION, TEMP, now=T0)

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from emulator.idevids import Manufacturer
-from emulator.keys import PrivateKey
+from emulator.security.idevids import Manufacturer
+from emulator.security.keys import PrivateKey
 
 PROBLEMS = "https://iot-provisioner.dev/problems/"
 SERIAL_FROM_CERTIFICATE = {"SerialNumber": {"from": "subject.serialNumber"}}

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
-from emulator.sigv4 import presign_path
+from emulator.security.sigv4 import presign_path
 
 WAIT = 10.0
 

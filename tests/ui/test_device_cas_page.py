@@ -21,7 +21,7 @@ from playwright.sync_api import Page, expect
 from ui_service import UiService, serve_ui
 
 from emulator import Emulator
-from emulator.idevids import Manufacturer
+from emulator.security.idevids import Manufacturer
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from attested import (
 from sqlalchemy import create_engine, update
 
 from emulator import Emulator, Fault
-from emulator.idevids import Manufacturer
+from emulator.security.idevids import Manufacturer
 from service.store.tables import enrollments
 
 

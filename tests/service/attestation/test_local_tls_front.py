@@ -18,7 +18,7 @@ import requests
 from attested import audit_of, device, new_csr, nginx_header, register_ca, until_trusted
 from served import free_port, wait_ready
 
-from emulator.idevids import Manufacturer
+from emulator.security.idevids import Manufacturer
 
 HAVE_NGINX = shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
 pytestmark = pytest.mark.skipif(

@@ -38,7 +38,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from served import API_KEY, emulator_env, free_port, stop, wait_ready
 
 from emulator import Emulator
-from emulator.idevids import Manufacturer
+from emulator.security.idevids import Manufacturer
 from service import tls
 
 HAVE_NGINX = shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect
 
-from emulator.idevids import Manufacturer
+from emulator.security.idevids import Manufacturer
 from service.callers.devices import DeviceCaSpec, Trust, groups
 from service.errors import DeviceRevoked
 from service.store import Store

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from emulator.idevids import Issuer, Manufacturer
+from emulator.security.idevids import Issuer, Manufacturer
 from service.callers.devices import DeviceCaSpec, Trust, groups, load_chain, require_new_key
 from service.errors import (
     DeviceBlocked,

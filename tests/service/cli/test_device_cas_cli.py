@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from attested import fingerprint
 
-from emulator.idevids import Manufacturer
+from emulator.security.idevids import Manufacturer
 from service.store import Store
 
 REPOSITORY = Path(__file__).resolve().parents[3]

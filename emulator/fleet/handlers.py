@@ -1,6 +1,6 @@
 """AWS IoT fleet provisioning over MQTT: the three operations on their reserved topics.
 
-Copies AWS IoT fleet provisioning's MQTT API: requests on the topics of `emulator.operations`;
+Copies AWS IoT fleet provisioning's MQTT API: requests on the topics of `emulator.fleet.operations`;
 answers on `<request topic>/accepted` or `/rejected`, published ONLY to the connection that
 sent the request (and only if it subscribed), with no correlation token.
 """
@@ -18,7 +18,6 @@ from typing import Any
 
 import cbor2
 
-from emulator import pki
 from emulator.config import EmulatorConfig
 from emulator.errors import (
     InvalidRequest,
@@ -27,15 +26,16 @@ from emulator.errors import (
     TemplateNotFound,
     Throttled,
 )
-from emulator.faults import Faults, Plan
-from emulator.hooks import call_pre_provisioning_hook
+from emulator.fleet.faults import Faults, Plan
+from emulator.fleet.hooks import call_pre_provisioning_hook
+from emulator.fleet.operations import Request, match
+from emulator.fleet.templates import TemplateStore, evaluate
 from emulator.mqtt.connection import Connection
 from emulator.mqtt.packets import Publish
-from emulator.operations import Request, match
 from emulator.registry import Registry
-from emulator.templates import TemplateStore, evaluate
+from emulator.security import pki
 
-log = logging.getLogger("emulator.provisioning")
+log = logging.getLogger("emulator.fleet.handlers")
 
 _TEMPLATE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
 Handler = Callable[[Connection, str | None, dict[str, Any]], Awaitable[dict[str, Any]]]

@@ -41,7 +41,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from emulator.errors import ConfigError
-from emulator.operations import NAMES
+from emulator.fleet.operations import NAMES
 
 # False (off), True (no delay), a delay in seconds, or a (min, max) range to draw it from.
 Repeat = bool | float | tuple[float, float]

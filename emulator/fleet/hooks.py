@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .errors import AccessDenied
+from emulator.errors import AccessDenied
 
 DEFAULT_TIMEOUT = 5.0  # AWS's limit for the pre-provisioning Lambda
 MAX_RESPONSE_BYTES = 64 * 1024  # a Lambda's answer is a few hundred bytes; refuse floods

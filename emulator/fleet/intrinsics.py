@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import TemplateError
+from emulator.errors import TemplateError
 
 T = TypeVar("T")
 

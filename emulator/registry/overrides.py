@@ -8,8 +8,8 @@ Pure functions over `ThingSpec`, so the rules can be read and tested without the
 
 from __future__ import annotations
 
-from .errors import InvalidRequest, ResourceConflict
-from .evaluation import ThingSpec
+from emulator.errors import InvalidRequest, ResourceConflict
+from emulator.registry.specs import ThingSpec
 
 OVERRIDE_VALUES = ("DO_NOTHING", "REPLACE", "MERGE", "FAIL")
 # AttributePayload, ThingTypeName and ThingGroups are the documented keys. BillingGroup has none;

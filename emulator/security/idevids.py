@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from emulator.keys import PrivateKey
+from emulator.security.keys import PrivateKey
 
 # 802.1AR: an IDevID (and its CAs) "should" carry this notAfter, meaning no expiry.
 NO_EXPIRY = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, PublicKeyAlgorithmOID
 
-from .errors import ConfigError, InvalidRequest
-from .keys import KeyPool, PrivateKey, generate_key
+from emulator.errors import ConfigError, InvalidRequest
+from emulator.security.keys import KeyPool, PrivateKey, generate_key
 
 __all__ = ["CertificateAuthority", "KeyPool", "PrivateKey", "generate_key"]
 

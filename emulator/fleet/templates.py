@@ -9,13 +9,14 @@ the template body itself, or a wrapper mirroring AWS's CreateProvisioningTemplat
      "preProvisioningHook": {"url": "http://127.0.0.1:9000/hook", "timeoutSeconds": 5}}
 
 ``enabled`` defaults to true; ``url`` stands in for AWS's ``targetArn`` (a Lambda) and receives the
-hook event (``emulator.hooks``); ``timeoutSeconds`` defaults to AWS's 5 s. Other fields
+hook event (``emulator.fleet.hooks``); ``timeoutSeconds`` defaults to AWS's 5 s. Other fields
 (description, provisioningRoleArn, ...) are ignored. Files are read on every ``get``, so edits
 apply to the next request. The demo template ships as ``emulator/data/demo.json`` and is served as
 ``demo`` unless the directory has its own ``demo.json``.
 
-Evaluation is in ``emulator.evaluation`` (resources) and ``emulator.intrinsics`` (functions);
-this module re-exports what callers use, so ``from emulator.templates import evaluate`` works.
+Evaluation is in ``emulator.fleet.evaluation`` (resources) and ``emulator.fleet.intrinsics``
+(functions), and its result is the registry's value types (``emulator.registry.specs``); this
+module re-exports what callers use, so ``from emulator.fleet.templates import evaluate`` works.
 """
 
 from __future__ import annotations
@@ -26,16 +27,10 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ConfigError, TemplateError, TemplateNotFound
-from .evaluation import (
-    DEFAULT_HOOK_TIMEOUT,
-    Evaluation,
-    PolicySpec,
-    Template,
-    ThingSpec,
-    evaluate,
-)
-from .intrinsics import CERTIFICATE_ID_REF, MAX_DEPTH, brief, expect
+from emulator.errors import ConfigError, TemplateError, TemplateNotFound
+from emulator.fleet.evaluation import DEFAULT_HOOK_TIMEOUT, Template, evaluate
+from emulator.fleet.intrinsics import CERTIFICATE_ID_REF, MAX_DEPTH, brief, expect
+from emulator.registry.specs import Evaluation, PolicySpec, ThingSpec
 
 __all__ = [
     "CERTIFICATE_ID_REF",
@@ -54,7 +49,7 @@ log = logging.getLogger(__name__)
 TEMPLATE_NAME = re.compile(r"[0-9A-Za-z_-]{1,36}")
 # AWS's answer to RegisterThing on a disabled template is unconfirmed: TemplateStore takes it.
 DISABLED = (400, "InvalidRequestException")
-DEMO_PATH = Path(__file__).parent / "data" / "demo.json"
+DEMO_PATH = Path(__file__).parents[1] / "data" / "demo.json"
 
 
 class TemplateStore:
@@ -100,7 +95,7 @@ class TemplateStore:
             except (OSError, UnicodeDecodeError) as exc:
                 raise TemplateError(f"template file {path} cannot be read: {exc}") from None
         if name == "demo":
-            # Beside this module rather than importlib.resources.files("emulator"): under pytest,
+            # Found from this file rather than importlib.resources.files("emulator"): under pytest,
             # tests/emulator can shadow the package name as a namespace package.
             return DEMO_PATH.read_text(encoding="utf-8"), "emulator/data/demo.json"
         raise TemplateNotFound(f"template {name!r} does not exist")

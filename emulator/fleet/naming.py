@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import TemplateError
-from .intrinsics import brief
+from emulator.errors import TemplateError
+from emulator.fleet.intrinsics import brief
 
 
 @dataclass(frozen=True)

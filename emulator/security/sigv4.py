@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 from urllib.parse import quote, unquote
 
-from .errors import AuthError, MissingAuthentication, UnknownAccessKey
+from emulator.errors import AuthError, MissingAuthentication, UnknownAccessKey
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "iotdevicegateway"

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from . import naming
-from .errors import InvalidRequest, TemplateError
-from .intrinsics import (
+from emulator.errors import InvalidRequest, TemplateError
+from emulator.fleet import naming
+from emulator.fleet.intrinsics import (
     CERTIFICATE_ID_REF,
     Evaluator,
     as_string,
@@ -24,44 +24,16 @@ from .intrinsics import (
     fail,
     one_of,
 )
+from emulator.registry.overrides import OVERRIDE_VALUES
+from emulator.registry.specs import Evaluation, PolicySpec, ThingSpec
 
 DEFAULT_HOOK_TIMEOUT = 5.0  # AWS gives the pre-provisioning Lambda 5 s
 # CloudFormation's parameter types; IoT templates document only String, the rest read as strings.
 PARAMETER_TYPES = ("String", "Number", "List", "CommaDelimitedList")
 OVERRIDE_KEYS = ("AttributePayload", "ThingTypeName", "ThingGroups")
-OVERRIDE_VALUES = ("DO_NOTHING", "REPLACE", "MERGE", "FAIL")
 RESOURCE_TYPES = ("AWS::IoT::Thing", "AWS::IoT::Certificate", "AWS::IoT::Policy")
 # AWS's docs write "Active", a real run logged "ACTIVE": the value is read in any letter case.
 CERTIFICATE_STATUSES = ("ACTIVE", "INACTIVE")
-
-
-@dataclass(frozen=True)
-class ThingSpec:
-    thing_name: str
-    attributes: dict[str, str] = field(default_factory=dict)
-    thing_type_name: str | None = None
-    thing_groups: tuple[str, ...] = ()
-    billing_group: str | None = None
-    # OverrideSettings of the thing resource: keys among AttributePayload, ThingTypeName,
-    # ThingGroups; values DO_NOTHING | REPLACE | MERGE | FAIL.
-    override_settings: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    policy_name: str | None  # attach an existing policy by name...
-    policy_document: str | None  # ...or create/attach this inline document (JSON text)
-    logical_id: str = ""
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """What RegisterThing must do, computed from a template and the request parameters."""
-
-    thing: ThingSpec | None
-    certificate_status: str  # ACTIVE (default) or INACTIVE, upper-case
-    policies: tuple[PolicySpec, ...]
-    device_configuration: dict[str, str]
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ProvisioningError, TemplateError
-from .evaluation import Evaluation, Template, evaluate
-from .registry import Registry
-from .templates import DISABLED, TEMPLATE_NAME, parse_template
+from emulator.errors import ConfigError, ProvisioningError, TemplateError
+from emulator.fleet.evaluation import Evaluation, Template, evaluate
+from emulator.fleet.templates import DISABLED, TEMPLATE_NAME, parse_template
+from emulator.registry import Registry
 
 PLACEHOLDER_CERTIFICATE_ID = "0" * 64
 PLACEHOLDER_NOTE = "a placeholder: RegisterThing uses the id of the certificate being provisioned"

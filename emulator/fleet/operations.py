@@ -3,7 +3,7 @@
 Copies AWS IoT fleet provisioning's MQTT API: requests on `$aws/certificates/create/<fmt>`,
 `$aws/certificates/create-from-csr/<fmt>` and `$aws/provisioning-templates/<name>/provision/<fmt>`
 (`<fmt>` json or cbor). An operation's name is also its handler's (`FleetProvisioning.<name>`)
-and what faults are set on (`emulator.faults`); its label is AWS's name, in the log.
+and what faults are set on (`emulator.fleet.faults`); its label is AWS's name, in the log.
 """
 
 from __future__ import annotations
