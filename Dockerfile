@@ -33,6 +33,6 @@ ENV PROVISIONER_DATA_DIR=/var/lib/provisioner \
 VOLUME /var/lib/provisioner
 
 EXPOSE 8000
-# GET /healthz wherever PROVISIONER_BIND puts gunicorn (service/healthcheck.py).
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s CMD ["python", "-m", "service.healthcheck"]
-CMD ["gunicorn", "-c", "python:service.gunicorn_conf", "service:create_app()"]
+# GET /healthz wherever PROVISIONER_BIND puts gunicorn (service/serving/healthcheck.py).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s CMD ["python", "-m", "service.serving.healthcheck"]
+CMD ["gunicorn", "-c", "python:service.serving.gunicorn_conf", "service:create_app()"]

@@ -27,7 +27,7 @@ run: $(STAMP)  ## the service on http://127.0.0.1:8000 (mutual TLS on :8443 with
 	PROVISIONER_TLS_BIND=$(LOCAL_TLS) $(PY) -m service
 
 run-production: $(STAMP)  ## nginx in front of gunicorn on http://127.0.0.1:8000 and mutual TLS on :8443 (needs nginx)
-	PROVISIONER_TLS_BIND=$(LOCAL_TLS) $(PY) -m service.production
+	PROVISIONER_TLS_BIND=$(LOCAL_TLS) $(PY) -m service.serving.production
 
 emulator: $(STAMP)  ## the emulator alone, on its default ports
 	$(PY) -m emulator

@@ -2,7 +2,7 @@
 same TLS listener, on one service.
 
 One service (gunicorn, an SQLite store, PROVISIONER_BEHIND_PROXY) behind nginx's mutual-TLS
-listener as the production shape renders it (service.tls). A manufacturer CA is registered for
+listener as the production shape renders it (service.serving.tls). A manufacturer CA is registered for
 the template (reprovision allow: a device provisions again and again) and each caller is one
 device with its own IDevID, so no two requests hold the same device's entry. Two modes share
 that service and take turns:
@@ -33,8 +33,8 @@ from bench.devices import TEMPLATE, Csr, Evidence, FlowError
 from bench.modes import HTTP_TIMEOUT, ServiceCaller
 from bench.processes import STOP_TIMEOUT, ServiceProcess, free_port
 from emulator.security.idevids import Manufacturer
-from service import tls
-from service.production import find_nginx, render_nginx_config
+from service.serving import tls
+from service.serving.nginx import find_nginx, render_nginx_config
 
 MODES = ("service+tls", "service+device")
 SERIAL_PREFIX = "BENCH-DEV-"

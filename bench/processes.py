@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import psutil
 
-from service.launcher import gunicorn_command
+from service.serving.launcher import gunicorn_command
 
 SETUP_TIMEOUT = 20.0  # emulator ready line, gunicorn workers ready
 STOP_TIMEOUT = 10.0
@@ -125,7 +125,7 @@ class EmulatorProcess:
 
 
 class ServiceProcess:
-    """The service as production runs it: gunicorn, gthread workers, `service.gunicorn_conf`."""
+    """The service as production runs it: gunicorn, gthread workers, `service.serving.gunicorn_conf`."""
 
     def __init__(
         self, env: dict[str, str], log_file: IO[str], *, workers: int, cwd: Path | None = None

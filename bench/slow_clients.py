@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from service.launcher import gunicorn_command
+from service.serving.launcher import gunicorn_command
 
 BODY_BYTES = 60_000
 PROBE_TIMEOUT = 2.0
@@ -182,7 +182,7 @@ def run_shape(shape: str, env: dict[str, str], args: argparse.Namespace, work: P
     if shape == "direct":
         command = gunicorn_command()
     else:
-        command = [sys.executable, "-m", "service.production", "--run-dir", str(work / "run")]
+        command = [sys.executable, "-m", "service.serving.production", "--run-dir", str(work / "run")]
     with open(work / f"{shape}.log", "ab") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"

@@ -4,7 +4,7 @@ gunicorn runs `service:create_app()` with gthread workers. Nothing made here own
 socket: per-worker resources (`service.process`) are made after the fork. The provisioning flow
 (and with it prometheus_client) is imported by `create_app`, not by this package: gunicorn's
 master imports the package for its config, and prometheus_client must first be imported after
-the master set PROMETHEUS_MULTIPROC_DIR (`service.gunicorn_conf`).
+the master set PROMETHEUS_MULTIPROC_DIR (`service.serving.gunicorn_conf`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, provisioner: Provisioner | None
     settings = settings or Settings.from_env()
     _configure_logging(settings.log_level, settings.log_format)
     if settings.local_mode:
-        from service import local_mode
+        from service.serving import local_mode
 
         settings = local_mode.prepare(settings)
 

@@ -102,7 +102,7 @@ class Settings:
     # is reachable only through one proxy that sets X-Forwarded-For to its own peer's address,
     # so the caller's address (the audit trail's) is that header's last value, one hop and no
     # more; never set it where a client can reach gunicorn itself. The other two shape the
-    # nginx that `python -m service.production` renders: requests per second per client
+    # nginx that `python -m service.serving.production` renders: requests per second per client
     # address (burst: twice that), and whether GET /metrics is passed on (else 404 there).
     behind_proxy: bool = False
     proxy_rate_per_address: int = 100
@@ -118,7 +118,7 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     proxy_socket: Path | None = None
-    # gunicorn (service/gunicorn_conf.py). threads None: two per pooled connection, so requests
+    # gunicorn (service/serving/gunicorn_conf.py). threads None: two per pooled connection, so requests
     # past the pool wait for a connection (bounded) instead of queueing unseen in the socket.
     bind: str = "127.0.0.1:8000"
     workers: int = 2

@@ -6,7 +6,7 @@ path: templates and AWS error codes pass through `Bounded`, which keeps the firs
 and folds the rest into "other".
 
 Under gunicorn the values live in files in PROMETHEUS_MULTIPROC_DIR (set by the master before
-the workers start, `service.gunicorn_conf`), so that `/metrics` from any worker shows the sum of
+the workers start, `service.serving.gunicorn_conf`), so that `/metrics` from any worker shows the sum of
 all of them; in one process (the dev server, tests) the default registry holds them.
 """
 

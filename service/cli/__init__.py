@@ -42,6 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         root.main(args)  # exits with the command's status
         return 0
-    from service import launcher
+    from service.serving import launcher
 
     return launcher.run(args)

@@ -44,9 +44,9 @@ class Runtime:
     def lifecycle(self) -> Lifecycle:
         """Lifecycle actions on the server's store and AWS IoT's control plane (in local mode, the
         running emulator's: the commands never start one)."""
-        from service import local_mode
         from service.aws import ControlPlaneHolder, target_of
         from service.lifecycle import Lifecycle
+        from service.serving import local_mode
 
         settings = local_mode.with_running_emulator(self.settings)
         if self._control is None:

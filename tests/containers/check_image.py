@@ -86,7 +86,7 @@ def check_image_contents() -> None:
             IMAGE,
             "sh",
             "-c",
-            "gunicorn -c python:service.gunicorn_conf 'service:create_app()' 2>&1; echo exit=$?",
+            "gunicorn -c python:service.serving.gunicorn_conf 'service:create_app()' 2>&1; echo exit=$?",
         ],
         timeout=60,
     )

@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives import serialization
 from device_keys import make_csr
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
-from service.launcher import gunicorn_command
 from service.mqtt import payloads
 from service.mqtt.link import MqttLink
+from service.serving.launcher import gunicorn_command
 
 API_KEY = "correlation-test-key-0123456789"
 CALLERS = 300

@@ -1,4 +1,4 @@
-"""The image's HEALTHCHECK (`python -m service.healthcheck`) asks where PROVISIONER_BIND says
+"""The image's HEALTHCHECK (`python -m service.serving.healthcheck`) asks where PROVISIONER_BIND says
 gunicorn listens: TCP with a wildcard host asked on loopback, or a unix socket."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from service.healthcheck import check
+from service.serving.healthcheck import check
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,10 +79,16 @@ def test_nothing_listening_or_not_200_is_unhealthy(tmp_path: Path) -> None:
 
 def test_the_command_follows_provisioner_bind(tcp_port: int) -> None:
     env = {**os.environ, "PROVISIONER_BIND": f"0.0.0.0:{tcp_port}", "PROVISIONER_API_KEYS": "k" * 24}
-    ok = subprocess.run([sys.executable, "-m", "service.healthcheck"], env=env, cwd=REPO_ROOT, timeout=30)
+    ok = subprocess.run(
+        [sys.executable, "-m", "service.serving.healthcheck"], env=env, cwd=REPO_ROOT, timeout=30
+    )
     assert ok.returncode == 0
     env["PROVISIONER_BIND"] = "127.0.0.1:1"  # nothing listens on port 1
     failed = subprocess.run(
-        [sys.executable, "-m", "service.healthcheck"], env=env, cwd=REPO_ROOT, capture_output=True, timeout=30
+        [sys.executable, "-m", "service.serving.healthcheck"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=30,
     )
     assert failed.returncode == 1 and b"unhealthy: GET /healthz at 127.0.0.1:1" in failed.stderr

@@ -1,4 +1,4 @@
-"""The production shape (`python -m service.production`): nginx in front of gunicorn keeps slow
+"""The production shape (`python -m service.serving.production`): nginx in front of gunicorn keeps slow
 clients away from gunicorn's threads. Needs Debian's nginx: skipped without it, except in CI."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from served import API_KEY, emulator_env, free_port, stop, wait_ready
 
 from bench.slow_clients import SlowClients, measure
 from emulator import Emulator
-from service.production import render_nginx_config
+from service.serving.nginx import render_nginx_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HAVE_NGINX = shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
@@ -30,7 +30,7 @@ needs_nginx = pytest.mark.skipif(
 
 @pytest.fixture
 def start_production(emulator: Emulator, tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
-    """start_production(**env) -> (base URL, run dir): `python -m service.production` on the
+    """start_production(**env) -> (base URL, run dir): `python -m service.serving.production` on the
     emulator, one worker, PROVISIONER_* from `env`; stopped (and checked to stop) at teardown."""
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
@@ -40,7 +40,7 @@ def start_production(emulator: Emulator, tmp_path: Path) -> Iterator[Callable[..
         run_dir = tmp_path / f"run-{len(started)}"
         with open(tmp_path / "production.log", "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "service.production", "--run-dir", str(run_dir)],
+                [sys.executable, "-m", "service.serving.production", "--run-dir", str(run_dir)],
                 env=env,
                 stdout=log,
                 stderr=log,
@@ -118,8 +118,8 @@ def test_compose_nginx_config_is_the_rendered_one() -> None:
         resolver="127.0.0.11",
     )
     assert (REPO_ROOT / "deploy" / "nginx.compose.conf").read_text() == rendered, (
-        "regenerate: PROVISIONER_BIND=0.0.0.0:8080 python -m service.production --render service:8000 "
-        "--resolver 127.0.0.11 > deploy/nginx.compose.conf"
+        "regenerate: PROVISIONER_BIND=0.0.0.0:8080 python -m service.serving.production "
+        "--render service:8000 --resolver 127.0.0.11 > deploy/nginx.compose.conf"
     )
 
 

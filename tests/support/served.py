@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator
-from service.launcher import gunicorn_command
+from service.serving.launcher import gunicorn_command
 
 API_KEY = "served-test-key-0123456789"
 

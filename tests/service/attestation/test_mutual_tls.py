@@ -1,4 +1,4 @@
-"""Attestation over real mutual TLS, in the production shape (`python -m service.production`: nginx
+"""Attestation over real mutual TLS, in the production shape (`python -m service.serving.production`: nginx
 with `ssl_verify_client optional_no_ca` in front of gunicorn, SQLite, the real emulator): every
 refusal precise and in the audit trail with the certificate's issuer, serial and fingerprint;
 TLS 1.2 or newer only, no renegotiation; a CA registered at run time trusted without a restart;
@@ -39,7 +39,7 @@ from served import API_KEY, emulator_env, free_port, stop, wait_ready
 
 from emulator import Emulator
 from emulator.security.idevids import Manufacturer
-from service import tls
+from service.serving import tls
 
 HAVE_NGINX = shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
 pytestmark = pytest.mark.skipif(
@@ -93,7 +93,7 @@ def shape(shared_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -
     log = folder / "production.log"
     with open(log, "ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.production", "--run-dir", str(folder / "run")],
+            [sys.executable, "-m", "service.serving.production", "--run-dir", str(folder / "run")],
             env=env,
             stdout=output,
             stderr=output,

@@ -8,13 +8,13 @@ Fixtures
     est_offline   an EstClient of the app whose broker is not there (`api`): for everything
                   answered before AWS IoT is asked
     est_gunicorn  est_gunicorn(tls=None, *, client_ca=None, **env) -> EstClient: the service as
-                  production runs it (gunicorn, service.gunicorn_conf) in a subprocess on the
+                  production runs it (gunicorn, service.serving.gunicorn_conf) in a subprocess on the
                   shared emulator, with an SQLite store and the emulator's control plane; over TLS
                   with `tls` (a ServerTls: `client.verify` is its CA), asking for a client
                   certificate issued by `client_ca` (optional, as Python's ssl can: it checks the
                   chain against that file) with `client_ca`
     server_tls    a test CA and a server certificate for 127.0.0.1 (est_client.ServerTls)
-    est_production  est_production(**env) -> Production: `python -m service.production` with its
+    est_production  est_production(**env) -> Production: `python -m service.serving.production` with its
                   mutual-TLS listener (nginx, `ssl_verify_client optional_no_ca`) on server_tls,
                   on the shared emulator; skipped without nginx, except in CI
 """
@@ -37,7 +37,7 @@ from est_client import EstClient, ServerTls, make_server_tls
 from served import API_KEY, emulator_env, free_port, stop
 
 from emulator import Emulator
-from service.launcher import gunicorn_command
+from service.serving.launcher import gunicorn_command
 
 HAVE_NGINX = shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
 
@@ -117,7 +117,7 @@ def wait_ready(client: EstClient, process: subprocess.Popen[bytes], timeout: flo
 
 @dataclass
 class Production:
-    """`python -m service.production` with its mutual-TLS listener: nginx in front of gunicorn."""
+    """`python -m service.serving.production` with its mutual-TLS listener: nginx in front of gunicorn."""
 
     est: EstClient  # over TLS (nginx's ssl listener)
     plain_url: str  # nginx's plain HTTP listener (the admin API, /readyz)
@@ -155,7 +155,7 @@ def est_production(
         run_dir = tmp_path / f"run-{len(started)}"
         with open(log, "ab") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", "service.production", "--run-dir", str(run_dir)],
+                [sys.executable, "-m", "service.serving.production", "--run-dir", str(run_dir)],
                 env=environment,
                 stdout=output,
                 stderr=output,

@@ -1,4 +1,4 @@
-"""EST in the production shape (`python -m service.production`: nginx's mutual-TLS listener in front
+"""EST in the production shape (`python -m service.serving.production`: nginx's mutual-TLS listener in front
 of gunicorn), with curl and openssl as subprocesses: a device enrolls with the IDevID its maker gave
 it (`python -m emulator idevids`), a factory tool with an API key, and the device renews with the
 certificate it got; every step as RFC 7030's examples write it."""

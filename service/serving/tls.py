@@ -72,7 +72,7 @@ def listener(settings: Settings) -> TlsListener | None:
     folder = (settings.emulator_data_dir / "tls").resolve()
     if settings.tls_cert is not None and settings.tls_key is not None:
         certificate, key = settings.tls_cert.resolve(), settings.tls_key.resolve()
-        # Local mode's own files (service.local_mode hands them to the workers): its CA too.
+        # Local mode's own files (service.serving.local_mode hands them to the workers): its CA too.
         ca = folder / "ca.pem" if certificate == folder / "server.pem" else None
         return TlsListener(settings.tls_bind, certificate, key, ca)
     # Settings checks that outside local mode both files are given.

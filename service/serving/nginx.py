@@ -1,4 +1,4 @@
-"""The nginx in front of gunicorn, in both shapes (`python -m service.production`, `make run`'s
+"""The nginx in front of gunicorn, in both shapes (`python -m service.serving.production`, `make run`'s
 mutual-TLS front): its configuration rendered from `deploy/nginx.conf.template`, where its binary
 is, and when it may start (once gunicorn listens).
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from service.callers import enrollment_csv
 from service.callers.devices.certificates import MAX_CRL_REQUEST_BYTES
-from service.tls import TlsListener, header_line
+from service.serving.tls import TlsListener, header_line
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf.template"
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf.template"
 # nginx buffers a body up to the limit in memory; the margin covers chunked framing overhead.
 BODY_BUFFER_MARGIN = 16 * 1024
 PROBLEM_BASE = "https://iot-provisioner.dev/problems/"
@@ -38,7 +38,7 @@ def render_nginx_config(
 ) -> str:
     """nginx.conf for the service. `upstream` is nginx's form: `unix:/path` or `host:port`.
     `listen`: the plain HTTP listener (None: none, `make run`'s TLS front); `tls`: the mutual-TLS
-    listener (service.tls).
+    listener (service.serving.tls).
 
     With `resolver` (a DNS server: Docker's is 127.0.0.11), `upstream`'s name is looked up at
     request time, its answer kept RESOLVE_VALID_SECONDS: compose replicas get new addresses when

@@ -13,19 +13,19 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from service import local_mode as local
 from service.config import Settings, SettingsError
+from service.serving import local_mode as local
 
 
 def gunicorn_command(*gunicorn_args: str) -> list[str]:
-    """How the service runs in production: gunicorn with `service.gunicorn_conf` (gthread workers,
+    """How the service runs in production: gunicorn with `service.serving.gunicorn_conf` (gthread workers,
     the pool made after the fork, settings from PROVISIONER_*). Every launcher uses this one."""
     return [
         sys.executable,
         "-m",
         "gunicorn",
         "-c",
-        "python:service.gunicorn_conf",
+        "python:service.serving.gunicorn_conf",
         "service:create_app()",
         *gunicorn_args,
     ]
@@ -37,7 +37,7 @@ def run(gunicorn_args: Sequence[str]) -> int:
     except SettingsError as exc:
         print(f"service: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    from service.tls_front import TlsFront
+    from service.serving.tls_front import TlsFront
 
     env = dict(os.environ)
     bind = env.setdefault("PROVISIONER_BIND", "127.0.0.1:8000")

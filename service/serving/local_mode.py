@@ -57,10 +57,10 @@ def prepare(settings: Settings) -> Settings:
 
 
 def _tls_files(settings: Settings) -> dict[str, Any]:
-    """The mutual-TLS listener's certificate for localhost (service.tls), unless one was given."""
+    """The mutual-TLS listener's certificate for localhost (service.serving.tls), unless one was given."""
     if settings.tls_bind is None or settings.tls_cert is not None:
         return {}
-    from service import tls
+    from service.serving import tls
 
     made = tls.listener(settings)
     assert made is not None

@@ -1,6 +1,6 @@
 """gunicorn settings for the service: gthread workers, graceful shutdown that drains the pool.
 
-    gunicorn -c python:service.gunicorn_conf 'service:create_app()'
+    gunicorn -c python:service.serving.gunicorn_conf 'service:create_app()'
 
 Concurrency is bounded by the MQTT pool (one flow per connection, AWS's rule), so each worker
 gets a few more threads than connections: the extra requests wait for a free connection up to
@@ -28,7 +28,7 @@ except SettingsError as error:
 
 bind: str | list[str] = _settings.bind
 if _settings.proxy_socket is not None:
-    # `make run`'s TLS front (nginx) reaches the workers on a socket of its own (service.tls).
+    # `make run`'s TLS front (nginx) reaches the workers on a socket of its own (service.serving.tls).
     bind = [_settings.bind, f"unix:{_settings.proxy_socket}"]
 if _settings.behind_proxy or _settings.proxy_socket is not None:
     # nginx passes a client certificate on in a header (URL-encoded PEM): room for the largest
@@ -59,7 +59,7 @@ def on_starting(server: Any) -> None:
     """Before any worker exists: the metrics directory, and in local mode the emulator (started
     once, owned by the master; the workers it forks inherit an environment pointing at it)."""
     _prepare_metrics_dir()
-    from service import local_mode as local
+    from service.serving import local_mode as local
 
     local.export_for_workers(os.environ, server.cfg.bind[0])
 

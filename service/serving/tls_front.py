@@ -1,5 +1,5 @@
 """`make run`'s mutual-TLS front: nginx on PROVISIONER_TLS_BIND in front of gunicorn, which keeps
-serving plain HTTP on PROVISIONER_BIND itself (service.tls says why nginx).
+serving plain HTTP on PROVISIONER_BIND itself (service.serving.tls says why nginx).
 
 The front reaches gunicorn on a unix socket of its own (PROVISIONER_PROXY_SOCKET, in a fresh run
 directory): requests that come on it are the front's, and only they may carry a client
@@ -17,9 +17,9 @@ import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from service import tls
 from service.config import Settings
-from service.nginx import find_nginx, render_nginx_config, wait_for_socket
+from service.serving import tls
+from service.serving.nginx import find_nginx, render_nginx_config, wait_for_socket
 
 
 class TlsFront:

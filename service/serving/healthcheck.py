@@ -1,4 +1,4 @@
-"""`python -m service.healthcheck`: GET /healthz at PROVISIONER_BIND; exit 0 if it answers 200.
+"""`python -m service.serving.healthcheck`: GET /healthz at PROVISIONER_BIND; exit 0 if it answers 200.
 
 The image's HEALTHCHECK. It asks where gunicorn listens (the same settings the service reads),
 so moving PROVISIONER_BIND moves the check with it: `HOST:PORT` (a wildcard host is asked on

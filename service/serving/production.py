@@ -1,4 +1,4 @@
-"""`python -m service.production`: the production shape on one machine, nginx in front of gunicorn.
+"""`python -m service.serving.production`: the production shape on one machine, nginx in front of gunicorn.
 
 This is what `make run-production` calls. It renders `deploy/nginx.conf.template` into a run
 directory, starts gunicorn on a unix socket there and nginx listening on PROVISIONER_BIND (the
@@ -23,15 +23,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from service import local_mode as local
-from service import tls
 from service.config import Settings, SettingsError
-from service.launcher import gunicorn_command
-from service.nginx import find_nginx, render_nginx_config, wait_for_socket
+from service.serving import local_mode as local
+from service.serving import tls
+from service.serving.launcher import gunicorn_command
+from service.serving.nginx import find_nginx, render_nginx_config, wait_for_socket
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.production", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m service.serving.production", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "--run-dir", type=Path, help="socket, nginx.conf, pid, logs (default: a new temp dir)"
     )
