@@ -155,7 +155,7 @@ class Client:
 
 def _retry_delay(error: ProvisionerError, attempt: int) -> float | None:
     """Seconds to wait before resending, or None when resending cannot help."""
-    backoff = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt) * random.uniform(0.8, 1.2)
+    backoff = min(BACKOFF_MAX, BACKOFF_BASE * 2.0**attempt) * random.uniform(0.8, 1.2)
     if isinstance(error, TransportError):
         return backoff
     retryable = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from emulator.errors import InvalidRequest, TemplateError
 from emulator.fleet import naming
@@ -39,7 +40,7 @@ CERTIFICATE_STATUSES = ("ACTIVE", "INACTIVE")
 @dataclass(frozen=True)
 class Template:
     name: str
-    body: dict
+    body: dict[str, Any]
     enabled: bool = True
     pre_provisioning_hook_url: str | None = None
     pre_provisioning_hook_timeout: float = DEFAULT_HOOK_TIMEOUT
@@ -70,13 +71,13 @@ def _resolve_parameters(template: Template, supplied: Mapping[str, str]) -> dict
     return values
 
 
-def _optional(ev: Evaluator, props: dict, key: str, path: str, rule: naming.Rule) -> str | None:
+def _optional(ev: Evaluator, props: dict[str, Any], key: str, path: str, rule: naming.Rule) -> str | None:
     if key not in props:
         return None
     return rule.check(ev.string(props[key], f"{path}.{key}"), key, f"{path}.{key}")
 
 
-def _attributes(ev: Evaluator, props: dict, path: str) -> dict[str, str]:
+def _attributes(ev: Evaluator, props: dict[str, Any], path: str) -> dict[str, str]:
     a_path = f"{path}.AttributePayload"
     attributes = ev.string_map(props.get("AttributePayload", {}), a_path)
     for name, value in attributes.items():
@@ -85,7 +86,7 @@ def _attributes(ev: Evaluator, props: dict, path: str) -> dict[str, str]:
     return attributes
 
 
-def _thing(ev: Evaluator, resource: dict, props: dict, path: str) -> ThingSpec:
+def _thing(ev: Evaluator, resource: dict[str, Any], props: dict[str, Any], path: str) -> ThingSpec:
     p = f"{path}.Properties"
     if "ThingName" not in props:
         raise fail(f"{p}.ThingName", "is required")
@@ -111,7 +112,7 @@ def _thing(ev: Evaluator, resource: dict, props: dict, path: str) -> ThingSpec:
     )
 
 
-def _certificate_status(ev: Evaluator, props: dict, path: str) -> str:
+def _certificate_status(ev: Evaluator, props: dict[str, Any], path: str) -> str:
     # Fleet provisioning lets a template name only the certificate being provisioned.
     c_path = f"{path}.Properties.CertificateId"
     if ev.string(props.get("CertificateId"), c_path) != ev.certificate_id:
@@ -126,7 +127,7 @@ def _certificate_status(ev: Evaluator, props: dict, path: str) -> str:
     return status.upper()
 
 
-def _policy(ev: Evaluator, props: dict, path: str, logical_id: str) -> PolicySpec:
+def _policy(ev: Evaluator, props: dict[str, Any], path: str, logical_id: str) -> PolicySpec:
     p = f"{path}.Properties"
     if "PolicyName" not in props and "PolicyDocument" not in props:
         raise fail(p, "a policy needs PolicyName or PolicyDocument")

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from emulator.errors import AccessDenied
@@ -43,7 +44,9 @@ def _failed(reason: str) -> AccessDenied:
     return AccessDenied(f"pre-provisioning hook failed: {reason}")
 
 
-def call_pre_provisioning_hook(url: str, event: dict, timeout: float = DEFAULT_TIMEOUT) -> HookDecision:
+def call_pre_provisioning_hook(
+    url: str, event: dict[str, Any], timeout: float = DEFAULT_TIMEOUT
+) -> HookDecision:
     """POST ``event`` as JSON to ``url``; return the decision or raise AccessDenied."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from emulator.errors import TemplateError
 
@@ -57,7 +57,7 @@ def one_of(value: object, allowed: tuple[str, ...], path: str) -> str:
 class Evaluator:
     """Evaluates intrinsic functions over one template with resolved parameters."""
 
-    def __init__(self, parameters: dict[str, str], certificate_id: str, mappings: dict) -> None:
+    def __init__(self, parameters: dict[str, str], certificate_id: str, mappings: dict[str, Any]) -> None:
         self.parameters = parameters
         self.certificate_id = certificate_id
         self.mappings = mappings
@@ -98,7 +98,7 @@ class Evaluator:
         return {k: as_string(v, f"{path}.{k}", hint) for k, v in mapping.items()}
 
     @staticmethod
-    def _arguments(arg: object, path: str, count: int, shape: str) -> list:
+    def _arguments(arg: object, path: str, count: int, shape: str) -> list[Any]:
         if not isinstance(arg, list) or len(arg) != count:
             raise fail(path, f"expects {shape}")
         return arg

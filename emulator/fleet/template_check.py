@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from emulator.errors import ConfigError, ProvisioningError, TemplateError
-from emulator.fleet.evaluation import Evaluation, Template, evaluate
+from emulator.fleet.evaluation import Template, evaluate
 from emulator.fleet.templates import DISABLED, TEMPLATE_NAME, parse_template
 from emulator.registry import Registry
+from emulator.registry.specs import Evaluation
 
 PLACEHOLDER_CERTIFICATE_ID = "0" * 64
 PLACEHOLDER_NOTE = "a placeholder: RegisterThing uses the id of the certificate being provisioned"

@@ -25,6 +25,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from emulator.errors import ConfigError, TemplateError, TemplateNotFound
@@ -101,7 +102,7 @@ class TemplateStore:
         raise TemplateNotFound(f"template {name!r} does not exist")
 
 
-def _load_json(text: str, where: str) -> dict:
+def _load_json(text: str, where: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:

@@ -168,7 +168,7 @@ def decode(reader: Reader, allowed: frozenset[int]) -> Properties:
             # protocol error.
             raise ProtocolError(f"{reader.name}: property {identifier:#04x} must be 0 or 1", reason_code=0x82)
         if identifier == SUBSCRIPTION_IDENTIFIER:
-            properties.subscription_identifiers.append(int(value))  # type: ignore[arg-type]
+            properties.subscription_identifiers.append(int(value))
             continue
         if identifier in properties.values:
             raise ProtocolError(f"{reader.name}: property {identifier:#04x} appears twice", reason_code=0x82)
@@ -199,13 +199,13 @@ def encode(properties: Properties | None) -> bytes:
             body += encode_varint(identifier)
             kind = _TYPES[identifier]
             if kind == "byte":
-                body.append(int(value))  # type: ignore[arg-type]
+                body.append(int(value))
             elif kind == "u16":
                 body += struct.pack("!H", value)
             elif kind == "u32":
                 body += struct.pack("!I", value)
             elif kind == "varint":
-                body += encode_varint(int(value))  # type: ignore[arg-type]
+                body += encode_varint(int(value))
             elif kind == "text":
                 body += encode_text(str(value))
             else:
