@@ -38,34 +38,47 @@ def _port(value: str) -> int | None:
     return port
 
 
+# Options that each set the EmulatorConfig field of their name.
+# The listeners' ports: (field, default, what listens there).
+PORTS = (
+    ("mqtt_port", "1883", "plain MQTT over TCP"),
+    ("mqtts_port", "8883", "MQTT over TLS with client certificates"),
+    ("ws_port", "8080", "MQTT over WebSocket with SigV4"),
+    ("wss_port", "8443", "MQTT over WebSocket+TLS with SigV4"),
+    # A free port by default: launchers that name only the MQTT ports (the service's local
+    # mode, the benchmarks) must not collide on a fixed one. The ready line gives the URL.
+    ("control_port", "0", "AWS IoT's control plane over HTTP, SigV4 (boto3, aws iot --endpoint-url)"),
+    ("control_tls_port", "0", "the control plane over HTTPS"),
+)
+# Durations in seconds: (option, field, default, help).
+SECONDS = (
+    (
+        "--disconnect-delay",
+        "certificate_disconnect_delay",
+        1.0,
+        "close a certificate's connections this long after it leaves ACTIVE (default 1)",
+    ),
+    (
+        "--token-lifetime",
+        "token_lifetime",
+        3600.0,
+        "ownership tokens and their unredeemed certificates live this long (AWS: 3600)",
+    ),
+    ("--send-delay", "send_delay", 0.0, "delay every packet sent, to simulate a network round trip"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m emulator", description="Local AWS IoT Core fleet-provisioning emulator."
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    for name, default, what in (
-        ("mqtt", "1883", "plain MQTT over TCP"),
-        ("mqtts", "8883", "MQTT over TLS with client certificates"),
-        ("ws", "8080", "MQTT over WebSocket with SigV4"),
-        ("wss", "8443", "MQTT over WebSocket+TLS with SigV4"),
-    ):
+    for field, default, what in PORTS:
         parser.add_argument(
-            f"--{name}-port",
+            "--" + field.replace("_", "-"),
             type=_port,
             default=_port(default),
             help=f"{what} (default {default}; 0 = any free port, off = disabled)",
-        )
-    for name, what in (
-        ("control", "AWS IoT's control plane over HTTP, SigV4 (boto3, aws iot --endpoint-url)"),
-        ("control-tls", "the control plane over HTTPS"),
-    ):
-        # A free port by default: launchers that name only the MQTT ports (the service's local
-        # mode, the benchmarks) must not collide on a fixed one. The ready line gives the URL.
-        parser.add_argument(
-            f"--{name}-port",
-            type=_port,
-            default=0,
-            help=f"{what} (default 0 = any free port; off = disabled)",
         )
     parser.add_argument(
         "--data-dir",
@@ -94,20 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="TLS clients connect only with ACTIVE certificates, as with AWS (default); "
         "--no-require-active-certificates also lets PENDING_ACTIVATION and unknown ones in",
     )
-    parser.add_argument(
-        "--disconnect-delay",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="close a certificate's connections this long after it leaves ACTIVE (default 1)",
-    )
-    parser.add_argument(
-        "--token-lifetime",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="ownership tokens and their unredeemed certificates live this long (AWS: 3600)",
-    )
+    for option, field, seconds, text in SECONDS:
+        parser.add_argument(option, dest=field, type=float, default=seconds, metavar="SECONDS", help=text)
     parser.add_argument(
         "--endpoint-address",
         default=None,
@@ -119,13 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["rsa", "ec"],
         default="rsa",
         help="CreateKeysAndCertificate keys: rsa (AWS's RSA 2048) or ec (fast)",
-    )
-    parser.add_argument(
-        "--send-delay",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="delay every packet sent, to simulate a network round trip",
     )
     parser.add_argument(
         "--strict-parameters",
@@ -153,25 +147,18 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             if not sep or not key_id or not secret:
                 raise ConfigError("--credentials takes KEY_ID:SECRET")
             credentials[key_id] = secret
+    fields = [field for field, _, _ in PORTS] + [field for _, field, _, _ in SECONDS]
     return EmulatorConfig(
         host=args.host,
-        mqtt_port=args.mqtt_port,
-        mqtts_port=args.mqtts_port,
-        ws_port=args.ws_port,
-        wss_port=args.wss_port,
-        control_port=args.control_port,
-        control_tls_port=args.control_tls_port,
         data_dir=args.data_dir,
         templates_dir=args.templates_dir,
         credentials=credentials,
         require_active_certificates=args.require_active_certificates,
-        certificate_disconnect_delay=args.disconnect_delay,
-        token_lifetime=args.token_lifetime,
         endpoint_address=args.endpoint_address,
         key_algorithm=args.key_algorithm,
-        send_delay=args.send_delay,
         strict_parameters=args.strict_parameters,
         limits=dataclasses.replace(Limits(), max_payload_bytes=args.max_payload_bytes),
+        **{field: getattr(args, field) for field in fields},
     )
 
 
