@@ -7,11 +7,10 @@ with SQL from the last key of the previous page; what hangs off one thing or one
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from typing import Any
 
 from emulator.registry.database import Database
+from emulator.registry.records import CERTIFICATE, POLICY, THING, record
 
 
 class Pages:
@@ -24,7 +23,7 @@ class Pages:
 
     def thing_record(self, thing_name: str) -> dict[str, Any] | None:
         rows = self._db.rows("SELECT * FROM things WHERE thing_name = ?", thing_name)
-        return _thing(rows[0]) if rows else None
+        return record(rows[0], THING) if rows else None
 
     def things_page(
         self,
@@ -57,7 +56,7 @@ class Pages:
         rows = self._db.rows(
             f"SELECT * FROM things WHERE {' AND '.join(where)} ORDER BY thing_name LIMIT ?", *params, limit
         )
-        return [_thing(row) for row in rows]
+        return [record(row, THING) for row in rows]
 
     def thing_principals(self, thing_name: str) -> list[tuple[str, str]]:
         """(certificate id, principal type) of every certificate attached to the thing."""
@@ -81,7 +80,7 @@ class Pages:
 
     def certificate_record(self, certificate_id: str) -> dict[str, Any] | None:
         rows = self._db.rows("SELECT * FROM certificates WHERE certificate_id = ?", certificate_id)
-        return _certificate(rows[0]) if rows else None
+        return record(rows[0], CERTIFICATE) if rows else None
 
     def certificates_page(
         self, after: tuple[float, str] | None, limit: int, *, ascending: bool = False
@@ -98,7 +97,7 @@ class Pages:
             *params,
             limit,
         )
-        return [_certificate(row) for row in rows]
+        return [record(row, CERTIFICATE) for row in rows]
 
     def certificate_policies(self, certificate_id: str) -> list[str]:
         rows = self._db.rows(
@@ -111,36 +110,4 @@ class Pages:
 
     def policy_record(self, policy_name: str) -> dict[str, Any] | None:
         rows = self._db.rows("SELECT * FROM policies WHERE policy_name = ?", policy_name)
-        if not rows:
-            return None
-        row = rows[0]
-        return {
-            "policyName": row["policy_name"],
-            "policyDocument": row["policy_document"],
-            "createdAt": row["created_at"],
-        }
-
-
-def _thing(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "thingName": row["thing_name"],
-        "thingId": row["thing_id"],
-        "thingTypeName": row["thing_type_name"],
-        "attributes": json.loads(row["attributes"]),
-        "billingGroupName": row["billing_group"],
-        "version": row["version"],
-        "createdAt": row["created_at"],
-        "updatedAt": row["updated_at"],
-    }
-
-
-def _certificate(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "certificateId": row["certificate_id"],
-        "certificatePem": row["certificate_pem"],
-        "status": row["status"],
-        "owner": row["owner"],
-        "createdAt": row["created_at"],
-        "updatedAt": row["updated_at"],
-        "customerVersion": row["customer_version"],
-    }
+        return record(rows[0], POLICY) if rows else None

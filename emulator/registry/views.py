@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from emulator.registry.database import Database
+from emulator.registry.records import CERTIFICATE_SUMMARY, POLICY, TEMPLATE_USE, record
 
 
 class Views:
@@ -58,7 +58,7 @@ class Views:
                 certificate_id,
             )
         return {
-            **_certificate_summary(rows[0]),
+            **record(rows[0], CERTIFICATE_SUMMARY),
             "certificatePem": rows[0]["certificate_pem"],
             "thingNames": [r["thing_name"] for r in things],
             "policyNames": [r["policy_name"] for r in policies],
@@ -66,36 +66,12 @@ class Views:
 
     def list_certificates(self) -> list[dict[str, Any]]:
         rows = self._db.rows("SELECT * FROM certificates ORDER BY created_at, certificate_id")
-        return [_certificate_summary(row) for row in rows]
+        return [record(row, CERTIFICATE_SUMMARY) for row in rows]
 
     def list_policies(self) -> list[dict[str, Any]]:
         rows = self._db.rows("SELECT * FROM policies ORDER BY policy_name")
-        return [
-            {
-                "policyName": r["policy_name"],
-                "policyDocument": r["policy_document"],
-                "createdAt": r["created_at"],
-            }
-            for r in rows
-        ]
+        return [record(row, POLICY) for row in rows]
 
     def list_template_uses(self) -> list[dict[str, Any]]:
         rows = self._db.rows("SELECT * FROM template_uses ORDER BY id")
-        return [
-            {
-                "templateName": r["template_name"],
-                "certificateId": r["certificate_id"],
-                "thingName": r["thing_name"],
-                "usedAt": r["used_at"],
-            }
-            for r in rows
-        ]
-
-
-def _certificate_summary(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "certificateId": row["certificate_id"],
-        "status": row["status"],
-        "owner": row["owner"],
-        "createdAt": row["created_at"],
-    }
+        return [record(row, TEMPLATE_USE) for row in rows]
