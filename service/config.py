@@ -98,10 +98,10 @@ class Settings:
     aws_max_rate: float | None = None
     throttle_retry_base_seconds: float = 0.1
     throttle_retry_max_seconds: float = 2.0
-    # Behind the proxy (deploy/nginx.conf.template, docs/operations.md). behind_proxy: gunicorn
-    # is reachable only through one proxy that sets X-Forwarded-For to its own peer's address,
-    # so the caller's address (the audit trail's) is that header's last value, one hop and no
-    # more; never set it where a client can reach gunicorn itself. The other two shape the
+    # Behind the proxy (service/serving/nginx.conf.template, docs/operations.md). behind_proxy:
+    # gunicorn is reachable only through one proxy that sets X-Forwarded-For to its own peer's
+    # address, so the caller's address (the audit trail's) is that header's last value, one hop
+    # and no more; never set it where a client can reach gunicorn itself. The other two shape the
     # nginx that `python -m service.serving.production` renders: requests per second per client
     # address (burst: twice that), and whether GET /metrics is passed on (else 404 there).
     behind_proxy: bool = False

@@ -1,6 +1,7 @@
 """The nginx in front of gunicorn, in both shapes (`python -m service.serving.production`, `make run`'s
-mutual-TLS front): its configuration rendered from `deploy/nginx.conf.template`, where its binary
-is, and when it may start (once gunicorn listens).
+mutual-TLS front): its configuration rendered from `nginx.conf.template` (package data beside this
+module, so an installed wheel has it too), where its binary is, and when it may start (once
+gunicorn listens).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import os
 import shutil
 import subprocess
 import time
+from importlib import resources
 from pathlib import Path
 
 from service.callers import enrollment_csv
 from service.callers.devices.certificates import MAX_CRL_REQUEST_BYTES
 from service.serving.tls import TlsListener, header_line
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf.template"
+TEMPLATE = "nginx.conf.template"  # in this package
 # nginx buffers a body up to the limit in memory; the margin covers chunked framing overhead.
 BODY_BUFFER_MARGIN = 16 * 1024
 PROBLEM_BASE = "https://iot-provisioner.dev/problems/"
@@ -110,7 +112,7 @@ def render_nginx_config(
         # run directory; under any other user they run as that user and this line is ignored.
         "USER": "user root;" if as_root else "",
     }
-    text = TEMPLATE.read_text()
+    text = resources.files("service.serving").joinpath(TEMPLATE).read_text(encoding="utf-8")
     for name, value in values.items():
         text = text.replace(f"@@{name}@@", value)
     return text

@@ -1,9 +1,10 @@
-"""`python -m service.serving.production`: the production shape on one machine, nginx in front of gunicorn.
+"""The production shape on one machine: nginx in front of gunicorn.
 
-This is what `make run-production` calls. It renders `deploy/nginx.conf.template` into a run
-directory, starts gunicorn on a unix socket there and nginx listening on PROVISIONER_BIND (the
-public address), and stops both on Ctrl-C or SIGTERM (gunicorn drains its requests). With no
-PROVISIONER_IOT_ENDPOINT it runs in local mode against the emulator, as `make run` does.
+`python -m service.serving.production` is what `make run-production` calls. It renders
+nginx.conf.template (service.serving.nginx) into a run directory, starts gunicorn on a unix socket
+there and nginx listening on PROVISIONER_BIND (the public address), and stops both on Ctrl-C or
+SIGTERM (gunicorn drains its requests). With no PROVISIONER_IOT_ENDPOINT it runs in local mode
+against the emulator, as `make run` does.
 
 Why the proxy is required: gunicorn's gthread worker holds a thread for a connection from its
 first byte to the end of its body, so clients that trickle headers or a body hold every thread
