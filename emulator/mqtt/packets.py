@@ -12,6 +12,7 @@ oversized packet never reaches memory.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emulator.mqtt import properties
@@ -116,29 +117,79 @@ Packet = Connect | Publish | Subscribe | Unsubscribe | PacketId | Bare
 
 
 def decode(first_byte: int, body: bytes) -> Packet:
-    kind, flags = first_byte >> 4, first_byte & 0x0F
-    name = PACKET_NAMES.get(kind, f"packet type {kind}")
-    reader = Reader(body, name)
+    kind, flags, reader = open_packet(first_byte, body)
     if kind == PUBLISH:
-        return _decode_publish(flags, reader)
-    # MQTT 3.1.1 section 2.2.2: fixed reserved flags; SUBSCRIBE, UNSUBSCRIBE, PUBREL use 0b0010.
-    expected_flags = 0b0010 if kind in (SUBSCRIBE, UNSUBSCRIBE, PUBREL) else 0
-    if flags != expected_flags:
-        raise ProtocolError(f"{name}: invalid fixed-header flags {flags:#06b}")
+        return read_publish(flags, reader)
     if kind == CONNECT:
         packet: Packet = _decode_connect(reader)
     elif kind == SUBSCRIBE:
         packet = _decode_subscribe(reader)
     elif kind == UNSUBSCRIBE:
-        packet = _decode_unsubscribe(reader)
+        packet = read_unsubscribe(reader)
     elif kind in (PUBACK, PUBREC, PUBREL, PUBCOMP):
         packet = PacketId(kind, reader.u16())
     elif kind in (PINGREQ, DISCONNECT):
         packet = Bare(kind)
     else:
-        raise ProtocolError(f"{name} is not sent by clients")
+        raise ProtocolError(f"{reader.name} is not sent by clients")
+    return finished(packet, reader)
+
+
+# -- what both codecs read alike (MQTT 5 adds properties where these take a reader of them) ----
+
+
+def open_packet(first_byte: int, body: bytes) -> tuple[int, int, Reader]:
+    """The packet's type, its fixed-header flags and a reader of its body named after the type."""
+    kind, flags = first_byte >> 4, first_byte & 0x0F
+    reader = Reader(body, PACKET_NAMES.get(kind, f"packet type {kind}"))
+    # MQTT 3.1.1 section 2.2.2 (the same in 5.0): fixed reserved flags but for PUBLISH's;
+    # SUBSCRIBE, UNSUBSCRIBE, PUBREL use 0b0010.
+    expected_flags = 0b0010 if kind in (SUBSCRIBE, UNSUBSCRIBE, PUBREL) else 0
+    if kind != PUBLISH and flags != expected_flags:
+        raise ProtocolError(f"{reader.name}: invalid fixed-header flags {flags:#06b}")
+    return kind, flags, reader
+
+
+def finished(packet: Packet, reader: Reader) -> Packet:
+    """The packet, once nothing of its body is left unread."""
     if reader.remaining():
-        raise ProtocolError(f"{name}: {reader.remaining()} unexpected trailing bytes")
+        raise ProtocolError(f"{reader.name}: {reader.remaining()} unexpected trailing bytes")
+    return packet
+
+
+def read_publish(
+    flags: int, reader: Reader, read_properties: Callable[[Reader], Properties] | None = None
+) -> Publish:
+    qos = (flags >> 1) & 0x03
+    if qos == 3:
+        raise ProtocolError("PUBLISH: QoS 3 is malformed")
+    topic = reader.text()  # MQTT 5: may be empty when a Topic Alias stands for it
+    packet_id = reader.u16() if qos else None
+    if packet_id == 0:
+        raise ProtocolError("PUBLISH: packet identifier 0")
+    publish_properties = read_properties(reader) if read_properties is not None else None
+    return Publish(
+        topic=topic,
+        payload=reader.rest(),
+        qos=qos,
+        packet_id=packet_id,
+        dup=bool(flags & 0x08),
+        retain=bool(flags & 0x01),
+        properties=publish_properties,
+    )
+
+
+def read_unsubscribe(
+    reader: Reader,
+    read_properties: Callable[[Reader], Properties] = lambda _: Properties(),
+    reason_code: int | None = None,
+) -> Unsubscribe:
+    """`reason_code`: the MQTT 5 reason code when it lists no topic filter."""
+    packet = Unsubscribe(packet_id=reader.u16(), properties=read_properties(reader))
+    while reader.remaining():
+        packet.filters.append(reader.text())
+    if not packet.filters:
+        raise ProtocolError("UNSUBSCRIBE: no topic filters", reason_code=reason_code)
     return packet
 
 
@@ -193,24 +244,6 @@ def _decode_connect(reader: Reader) -> Connect:
     )
 
 
-def _decode_publish(flags: int, reader: Reader) -> Publish:
-    qos = (flags >> 1) & 0x03
-    if qos == 3:
-        raise ProtocolError("PUBLISH: QoS 3 is malformed")
-    topic = reader.text()
-    packet_id = reader.u16() if qos else None
-    if packet_id == 0:
-        raise ProtocolError("PUBLISH: packet identifier 0")
-    return Publish(
-        topic=topic,
-        payload=reader.rest(),
-        qos=qos,
-        packet_id=packet_id,
-        dup=bool(flags & 0x08),
-        retain=bool(flags & 0x01),
-    )
-
-
 def _decode_subscribe(reader: Reader) -> Subscribe:
     packet = Subscribe(packet_id=reader.u16())
     while reader.remaining():
@@ -221,15 +254,6 @@ def _decode_subscribe(reader: Reader) -> Subscribe:
         packet.filters.append((topic_filter, requested & 0x03))
     if not packet.filters:
         raise ProtocolError("SUBSCRIBE: no topic filters")
-    return packet
-
-
-def _decode_unsubscribe(reader: Reader) -> Unsubscribe:
-    packet = Unsubscribe(packet_id=reader.u16())
-    while reader.remaining():
-        packet.filters.append(reader.text())
-    if not packet.filters:
-        raise ProtocolError("UNSUBSCRIBE: no topic filters")
     return packet
 
 

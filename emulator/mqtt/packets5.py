@@ -29,9 +29,7 @@ from emulator.mqtt.packets import (
     Bare,
     Packet,
     PacketId,
-    Publish,
     Subscribe,
-    Unsubscribe,
 )
 from emulator.mqtt.properties import Properties
 
@@ -63,14 +61,9 @@ SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED = 0xA1
 
 
 def decode(first_byte: int, body: bytes) -> Packet:
-    kind, flags = first_byte >> 4, first_byte & 0x0F
-    name = packets.PACKET_NAMES.get(kind, f"packet type {kind}")
-    reader = Reader(body, name)
+    kind, flags, reader = packets.open_packet(first_byte, body)
     if kind == PUBLISH:
-        return _decode_publish(flags, reader)
-    expected_flags = 0b0010 if kind in (SUBSCRIBE, UNSUBSCRIBE, PUBREL) else 0
-    if flags != expected_flags:
-        raise ProtocolError(f"{name}: invalid fixed-header flags {flags:#06b}")
+        return packets.read_publish(flags, reader, _publish_properties)
     if kind == CONNECT:
         raise ProtocolError("second CONNECT on one connection", reason_code=PROTOCOL_ERROR)
     if kind == AUTH:
@@ -80,13 +73,9 @@ def decode(first_byte: int, body: bytes) -> Packet:
     if kind == SUBSCRIBE:
         packet = _decode_subscribe(reader)
     elif kind == UNSUBSCRIBE:
-        packet = Unsubscribe(
-            packet_id=reader.u16(), properties=properties.decode(reader, properties.NONE_ALLOWED)
+        packet = packets.read_unsubscribe(
+            reader, lambda r: properties.decode(r, properties.NONE_ALLOWED), PROTOCOL_ERROR
         )
-        while reader.remaining():
-            packet.filters.append(reader.text())
-        if not packet.filters:
-            raise ProtocolError("UNSUBSCRIBE: no topic filters", reason_code=PROTOCOL_ERROR)
     elif kind in (PUBACK, PUBREC, PUBREL, PUBCOMP):
         # The reason code and properties may be left out (MQTT 5.0 section 3.4.2.1).
         packet = PacketId(kind, reader.u16())
@@ -103,34 +92,17 @@ def decode(first_byte: int, body: bytes) -> Packet:
         if reader.remaining():
             properties.decode(reader, properties.DISCONNECT_ALLOWED)
     else:
-        raise ProtocolError(f"{name} is not sent by clients", reason_code=PROTOCOL_ERROR)
-    if reader.remaining():
-        raise ProtocolError(f"{name}: {reader.remaining()} unexpected trailing bytes")
-    return packet
+        raise ProtocolError(f"{reader.name} is not sent by clients", reason_code=PROTOCOL_ERROR)
+    return packets.finished(packet, reader)
 
 
-def _decode_publish(flags: int, reader: Reader) -> Publish:
-    qos = (flags >> 1) & 0x03
-    if qos == 3:
-        raise ProtocolError("PUBLISH: QoS 3 is malformed")
-    topic = reader.text()  # may be empty when a Topic Alias stands for it
-    packet_id = reader.u16() if qos else None
-    if packet_id == 0:
-        raise ProtocolError("PUBLISH: packet identifier 0")
-    publish_properties = properties.decode(reader, properties.PUBLISH_ALLOWED)
-    if publish_properties.subscription_identifiers:
+def _publish_properties(reader: Reader) -> Properties:
+    found = properties.decode(reader, properties.PUBLISH_ALLOWED)
+    if found.subscription_identifiers:
         raise ProtocolError(
             "PUBLISH from a client carries a subscription identifier", reason_code=PROTOCOL_ERROR
         )
-    return Publish(
-        topic=topic,
-        payload=reader.rest(),
-        qos=qos,
-        packet_id=packet_id,
-        dup=bool(flags & 0x08),
-        retain=bool(flags & 0x01),
-        properties=publish_properties,
-    )
+    return found
 
 
 def _decode_subscribe(reader: Reader) -> Subscribe:

@@ -7,10 +7,13 @@ with SQL from the last key of the previous page; what hangs off one thing or one
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from emulator.registry.database import Database
 from emulator.registry.records import CERTIFICATE, POLICY, THING, record
+
+# The two sides of an attachment (thing_principals): column names, never input, in the SQL text.
+_Side = Literal["thing_name", "certificate_id"]
 
 
 class Pages:
@@ -60,21 +63,17 @@ class Pages:
 
     def thing_principals(self, thing_name: str) -> list[tuple[str, str]]:
         """(certificate id, principal type) of every certificate attached to the thing."""
-        rows = self._db.rows(
-            "SELECT certificate_id, principal_type FROM thing_principals WHERE thing_name = ?"
-            " ORDER BY certificate_id",
-            thing_name,
-        )
-        return [(row["certificate_id"], row["principal_type"]) for row in rows]
+        return self._attachments("thing_name", thing_name, "certificate_id")
 
     def principal_things(self, certificate_id: str) -> list[tuple[str, str]]:
         """(thing name, principal type) of every thing the certificate is attached to."""
+        return self._attachments("certificate_id", certificate_id, "thing_name")
+
+    def _attachments(self, column: _Side, value: str, other: _Side) -> list[tuple[str, str]]:
         rows = self._db.rows(
-            "SELECT thing_name, principal_type FROM thing_principals WHERE certificate_id = ?"
-            " ORDER BY thing_name",
-            certificate_id,
+            f"SELECT {other}, principal_type FROM thing_principals WHERE {column} = ? ORDER BY {other}", value
         )
-        return [(row["thing_name"], row["principal_type"]) for row in rows]
+        return [(row[other], row["principal_type"]) for row in rows]
 
     # --- certificates -----------------------------------------------------------------------
 
