@@ -47,12 +47,8 @@ def templates_dir(tmp_path: Path) -> Path:
 POSTGRES_MISSING = "PostgreSQL 15 not installed (apt-get install postgresql)"
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL cluster for the whole session, started by the first test that needs it.
-
-    Binaries missing: with CI=true every test that needs it fails; elsewhere those tests are skipped.
-    """
+def postgres_bindir() -> Path:
+    """Where PostgreSQL's binaries are. Missing: with CI=true the test fails; elsewhere it is skipped."""
     bindir = find_bindir()
     if bindir is None:
         if os.environ.get("CI", "").lower() == "true":
@@ -61,7 +57,21 @@ def postgres_server() -> Iterator[PostgresServer]:
                 pytrace=False,
             )
         pytest.skip(POSTGRES_MISSING)
-    server = PostgresServer(bindir).start()
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the whole session, started by the first test that needs it."""
+    server = PostgresServer(postgres_bindir()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A cluster of the test's own, for a test that stops it: stopping it must not touch the session's."""
+    server = PostgresServer(postgres_bindir()).start()
     yield server
     server.stop()
 

@@ -12,16 +12,15 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from factory_service import CLI, CLI_TIMEOUT, Service
+from factory_service import CLI, CLI_TIMEOUT, RunCli, Service, batch_args
 
 from emulator import Emulator, Fault
 
-RunCli = Callable[..., subprocess.CompletedProcess[str]]
 ROWS = 60
+SERIAL_COLUMN = ("--column", "SerialNumber=serial")
 
 
 def write_csv(path: Path, serials: list[str]) -> Path:
@@ -42,9 +41,8 @@ def test_batch_killed_midway_resumes_with_exactly_one_identity_per_row(
     serials = [f"B-{n:04d}" for n in range(ROWS)]
     rows = write_csv(tmp_path / "serials.csv", serials)
     out = tmp_path / "devices"
-    args = ["batch", "--csv", str(rows), "--template", "demo", "--out", str(out), "--concurrency", "4",
-            "--column", "SerialNumber=serial", "--column", "DeviceLocation=location",
-            "--ca-file", str(emulator.ca_path)]  # fmt: skip
+    args = batch_args(rows, out, "--concurrency", "4", *SERIAL_COLUMN, "--column", "DeviceLocation=location",
+                      "--ca-file", str(emulator.ca_path))  # fmt: skip
     emulator.set_fault("register_thing", Fault(latency=(0.05, 0.1)))  # slow enough to stop midway
 
     first = subprocess.Popen([*CLI, *args], env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -103,17 +101,7 @@ def test_batch_lists_failed_rows_exits_1_and_a_rerun_does_only_what_is_missing(
     service.enroll("SN-4", enabled=False)
     rows = write_csv(tmp_path / "serials.csv", ["SN-1", "SN-2", "XX-3", "SN-4", "SN-5"])
     out = tmp_path / "devices"
-    args = [
-        "batch",
-        "--csv",
-        str(rows),
-        "--template",
-        "demo",
-        "--out",
-        str(out),
-        "--column",
-        "SerialNumber=serial",
-    ]
+    args = batch_args(rows, out, *SERIAL_COLUMN)
 
     done = run_cli(*args, IOT_FACTORY_API_KEY=key)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -164,8 +152,7 @@ def test_batch_ctrl_c_lets_the_devices_under_way_finish_and_exits_130(
     serials = [f"I-{n:02d}" for n in range(20)]
     rows = write_csv(tmp_path / "serials.csv", serials)
     out = tmp_path / "devices"
-    args = ["batch", "--csv", str(rows), "--template", "demo", "--out", str(out), "--concurrency", "2",
-            "--column", "SerialNumber=serial"]  # fmt: skip
+    args = batch_args(rows, out, "--concurrency", "2", *SERIAL_COLUMN)
     emulator.set_fault("register_thing", Fault(latency=(0.3, 0.3)))
 
     command = [*CLI, *args]
@@ -190,63 +177,24 @@ def test_batch_ctrl_c_lets_the_devices_under_way_finish_and_exits_130(
     assert sorted(t["thingName"] for t in emulator.registry.list_things()) == [f"demo-{s}" for s in serials]
 
 
-def test_batch_with_a_refused_key_stops_at_once_and_exits_1(run_cli: RunCli, tmp_path: Path) -> None:
-    rows = write_csv(tmp_path / "serials.csv", [f"K-{n}" for n in range(10)])
-    args = [
-        "batch",
-        "--csv",
-        str(rows),
-        "--template",
-        "demo",
-        "--out",
-        str(tmp_path / "out"),
-        "--concurrency",
-        "2",
-    ]
-    done = run_cli(
-        *args, "--column", "SerialNumber=serial", IOT_FACTORY_API_KEY="iotp_wrong_0123456789abcdef"
-    )
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert (
-        "Stopped:" in done.stdout and "refused the API key" in done.stdout and "not attempted" in done.stdout
-    )
-    assert "0123456789abcdef" not in done.stdout + done.stderr
-
-
-def test_batch_against_no_service_stops_after_the_retries_and_exits_1(
-    run_cli: RunCli, tmp_path: Path
+@pytest.mark.parametrize(
+    ("more", "env", "said"),
+    [
+        ([], {"IOT_FACTORY_API_KEY": "iotp_wrong_0123456789abcdef"}, ["Stopped:", "refused the API key"]),
+        (["--max-retries", "1"], {"IOT_FACTORY_URL": "http://127.0.0.1:1"},
+         ["cannot reach the provisioning service"]),
+    ],
+    ids=["refused-key-stops-at-once", "no-service-stops-after-the-retries"],
+)  # fmt: skip
+def test_batch_that_cannot_go_on_stops_and_exits_1(
+    run_cli: RunCli, tmp_path: Path, more: list[str], env: dict[str, str], said: list[str]
 ) -> None:
-    rows = write_csv(tmp_path / "serials.csv", [f"U-{n}" for n in range(20)])
-    args = [
-        "batch",
-        "--csv",
-        str(rows),
-        "--template",
-        "demo",
-        "--out",
-        str(tmp_path / "out"),
-        "--concurrency",
-        "2",
-    ]
-    done = run_cli(
-        *args, "--max-retries", "1", "--column", "SerialNumber=serial", IOT_FACTORY_URL="http://127.0.0.1:1"
-    )
+    rows = write_csv(tmp_path / "serials.csv", [f"S-{n}" for n in range(10)])
+    args = batch_args(rows, tmp_path / "out", "--concurrency", "2", *more, *SERIAL_COLUMN)
+    done = run_cli(*args, **env)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "cannot reach the provisioning service" in done.stdout and "not attempted" in done.stdout
-
-
-def batch_args(rows: Path, out: Path) -> list[str]:
-    return [
-        "batch",
-        "--csv",
-        str(rows),
-        "--template",
-        "demo",
-        "--out",
-        str(out),
-        "--column",
-        "SerialNumber=serial",
-    ]
+    assert all(phrase in done.stdout for phrase in [*said, "not attempted"]), done.stdout
+    assert "0123456789abcdef" not in done.stdout + done.stderr  # a refused key is never printed
 
 
 def fleet_certificates(emulator: Emulator) -> list[str]:
@@ -262,13 +210,13 @@ def test_batch_reports_a_done_row_whose_folder_was_removed_and_does_not_provisio
 ) -> None:
     rows = write_csv(tmp_path / "serials.csv", ["SN-1", "SN-2"])
     out = tmp_path / "devices"
-    first = run_cli(*batch_args(rows, out))
+    first = run_cli(*batch_args(rows, out, *SERIAL_COLUMN))
     assert first.returncode == 0, first.stdout + first.stderr
     issued = fleet_certificates(emulator)
     assert len(issued) == 2
     shutil.rmtree(out / "demo-SN-1")  # its private key existed only there
 
-    rerun = run_cli(*batch_args(rows, out))
+    rerun = run_cli(*batch_args(rows, out, *SERIAL_COLUMN))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "Traceback" not in rerun.stderr
     assert "folder is missing" in rerun.stdout and "demo-SN-1" in rerun.stdout
@@ -284,7 +232,7 @@ def test_batch_replaces_a_lost_key_with_a_new_csr_and_idempotency_key(
     rows = write_csv(tmp_path / "serials.csv", ["SN-1"])
     out = tmp_path / "devices"
     emulator.set_fault("register_thing", Fault(reject=(500, "InternalFailure", "try later")))
-    failed = run_cli(*batch_args(rows, out), "--max-retries", "0")
+    failed = run_cli(*batch_args(rows, out, *SERIAL_COLUMN, "--max-retries", "0"))
     assert failed.returncode == 1, failed.stdout + failed.stderr
     (state,) = (out / ".batch").iterdir()
     old_csr = (state / "request.csr").read_bytes()
@@ -292,7 +240,7 @@ def test_batch_replaces_a_lost_key_with_a_new_csr_and_idempotency_key(
     (state / "private.key").unlink()  # lost: the CSR and Idempotency-Key that went with it are stale
 
     emulator.faults.clear()
-    rerun = run_cli(*batch_args(rows, out))
+    rerun = run_cli(*batch_args(rows, out, *SERIAL_COLUMN))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert (state / "request.csr").read_bytes() != old_csr
     new_key = (state / "idempotency-key").read_text()
@@ -310,7 +258,7 @@ def test_batch_into_another_out_folder_uses_its_own_idempotency_keys(
     rows = write_csv(tmp_path / "serials.csv", ["SN-1"])
     keys = []
     for name in ("line-a", "line-b"):
-        done = run_cli(*batch_args(rows, tmp_path / name))
+        done = run_cli(*batch_args(rows, tmp_path / name, *SERIAL_COLUMN))
         assert done.returncode == 0, done.stdout + done.stderr  # not 422 idempotency-key-reused
         (state,) = (tmp_path / name / ".batch").iterdir()
         key = (state / "idempotency-key").read_text()

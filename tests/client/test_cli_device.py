@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Callable
 from pathlib import Path
-from subprocess import CompletedProcess
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from factory_service import Service
+from factory_service import RunCli, Service
 from served import free_port
 
 from emulator import Emulator
-
-RunCli = Callable[..., CompletedProcess[str]]
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,9 @@ from __future__ import annotations
 import csv
 import stat
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
-from factory_service import Service
+from factory_service import RunCli, Service, batch_args
 
 from emulator import Emulator
 from provisioner_client.batch import Outcome, Report, Row
@@ -36,7 +35,6 @@ def test_failures_csv_cells_that_a_spreadsheet_would_run_start_with_an_apostroph
 
 # --- the terminal: serials are text, never markup or escape sequences ---------------------------
 
-RunCli = Callable[..., subprocess.CompletedProcess[str]]
 HOSTILE_SERIALS = ["[/red]", "[bold]x", "\x1b[31mRED\x1b[0m", "bell\x07", ":smile:"]
 
 
@@ -53,16 +51,7 @@ def test_a_batch_of_hostile_serials_prints_them_as_text_without_a_traceback(
         writer.writerow(["SerialNumber"])
         writer.writerows([serial] for serial in HOSTILE_SERIALS)
 
-    done = run_cli(
-        "batch",
-        "--csv",
-        str(rows),
-        "--template",
-        "demo",
-        "--out",
-        str(tmp_path / "out"),
-        IOT_FACTORY_API_KEY=key,
-    )
+    done = run_cli(*batch_args(rows, tmp_path / "out"), IOT_FACTORY_API_KEY=key)
 
     printed = done.stdout + done.stderr
     assert done.returncode == 1, printed
@@ -75,41 +64,45 @@ def test_a_batch_of_hostile_serials_prints_them_as_text_without_a_traceback(
 # --- the disk: never through a link placed under --out; device folders 0700 ---------------------
 
 
-def test_a_batch_refuses_a_symbolic_link_at_its_state_folder(
-    service: Service, run_cli: RunCli, factory_key: str, tmp_path: Path
-) -> None:
+def link_elsewhere(link: Path, tmp_path: Path) -> Path:
+    """`link` (its parent made) a symbolic link to a new folder of mode 0755 outside --out; that folder."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o755)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / ".batch").symlink_to(elsewhere)
-    rows = tmp_path / "serials.csv"
-    rows.write_text("SerialNumber\nSN-L1\n")
+    link.parent.mkdir(parents=True)
+    link.symlink_to(elsewhere)
+    return elsewhere
 
-    done = run_cli("batch", "--csv", str(rows), "--template", "demo", "--out", str(out))
 
+def assert_refused_the_link(done: subprocess.CompletedProcess[str], elsewhere: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "symbolic link" in done.stderr and "Traceback" not in done.stderr
     assert list(elsewhere.iterdir()) == []  # no key written through the link
     assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755  # and no chmod through it
+
+
+def test_a_batch_refuses_a_symbolic_link_at_its_state_folder(
+    service: Service, run_cli: RunCli, factory_key: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    elsewhere = link_elsewhere(out / ".batch", tmp_path)
+    rows = tmp_path / "serials.csv"
+    rows.write_text("SerialNumber\nSN-L1\n")
+
+    done = run_cli(*batch_args(rows, out))
+
+    assert_refused_the_link(done, elsewhere)
     assert service.registrations() == []  # refused before anything was sent
 
 
 def test_a_device_folder_that_is_a_symbolic_link_gets_no_key(
     run_cli: RunCli, emulator: Emulator, tmp_path: Path
 ) -> None:
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir(mode=0o755)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "demo-SN-L2").symlink_to(elsewhere)
+    elsewhere = link_elsewhere(out / "demo-SN-L2", tmp_path)
 
     done = run_cli("device", "--template", "demo", "--param", "SerialNumber=SN-L2", "--out", str(out))
 
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "symbolic link" in done.stderr and "Traceback" not in done.stderr
-    assert list(elsewhere.iterdir()) == []
-    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
+    assert_refused_the_link(done, elsewhere)
 
 
 def test_an_existing_device_folder_is_made_0700_around_its_key(run_cli: RunCli, tmp_path: Path) -> None:

@@ -7,32 +7,21 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psutil
 import pytest
 from mqtt_support import MqttTestClient
+from raw_sockets import keep, open_socket
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Limits
 from emulator.mqtt.codec import encode_varint
 from emulator.security.sigv4 import presign_path
-
-_open_sockets: list[socket.socket] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_raw_sockets():
-    yield
-    while _open_sockets:
-        _open_sockets.pop().close()
-
-
-def open_socket(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    _open_sockets.append(sock)
-    return sock
 
 
 def raw_connect(port: int, client_id: str = "raw", keepalive: int = 60) -> socket.socket:
@@ -266,7 +255,7 @@ def test_tls_listener_refuses_a_client_without_certificate(emulator: Emulator) -
     sock = open_socket(emulator.ports["mqtts"])
     with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
         tls = context.wrap_socket(sock, server_hostname="localhost")
-        _open_sockets.append(tls)
+        keep(tls)
         body = b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x01x"
         tls.sendall(bytes([0x10, len(body)]) + body)
         if not tls.recv(4):
@@ -289,44 +278,11 @@ def _subscribe_raw(sock: socket.socket, *filters: str) -> None:
     assert sock.recv(1) == b"\x90"  # SUBACK (the rest is left unread)
 
 
-def test_client_that_stops_reading_is_aborted_and_freed(tmp_path) -> None:
-    limits = Limits(max_queued_bytes=256 * 1024)
-    with Emulator(
-        data_dir=tmp_path,
-        limits=limits,
-        key_algorithm="ec",
-        key_pool_size=1,
-        mqtts_port=None,
-        ws_port=None,
-        wss_port=None,
-    ) as emulator:
-        port = emulator.ports["mqtt"]
-        sock = socket.socket()
-        _open_sockets.append(sock)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up quickly
-        sock.settimeout(5)
-        sock.connect(("127.0.0.1", port))
-        body = b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x07sleeper"
-        sock.sendall(bytes([0x10, len(body)]) + body)
-        assert sock.recv(4) == b"\x20\x02\x00\x00"
-        _subscribe_raw(sock, "firehose")
-        publisher = MqttTestClient(emulator.urls["mqtt"]).connect()
-        try:
-            deadline = time.monotonic() + 20
-            while "sleeper" in emulator.connected_client_ids():
-                assert time.monotonic() < deadline, "a client that never reads was kept"
-                publisher.publish("firehose", b"x" * 100_000, qos=1)
-            # Gone from the server: tasks, subscriptions and socket freed, not merely flagged.
-            assert "sleeper" not in emulator.connected_client_ids()
-            assert emulator._connections() and all(c.client_id != "sleeper" for c in emulator._connections())
-            assert is_closed(sock, timeout=2)
-        finally:
-            publisher.close()
-
-
-def test_a_client_that_stops_reading_is_reset_leaving_no_unsent_data_in_the_kernel(tmp_path) -> None:
-    # Closed gracefully, the server's socket would sit in FIN-WAIT-1 for minutes holding what the
-    # client never read (megabytes per connection); a reset (SO_LINGER 0) drops it at once.
+@contextmanager
+def a_sleeper_cut_off(tmp_path: Path) -> Iterator[tuple[Emulator, socket.socket]]:
+    """An emulator queueing at most 256 KiB per client, and the raw socket of a client ("sleeper")
+    that subscribed to a firehose and never reads, once the emulator no longer counts it as
+    connected; the publisher that flooded it stays connected until the block ends."""
     with Emulator(
         data_dir=tmp_path,
         limits=Limits(max_queued_bytes=256 * 1024),
@@ -336,13 +292,10 @@ def test_a_client_that_stops_reading_is_reset_leaving_no_unsent_data_in_the_kern
         ws_port=None,
         wss_port=None,
     ) as emulator:
-        port = emulator.ports["mqtt"]
-        sock = socket.socket()
-        _open_sockets.append(sock)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock = keep(socket.socket())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up quickly
         sock.settimeout(5)
-        sock.connect(("127.0.0.1", port))
-        client_port = sock.getsockname()[1]
+        sock.connect(("127.0.0.1", emulator.ports["mqtt"]))
         body = b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x07sleeper"
         sock.sendall(bytes([0x10, len(body)]) + body)
         assert sock.recv(4) == b"\x20\x02\x00\x00"
@@ -353,8 +306,25 @@ def test_a_client_that_stops_reading_is_reset_leaving_no_unsent_data_in_the_kern
             while "sleeper" in emulator.connected_client_ids():
                 assert time.monotonic() < deadline, "a client that never reads was kept"
                 publisher.publish("firehose", b"x" * 100_000, qos=1)
+            yield emulator, sock
         finally:
             publisher.close()
+
+
+def test_client_that_stops_reading_is_aborted_and_freed(tmp_path: Path) -> None:
+    with a_sleeper_cut_off(tmp_path) as (emulator, sock):
+        # Gone from the server: tasks, subscriptions and socket freed, not merely flagged.
+        assert "sleeper" not in emulator.connected_client_ids()
+        assert emulator._connections() and all(c.client_id != "sleeper" for c in emulator._connections())
+        assert is_closed(sock, timeout=2)
+
+
+def test_a_client_that_stops_reading_is_reset_leaving_no_unsent_data_in_the_kernel(tmp_path: Path) -> None:
+    # Closed gracefully, the server's socket would sit in FIN-WAIT-1 for minutes holding what the
+    # client never read (megabytes per connection); a reset (SO_LINGER 0) drops it at once.
+    with a_sleeper_cut_off(tmp_path) as (emulator, sock):
+        port = emulator.ports["mqtt"]
+        client_port = sock.getsockname()[1]
 
         def server_side() -> list[str]:
             return [

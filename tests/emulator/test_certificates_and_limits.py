@@ -6,49 +6,22 @@ import time
 from pathlib import Path
 
 import pytest
-from device_keys import make_csr
+from iot_control import issue_pending_certificate, register_thing
 from mqtt_support import MqttTestClient
 
 from emulator import Emulator
-
-CSR_TOPIC = "$aws/certificates/create-from-csr/json"
 
 
 def tls_client(emulator: Emulator, cert: Path, key: Path) -> MqttTestClient:
     return MqttTestClient(emulator.urls["mqtts"], ca_file=str(emulator.ca_path), cert=str(cert), key=str(key))
 
 
-def issue_pending_certificate(emulator: Emulator, tmp_path: Path) -> tuple[dict, Path, Path]:
-    key_pem, csr_pem = make_csr()
-    client = MqttTestClient(emulator.urls["mqtt"]).connect()
-    try:
-        outcome, created = client.request(CSR_TOPIC, {"certificateSigningRequest": csr_pem})
-    finally:
-        client.close()
-    assert outcome == "accepted"
-    cert_path, key_path = tmp_path / "device.pem", tmp_path / "device.key"
-    cert_path.write_text(created["certificatePem"])
-    key_path.write_text(key_pem)
-    return created, cert_path, key_path
-
-
 def test_issued_certificates_connect_only_once_active(tmp_path: Path) -> None:
     with Emulator(data_dir=tmp_path / "data", key_algorithm="ec", key_pool_size=1) as emulator:
-        created, cert, key = issue_pending_certificate(emulator, tmp_path)
+        created, cert, key = issue_pending_certificate(emulator, tmp_path, "device")
         with pytest.raises((ConnectionError, TimeoutError, OSError)):
             tls_client(emulator, cert, key).connect()
-        client = MqttTestClient(emulator.urls["mqtt"]).connect()
-        try:
-            outcome, _ = client.request(
-                "$aws/provisioning-templates/demo/provision/json",
-                {
-                    "certificateOwnershipToken": created["certificateOwnershipToken"],
-                    "parameters": {"SerialNumber": "ACT-1"},
-                },
-            )
-        finally:
-            client.close()
-        assert outcome == "accepted"
+        register_thing(emulator, created["certificateOwnershipToken"], "demo", {"SerialNumber": "ACT-1"})
         device = tls_client(emulator, cert, key).connect()  # ACTIVE now
         device.close()
 
@@ -57,7 +30,7 @@ def test_revoked_certificate_is_refused_even_when_pending_ones_may_connect(tmp_p
     with Emulator(
         data_dir=tmp_path / "data", key_algorithm="ec", key_pool_size=1, require_active_certificates=False
     ) as emulator:
-        created, cert, key = issue_pending_certificate(emulator, tmp_path)
+        created, cert, key = issue_pending_certificate(emulator, tmp_path, "device")
         tls_client(emulator, cert, key).connect().close()  # pending may connect with the option off
         emulator.registry.set_certificate_status(created["certificateId"], "REVOKED")
         with pytest.raises((ConnectionError, TimeoutError, OSError)):

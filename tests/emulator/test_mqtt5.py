@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from raw_sockets import open_socket
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Limits
 from emulator.mqtt.codec import encode_varint
@@ -130,15 +131,6 @@ def paho5(emulator: Emulator):
 
 # -- raw MQTT 5 over a socket, for what a well-behaved client library will not send ----------
 
-_sockets: list[socket.socket] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_raw_sockets():
-    yield
-    while _sockets:
-        _sockets.pop().close()
-
 
 def _text(value: str | bytes) -> bytes:
     raw = value.encode() if isinstance(value, str) else value
@@ -183,8 +175,7 @@ def connect5(
     emulator: Emulator, client_id: str = "", *, properties: bytes = b"\x00", keepalive: int = 60
 ) -> tuple[socket.socket, bytes]:
     """Send an MQTT 5 CONNECT (clean start); return the socket and the CONNACK body."""
-    sock = socket.create_connection(("127.0.0.1", emulator.ports["mqtt"]), timeout=WAIT)
-    _sockets.append(sock)
+    sock = open_socket(emulator.ports["mqtt"], timeout=WAIT)
     body = _text("MQTT") + b"\x05\x02" + struct.pack("!H", keepalive) + properties + _text(client_id)
     sock.sendall(_packet(0x10, body))
     kind, connack = read_packet(sock)
@@ -342,22 +333,22 @@ def test_topic_alias_stands_for_its_topic(paho5) -> None:
     assert all(getattr(m.properties, "TopicAlias", None) is None for m in got)
 
 
-def test_topic_alias_above_8_is_disconnected_0x94(emulator: Emulator) -> None:
-    sock, _ = connect5(emulator, "alias-9")
-    publish5(sock, "a/b", b"x", properties=b"\x03\x23\x00\x09")
-    assert expect_disconnect(sock) == 0x94
-
-
-def test_payload_format_indicator_other_than_0_or_1_is_a_protocol_error(emulator: Emulator) -> None:
-    sock, _ = connect5(emulator, "format-2")
-    publish5(sock, "a/b", b"x", properties=b"\x02\x01\x02")
-    assert expect_disconnect(sock) == 0x82
-
-
-def test_unknown_topic_alias_is_a_protocol_error(emulator: Emulator) -> None:
-    sock, _ = connect5(emulator, "alias-unset")
-    publish5(sock, "", b"x", properties=b"\x03\x23\x00\x02")
-    assert expect_disconnect(sock) == 0x82
+@pytest.mark.parametrize(
+    ("topic", "properties", "reason"),
+    [
+        ("a/b", b"\x03\x23\x00\x09", 0x94),  # topic alias 9, above the 8 the CONNACK allowed
+        ("a/b", b"\x02\x01\x02", 0x82),  # payload format indicator 2: only 0 or 1 exist
+        ("", b"\x03\x23\x00\x02", 0x82),  # an empty topic with an alias never set
+    ],
+    ids=["topic-alias-above-8-is-0x94", "payload-format-indicator-2-is-a-protocol-error",
+         "unknown-topic-alias-is-a-protocol-error"],
+)  # fmt: skip
+def test_a_publish_with_bad_properties_is_disconnected_with_its_reason_code(
+    emulator: Emulator, topic: str, properties: bytes, reason: int
+) -> None:
+    sock, _ = connect5(emulator, "bad-properties")
+    publish5(sock, topic, b"x", properties=properties)
+    assert expect_disconnect(sock) == reason
 
 
 def test_qos2_publish_is_disconnected_0x9b(emulator: Emulator) -> None:
@@ -474,8 +465,7 @@ def test_provisioning_answer_follows_the_granted_qos0(emulator: Emulator) -> Non
 def test_will_with_properties_is_published_when_an_mqtt5_client_vanishes(emulator: Emulator, paho5) -> None:
     watcher = paho5()
     watcher.subscribe("status/dev5")
-    sock = socket.create_connection(("127.0.0.1", emulator.ports["mqtt"]), timeout=WAIT)
-    _sockets.append(sock)
+    sock = open_socket(emulator.ports["mqtt"], timeout=WAIT)
     will_properties = b"\x0c\x26" + _text("why") + _text("gone")
     body = (
         _text("MQTT")

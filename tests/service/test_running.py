@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,34 +13,28 @@ from pathlib import Path
 
 import pytest
 import requests
+from served import API_KEY, emulator_env, free_port, start_gunicorn, stop, wait_ready
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
-from service.launcher import gunicorn_command
-
-API_KEY = "running-test-key-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def local_mode(tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    """`python -m service` in local mode (its own emulator, data in tmp_path/emu), stderr piped."""
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("PROVISIONER_", "AWS_"))
+    }
+    environment.update(PROVISIONER_EMULATOR_DATA_DIR=str(tmp_path / "emu"), **env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        env=environment,
+        text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
 
 
-def wait_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"service exited early with {process.returncode}")
-        try:
-            if requests.get(base + "/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:  # not listening yet, or too busy starting to answer
-            pass
-        time.sleep(0.1)
-    raise AssertionError("service not ready in time")
-
-
-def stop(process: subprocess.Popen) -> str:
+def stop_for_stderr(process: subprocess.Popen[str]) -> str:
+    """Stopped as served.stop stops it; everything it wrote to stderr."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     try:
@@ -52,29 +45,12 @@ def stop(process: subprocess.Popen) -> str:
     return stderr
 
 
-def test_gunicorn_sigterm_finishes_in_flight_requests_then_disconnects(emulator: Emulator) -> None:
+def test_gunicorn_sigterm_finishes_in_flight_requests_then_disconnects(
+    emulator: Emulator, tmp_path: Path
+) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "PROVISIONER_BIND": f"127.0.0.1:{port}",
-        "PROVISIONER_WORKERS": "1",
-        "PROVISIONER_IOT_ENDPOINT": emulator.urls["wss"],
-        "PROVISIONER_AUTH_MODE": "sigv4",
-        "PROVISIONER_AWS_REGION": "us-east-1",
-        "PROVISIONER_CA_FILE": str(emulator.ca_path),
-        "PROVISIONER_API_KEYS": API_KEY,
-        "PROVISIONER_DATABASE_URL": "off",  # never a store in the repository's ./data
-        "PROVISIONER_POOL_SIZE": "2",
-        "AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": DEFAULT_SECRET_ACCESS_KEY,
-    }
-    process = subprocess.Popen(
-        gunicorn_command(),
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
+    env = emulator_env(emulator, PROVISIONER_BIND=f"127.0.0.1:{port}", PROVISIONER_WORKERS="1")
+    process = start_gunicorn(env, tmp_path / "gunicorn.log")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process)
@@ -107,21 +83,7 @@ def test_gunicorn_sigterm_finishes_in_flight_requests_then_disconnects(emulator:
 
 def test_python_m_service_runs_local_mode_end_to_end(tmp_path: Path) -> None:
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PROVISIONER_", "AWS_"))}
-    env.update(
-        {
-            "PROVISIONER_BIND": f"127.0.0.1:{port}",
-            "PROVISIONER_WORKERS": "2",
-            "PROVISIONER_EMULATOR_DATA_DIR": str(tmp_path / "emu"),
-        }
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        env=env,
-        text=True,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
+    process = local_mode(tmp_path, PROVISIONER_BIND=f"127.0.0.1:{port}", PROVISIONER_WORKERS="2")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process)
@@ -136,7 +98,7 @@ def test_python_m_service_runs_local_mode_end_to_end(tmp_path: Path) -> None:
         assert response.json()["thingName"] == "demo-LOCAL-1"
         assert response.json()["privateKey"].startswith("-----BEGIN RSA PRIVATE KEY-----")
     finally:
-        stderr = stop(process)
+        stderr = stop_for_stderr(process)
     assert "curl -s -X POST" in stderr and key in stderr  # the quick start's printout
     assert response.json()["privateKey"] not in stderr
     listed = subprocess.run(
@@ -178,26 +140,16 @@ def test_logs_hold_no_key_token_or_api_key(
 def test_local_mode_banner_never_prints_a_configured_api_key(tmp_path: Path) -> None:
     port = free_port()
     configured = "configured-key-0123456789abcdef"
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PROVISIONER_", "AWS_"))}
-    env.update(
-        {
-            "PROVISIONER_BIND": f"127.0.0.1:{port}",
-            "PROVISIONER_WORKERS": "1",
-            "PROVISIONER_API_KEYS": configured,
-            "PROVISIONER_EMULATOR_DATA_DIR": str(tmp_path / "emu"),
-        }
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        env=env,
-        text=True,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+    process = local_mode(
+        tmp_path,
+        PROVISIONER_BIND=f"127.0.0.1:{port}",
+        PROVISIONER_WORKERS="1",
+        PROVISIONER_API_KEYS=configured,
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}", process)
     finally:
-        stderr = stop(process)
+        stderr = stop_for_stderr(process)
     assert "curl -s -X POST" in stderr
     assert configured not in stderr
     assert "Authorization: Bearer <your key>" in stderr

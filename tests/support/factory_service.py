@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,13 @@ import requests
 
 CLI = [sys.executable, "-m", "provisioner_client"]
 CLI_TIMEOUT = 120
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def batch_args(rows: Path, out: Path, *more: str) -> list[str]:
+    """`iot-factory batch` of the CSV `rows` for the demo template into `out`, then `more`."""
+    return ["batch", "--csv", str(rows), "--template", "demo", "--out", str(out), *more]
 
 
 @dataclass

@@ -21,6 +21,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from device_keys import make_csr
+from issued_devices import IssuedDevice, saved
 from mqtt_support import MqttTestClient
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator
@@ -129,55 +130,63 @@ def aws_cli(
     )
 
 
-@dataclass
-class Device:
-    thing_name: str
-    certificate_id: str
-    certificate_arn: str
-    cert_path: Path
-    key_path: Path
-
-    def client(self, emulator: Emulator, **kwargs: Any) -> MqttTestClient:
-        """An MQTT client over mutual TLS with the device's own certificate."""
-        return MqttTestClient(
-            emulator.urls["mqtts"],
-            ca_file=str(emulator.ca_path),
-            cert=str(self.cert_path),
-            key=str(self.key_path),
-            **kwargs,
-        )
-
-
-def provision_device(emulator: Emulator, directory: Path, serial: str) -> Device:
-    """A device provisioned as the fleet does it (CreateCertificateFromCsr, RegisterThing with the
-    demo template), its key made here: an ACTIVE certificate attached to thing demo-<serial>."""
-    key_pem, csr_pem = make_csr(serial)
+def create_certificate_from_csr(emulator: Emulator, csr_pem: str) -> dict[str, Any]:
+    """CreateCertificateFromCsr over MQTT with the claim: its answer (certificateId, certificatePem,
+    certificateOwnershipToken); the certificate stays PENDING_ACTIVATION until RegisterThing."""
     client = MqttTestClient(emulator.urls["mqtt"]).connect()
     try:
         outcome, created = client.request(CSR_TOPIC, {"certificateSigningRequest": csr_pem})
-        assert outcome == "accepted", created
-        outcome, registered = client.request(
-            "$aws/provisioning-templates/demo/provision/json",
-            {
-                "certificateOwnershipToken": created["certificateOwnershipToken"],
-                "parameters": {"SerialNumber": serial},
-            },
-        )
-        assert outcome == "accepted", registered
     finally:
         client.close()
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / f"{serial}.pem", directory / f"{serial}.key"
+    assert outcome == "accepted", created
+    return dict(created)
+
+
+def register_thing(
+    emulator: Emulator, token: str, template: str, parameters: dict[str, str]
+) -> dict[str, Any]:
+    """RegisterThing over MQTT with the claim, redeeming an ownership token: its answer (thingName)."""
+    client = MqttTestClient(emulator.urls["mqtt"]).connect()
+    try:
+        outcome, registered = client.request(
+            f"$aws/provisioning-templates/{template}/provision/json",
+            {"certificateOwnershipToken": token, "parameters": parameters},
+        )
+    finally:
+        client.close()
+    assert outcome == "accepted", registered
+    return dict(registered)
+
+
+def register_over_mqtt(
+    emulator: Emulator, csr_pem: str, template: str, parameters: dict[str, str]
+) -> dict[str, Any]:
+    """Fleet provisioning as a device does it with the claim: CreateCertificateFromCsr, then
+    RegisterThing with `template`; the CreateCertificateFromCsr answer with the thingName added."""
+    created = create_certificate_from_csr(emulator, csr_pem)
+    registered = register_thing(emulator, created["certificateOwnershipToken"], template, parameters)
+    return {**created, "thingName": registered["thingName"]}
+
+
+def issue_pending_certificate(
+    emulator: Emulator, directory: Path, name: str
+) -> tuple[dict[str, Any], Path, Path]:
+    """A certificate from CreateCertificateFromCsr whose token is not redeemed (PENDING_ACTIVATION):
+    its answer, and its certificate and key written to `directory` as <name>.pem and <name>.key."""
+    key_pem, csr_pem = make_csr(name)
+    created = create_certificate_from_csr(emulator, csr_pem)
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
     cert_path.write_text(created["certificatePem"])
     key_path.write_text(key_pem)
-    certificate_id = created["certificateId"]
-    return Device(
-        registered["thingName"],
-        certificate_id,
-        f"arn:aws:iot:{REGION}:000000000000:cert/{certificate_id}",
-        cert_path,
-        key_path,
-    )
+    return created, cert_path, key_path
+
+
+def provision_device(emulator: Emulator, directory: Path, serial: str) -> IssuedDevice:
+    """A device provisioned as the fleet does it (CreateCertificateFromCsr, RegisterThing with the
+    demo template), its key made here: an ACTIVE certificate attached to thing demo-<serial>."""
+    key_pem, csr_pem = make_csr(serial)
+    answer = register_over_mqtt(emulator, csr_pem, "demo", {"SerialNumber": serial})
+    return saved(directory, serial, answer, key_pem)
 
 
 def tls_context(emulator: Emulator) -> ssl.SSLContext:

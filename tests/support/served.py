@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -41,24 +42,28 @@ def emulator_env(emulator: Emulator, **env: str) -> dict[str, str]:
     }
 
 
-def start_gunicorn(env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """gunicorn with the service's config; its stderr goes to `log`."""
+def start_gunicorn(env: Mapping[str, str], log: Path, *arguments: str) -> subprocess.Popen[bytes]:
+    """gunicorn with the service's config and these command-line `arguments`; its stderr goes to `log`."""
     with open(log, "ab") as stderr:
         return subprocess.Popen(
-            gunicorn_command(),
+            gunicorn_command(*arguments),
             env=dict(env),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
 
 
-def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_ready(
+    base: str, process: subprocess.Popen[Any], timeout: float = 60, *, verify: bool | str = True
+) -> None:
+    """Until GET `base`/readyz answers 200 (over TLS: `verify` is the CA file); fails at once if
+    `process` exits, or after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"service exited early with {process.returncode}")
         try:
-            if requests.get(base + "/readyz", timeout=2).status_code == 200:
+            if requests.get(base + "/readyz", timeout=2, verify=verify).status_code == 200:
                 return
         except requests.RequestException:  # not listening yet, or busy starting its workers
             pass
@@ -66,7 +71,7 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60)
     raise AssertionError("service not ready in time")
 
 
-def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+def stop(process: subprocess.Popen[Any], timeout: float = 30) -> int:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     try:

@@ -13,7 +13,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from device_keys import make_csr
-from iot_control import CSR_TOPIC, connect_refused, iot_client, provision_device
+from iot_control import (
+    connect_refused,
+    create_certificate_from_csr,
+    iot_client,
+    issue_pending_certificate,
+    provision_device,
+)
 from mqtt_support import MqttTestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -105,16 +111,7 @@ def test_the_delay_is_configurable_and_mqtt5_clients_are_told_not_authorized(tmp
 
 
 def test_a_pending_certificate_cannot_connect(emulator: Emulator, tmp_path: Path) -> None:
-    key_pem, csr_pem = make_csr("pending")
-    client = MqttTestClient(emulator.urls["mqtt"]).connect()
-    try:
-        outcome, created = client.request(CSR_TOPIC, {"certificateSigningRequest": csr_pem})
-    finally:
-        client.close()
-    assert outcome == "accepted"
-    cert, key = tmp_path / "pending.pem", tmp_path / "pending.key"
-    cert.write_text(created["certificatePem"])
-    key.write_text(key_pem)
+    _, cert, key = issue_pending_certificate(emulator, tmp_path, "pending")
     pending = MqttTestClient(
         emulator.urls["mqtts"], ca_file=str(emulator.ca_path), cert=str(cert), key=str(key)
     )
@@ -125,13 +122,7 @@ def test_unredeemed_certificates_are_deleted_after_the_token_lifetime(tmp_path: 
     with Emulator(
         data_dir=tmp_path / "data", key_algorithm="ec", key_pool_size=1, token_lifetime=0.5
     ) as emulator:
-        _, csr_pem = make_csr()
-        client = MqttTestClient(emulator.urls["mqtt"]).connect()
-        try:
-            outcome, abandoned = client.request(CSR_TOPIC, {"certificateSigningRequest": csr_pem})
-            assert outcome == "accepted"
-        finally:
-            client.close()
+        abandoned = create_certificate_from_csr(emulator, make_csr()[1])
         kept = provision_device(emulator, tmp_path, "W-KEPT")  # redeemed at once: ACTIVE, stays
         iot = iot_client(emulator)
         description = iot.describe_certificate(certificateId=abandoned["certificateId"])

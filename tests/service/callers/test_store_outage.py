@@ -6,11 +6,8 @@ fails")."""
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +17,8 @@ from typing import Any
 
 import pytest
 from device_keys import make_csr
-from postgres import PostgresServer, find_bindir
+from disks import fill, small_tmpfs
+from postgres import PostgresServer
 
 from emulator import Fault
 
@@ -42,54 +40,10 @@ def provision(api: Any, key: str, serial: str, *, csr: str, headers: dict[str, s
 
 
 @pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A cluster of its own: stopping it must not touch the session's."""
-    bindir = find_bindir()
-    if bindir is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("PostgreSQL 15 not installed (apt-get install postgresql)", pytrace=False)
-        pytest.skip("PostgreSQL 15 not installed (apt-get install postgresql)")
-    server = PostgresServer(bindir).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 MiB tmpfs: a disk that really fills (root only)."""
-    path = tmp_path / "disk"
-    path.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    yield path
-    subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Write a file until the disk refuses (ENOSPC); return it."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    block = b"\xff" * (1 << 16)
-    try:
-        while True:
-            try:
-                os.write(fd, block)
-            except OSError as error:
-                assert error.errno == errno.ENOSPC, error
-                if len(block) == 1:
-                    break
-                block = block[: len(block) // 2]
-    finally:
-        os.close(fd)
-    return filler
+    with small_tmpfs(tmp_path / "disk", "size=16m,mode=0700") as disk:
+        yield disk
 
 
 class Line:

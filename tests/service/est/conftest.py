@@ -25,19 +25,16 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from est_client import EstClient, ServerTls, make_server_tls
-from served import API_KEY, emulator_env, free_port, stop
+from served import API_KEY, emulator_env, free_port, start_gunicorn, stop, wait_ready
 
 from emulator import Emulator
-from service.serving.launcher import gunicorn_command
 
 HAVE_NGINX = shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
 
@@ -83,36 +80,19 @@ def est_gunicorn(emulator: Emulator, tmp_path: Path) -> Iterator[Callable[..., E
             arguments += ["--certfile", str(tls.cert_path), "--keyfile", str(tls.key_path)]
         if client_ca is not None:  # ask for a client certificate, issued by client_ca (optional)
             arguments += ["--cert-reqs", "1", "--ca-certs", str(client_ca)]
-        with open(log, "ab") as stderr:
-            process = subprocess.Popen(
-                gunicorn_command(*arguments), env=environment, stdout=subprocess.DEVNULL, stderr=stderr
-            )
+        process = start_gunicorn(environment, log, *arguments)
         started.append(process)
         client = EstClient(
             f"{'https' if tls else 'http'}://127.0.0.1:{port}",
             API_KEY,
             verify=str(tls.ca_path) if tls is not None else True,
         )
-        wait_ready(client, process)
+        wait_ready(client.base_url, process, verify=client.verify)
         return client
 
     yield start
     for process in started:
         assert stop(process) == 0, log.read_text()[-3000:]
-
-
-def wait_ready(client: EstClient, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"service exited early with {process.returncode}")
-        try:
-            if requests.get(client.base_url + "/readyz", timeout=2, verify=client.verify).status_code == 200:
-                return
-        except requests.RequestException:  # not listening yet, or busy starting its workers
-            pass
-        time.sleep(0.1)
-    raise AssertionError("service not ready in time")
 
 
 @dataclass
@@ -162,7 +142,7 @@ def est_production(
             )
         started.append(process)
         client = EstClient(f"https://127.0.0.1:{tls_port}", API_KEY, verify=str(server_tls.ca_path))
-        wait_ready(client, process)
+        wait_ready(client.base_url, process, verify=client.verify)
         return Production(client, f"http://127.0.0.1:{port}", database_url)
 
     yield start

@@ -5,35 +5,17 @@ as production runs it (gunicorn) serving TLS, on the real emulator: `openssl req
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from est_client import EstClient, ServerTls
+from shell import needs_curl, ok, sh
 
 from emulator import Emulator
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-
-
-def sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`script` in bash with -e and pipefail, in `cwd`; its output as text."""
-    return subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + script],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def ok(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
-    return done.stdout
+pytestmark = needs_curl
 
 
 @pytest.fixture

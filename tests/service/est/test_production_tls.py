@@ -5,39 +5,21 @@ certificate it got; every step as RFC 7030's examples write it."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import requests
 from cryptography import x509
 from est_client import EstClient
+from shell import needs_curl, ok, sh
 
 from emulator import Emulator
 from service.callers.devices import groups
 from service.store import Store
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-
-
-def sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + script],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def ok(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
-    return done.stdout
+pytestmark = needs_curl
 
 
 def make_idevids(directory: Path, count: int, maker: str = "Example Devices") -> Path:

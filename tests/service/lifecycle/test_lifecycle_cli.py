@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from device_keys import make_csr
-from iot_control import CSR_TOPIC, connect_refused, iot_client
+from iot_control import connect_refused, iot_client, register_over_mqtt
 from issued_devices import provision_through
-from mqtt_support import MqttTestClient
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
 
@@ -238,18 +237,4 @@ def _provision_outside(emulator: Emulator, thing_name: str) -> str:
     """A device provisioned with the claim but not through the service, its thing named as asked
     (`-outsider`: a name a spreadsheet would take for a formula)."""
     _, csr = make_csr("outsider")
-    client = MqttTestClient(emulator.urls["mqtt"]).connect()
-    try:
-        outcome, created = client.request(CSR_TOPIC, {"certificateSigningRequest": csr})
-        assert outcome == "accepted", created
-        outcome, registered = client.request(
-            "$aws/provisioning-templates/named/provision/json",
-            {
-                "certificateOwnershipToken": created["certificateOwnershipToken"],
-                "parameters": {"ThingName": thing_name},
-            },
-        )
-        assert outcome == "accepted", registered
-    finally:
-        client.close()
-    return str(created["certificateId"])
+    return str(register_over_mqtt(emulator, csr, "named", {"ThingName": thing_name})["certificateId"])

@@ -3,15 +3,13 @@ store by several workers at once: each settlement is written exactly once."""
 
 from __future__ import annotations
 
-import errno
-import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from disks import fill, small_tmpfs
 
 from service.callers import keys, settlement
 from service.callers.model import KeySpec
@@ -82,34 +80,13 @@ def test_workers_appending_at_once_lose_nothing(tmp_path: Path) -> None:
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (root only)."""
-    path = tmp_path / "disk"
-    path.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    yield path
-    subprocess.run(["umount", "-l", str(path)], check=False)
+    with small_tmpfs(tmp_path / "disk", "size=1m") as disk:
+        yield disk
 
 
 def test_the_reserve_keeps_records_on_a_full_disk(full_disk: Path) -> None:
     journal = Journal(full_disk / "store.db.settlements", reserve=64 * 1024)
-    filler = full_disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (4096, 1):  # until not one byte more fits
-            with pytest.raises(OSError) as full:
-                while True:
-                    os.write(fd, b"\xff" * size)
-            assert full.value.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
+    filler = fill(full_disk)  # until not one byte more fits
     number = 0
     with pytest.raises(JournalError):
         while True:  # into the reserve, then past it
