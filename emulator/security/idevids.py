@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from emulator.security import pki
 from emulator.security.keys import PrivateKey
 
 # 802.1AR: an IDevID (and its CAs) "should" carry this notAfter, meaning no expiry.
@@ -130,7 +131,7 @@ class Issuer:
             )
         )
         if key_usage:
-            builder = builder.add_extension(_usage(digital_signature=True), critical=True)
+            builder = builder.add_extension(pki.key_usage(), critical=True)
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
         return key, builder.sign(self.key, hashes.SHA256())
@@ -214,20 +215,6 @@ def _organization(certificate: x509.Certificate) -> str:
     return str(found[0].value) if found else DEFAULT_ORGANIZATION
 
 
-def _usage(*, digital_signature: bool = False, ca: bool = False) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def _ca_builder(
     subject: x509.Name,
     issuer: x509.Name,
@@ -247,7 +234,7 @@ def _ca_builder(
         .not_valid_before(not_before or dt.datetime.now(dt.UTC) - BACKDATE)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_usage(ca=True), critical=True)
+        .add_extension(pki.key_usage(digital_signature=False, cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if key is not issuer_key:

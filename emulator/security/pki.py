@@ -216,7 +216,7 @@ def _make_ca() -> _Pair:
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + CA_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(key_usage(cert_sign=True), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
@@ -224,12 +224,14 @@ def _make_ca() -> _Pair:
     return _Pair(cert, key)
 
 
-def _key_usage(*, cert_sign: bool = False, rsa_key: bool = False) -> x509.KeyUsage:
-    # keyEncipherment only makes sense for RSA (TLS RSA key transport); EC keys only sign.
+def key_usage(
+    *, digital_signature: bool = True, key_encipherment: bool = False, cert_sign: bool = False
+) -> x509.KeyUsage:
+    """keyUsage with only these bits (a CA's `cert_sign` also signs CRLs)."""
     return x509.KeyUsage(
-        digital_signature=True,
+        digital_signature=digital_signature,
         content_commitment=False,
-        key_encipherment=rsa_key,
+        key_encipherment=key_encipherment,
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=cert_sign,
@@ -289,7 +291,8 @@ def _sign(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(rsa_key=isinstance(public_key, rsa.RSAPublicKey)), critical=True)
+        # keyEncipherment only makes sense for RSA (TLS RSA key transport); EC keys only sign.
+        .add_extension(key_usage(key_encipherment=isinstance(public_key, rsa.RSAPublicKey)), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
     )
