@@ -3,6 +3,8 @@ API and CLI."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +16,43 @@ def when(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
+def fields_view(record: object, names: Iterable[str]) -> dict[str, Any]:
+    """`record`'s attributes as JSON, each under its camelCase name (`lastUsedAt` is the
+    attribute `last_used_at`), in this order; a time as ISO 8601 in UTC (`when`)."""
+    view = {}
+    for name in names:
+        value = getattr(record, _SNAKE.sub(r"_\1", name).lower())
+        view[name] = when(value) if isinstance(value, datetime) else value
+    return view
+
+
+_SNAKE = re.compile(r"([A-Z])")
+
+
+KEY_LIMITS_AND_TIMES = (
+    "scope",
+    "maxProvisions",
+    "ratePerMinute",
+    "provisions",
+    "createdAt",
+    "expiresAt",
+    "revokedAt",
+    "lastUsedAt",
+)
+ENROLLMENT_FIELDS = (
+    "template",
+    "parameter",
+    "value",
+    "enabled",
+    "reprovision",
+    "provisions",
+    "lastThingName",
+    "lastCertificateId",
+    "lastProvisionedAt",
+    "createdAt",
+)
+
+
 def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
     if record.revoked_at is not None:
         state = "revoked"
@@ -22,34 +61,14 @@ def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
     else:
         state = "active"
     return {
-        "keyId": record.key_id,
-        "name": record.name,
-        "role": record.role,
+        **fields_view(record, ("keyId", "name", "role")),
         "state": state,
-        "scope": record.scope,
-        "maxProvisions": record.max_provisions,
-        "ratePerMinute": record.rate_per_minute,
-        "provisions": record.provisions,
-        "createdAt": when(record.created_at),
-        "expiresAt": when(record.expires_at),
-        "revokedAt": when(record.revoked_at),
-        "lastUsedAt": when(record.last_used_at),
+        **fields_view(record, KEY_LIMITS_AND_TIMES),
     }
 
 
 def enrollment_view(record: EnrollmentRecord) -> dict[str, Any]:
-    return {
-        "template": record.template,
-        "parameter": record.parameter,
-        "value": record.value,
-        "enabled": record.enabled,
-        "reprovision": record.reprovision,
-        "provisions": record.provisions,
-        "lastThingName": record.last_thing_name,
-        "lastCertificateId": record.last_certificate_id,
-        "lastProvisionedAt": when(record.last_provisioned_at),
-        "createdAt": when(record.created_at),
-    }
+    return fields_view(record, ENROLLMENT_FIELDS)
 
 
 REGISTRATION_FIELDS = (
@@ -78,66 +97,38 @@ REGISTRATION_FIELDS = (
 
 
 def registration_view(record: Registration) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "at": when(record.at),
-        "requestId": record.request_id,
-        "keyId": record.key_id,
-        "callerAddress": record.caller_address,
-        "template": record.template,
-        "parameters": record.parameters,
-        "flow": record.flow,
-        "outcome": record.outcome,
-        "httpStatus": record.http_status,
-        "step": record.step,
-        "problem": record.problem,
-        "awsErrorCode": record.aws_error_code,
-        "thingName": record.thing_name,
-        "certificateId": record.certificate_id,
-        "durationMs": round(record.duration_ms, 1),
-        "idempotencyKey": record.idempotency_key,
-        "deviceCaId": record.device_ca_id,
-        "deviceIssuer": record.device_issuer,
-        "deviceSerial": record.device_serial,
-        "deviceFingerprint": record.device_fingerprint,
-    }
+    view = fields_view(record, REGISTRATION_FIELDS)
+    view["durationMs"] = round(record.duration_ms, 1)
+    return view
+
+
+DEVICE_CA_FIELDS = (
+    "caId",
+    "name",
+    "template",
+    "subject",
+    "fingerprintSha256",
+    "certificates",
+    "parameters",
+    "reprovision",
+    "enabled",
+    "maxChainDepth",
+    "maxProvisions",
+    "ratePerMinute",
+    "provisions",
+    "revision",
+    "createdAt",
+    "updatedAt",
+)
 
 
 def device_ca_view(record: DeviceCaRecord) -> dict[str, Any]:
-    return {
-        "caId": record.ca_id,
-        "name": record.name,
-        "template": record.template,
-        "subject": record.subject,
-        "fingerprintSha256": record.fingerprint_sha256,
-        "certificates": record.certificates,
-        "parameters": record.parameters,
-        "reprovision": record.reprovision,
-        "enabled": record.enabled,
-        "maxChainDepth": record.max_chain_depth,
-        "maxProvisions": record.max_provisions,
-        "ratePerMinute": record.rate_per_minute,
-        "provisions": record.provisions,
-        "revision": record.revision,
-        "createdAt": when(record.created_at),
-        "updatedAt": when(record.updated_at),
-    }
+    return fields_view(record, DEVICE_CA_FIELDS)
 
 
 def block_view(record: BlockRecord) -> dict[str, Any]:
-    return {
-        "kind": record.kind,
-        "value": record.value,
-        "reason": record.reason,
-        "createdAt": when(record.created_at),
-    }
+    return fields_view(record, ("kind", "value", "reason", "createdAt"))
 
 
 def crl_view(record: CrlRecord) -> dict[str, Any]:
-    return {
-        "issuer": record.issuer,
-        "thisUpdate": when(record.this_update),
-        "nextUpdate": when(record.next_update),
-        "revoked": record.revoked,
-        "loadedAt": when(record.loaded_at),
-    }
+    return fields_view(record, ("issuer", "thisUpdate", "nextUpdate", "revoked", "loadedAt"))

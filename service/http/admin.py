@@ -15,37 +15,19 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, request
+from flask import Response, request
 
 from service.callers import enrollment_csv, keys
 from service.callers.model import KeySpec, Scope
 from service.callers.views import enrollment_view, key_view, registration_view
 from service.errors import InvalidInput, NotFound, UnsupportedMediaType
-from service.http import auth, checked, context
-from service.http.admin_schemas import (
-    EnrollmentQuerySchema,
-    EnrollmentSchema,
-    ImportQuerySchema,
-    KeyCreateSchema,
-    RegistrationQuerySchema,
-)
+from service.http import admin_schemas, auth, checked, context
 from service.http.body import read_body
 from service.http.responses import json_response
 from service.store import KeyRecord, RegistrationFilter, Store, null
 from service.text import refuse_unusable
 
-blueprint = Blueprint("admin", __name__, url_prefix="/admin")
-
-_KEY_CREATE = KeyCreateSchema()
-_ENROLLMENT = EnrollmentSchema()
-_ENROLLMENT_QUERY = EnrollmentQuerySchema()
-_IMPORT_QUERY = ImportQuerySchema()
-_REGISTRATION_QUERY = RegistrationQuerySchema()
-
-
-@blueprint.before_request
-def _admins_only() -> None:
-    auth.admin()
+blueprint = auth.admin_blueprint("admin", __name__, url_prefix="/admin")
 
 
 def _store() -> Store:
@@ -69,7 +51,7 @@ def _key(store: Store, key_id: str) -> KeyRecord:
 
 @blueprint.post("/keys")
 def create_key() -> Response:
-    data = checked.body(_KEY_CREATE)
+    data = checked.body(admin_schemas.KeyCreateSchema)
     templates = tuple(data["templates"]) if data["templates"] is not None else None
     spec = checked.into(KeySpec, data, scope=checked.into(Scope, data, templates=templates))
     now = datetime.now(UTC)
@@ -101,7 +83,7 @@ def revoke_key(key_id: str) -> Response:
 
 @blueprint.post("/enrollments")
 def put_enrollment() -> Response:
-    data = checked.body(_ENROLLMENT)
+    data = checked.body(admin_schemas.EnrollmentSchema)
     entry = enrollment_csv.entry(
         data["template"], data["parameter"], data["value"], data["enabled"], data["reprovision"]
     )
@@ -114,7 +96,7 @@ def put_enrollment() -> Response:
 
 @blueprint.post("/enrollments/import")
 def import_enrollments() -> Response:
-    query = checked.query(_IMPORT_QUERY)
+    query = checked.query(admin_schemas.ImportQuerySchema)
     if request.mimetype not in ("text/csv", "text/plain"):
         raise UnsupportedMediaType(f"Send the CSV as text/csv, got {request.mimetype or 'no Content-Type'}.")
     raw = read_body(enrollment_csv.MAX_BYTES)
@@ -129,7 +111,7 @@ def import_enrollments() -> Response:
 
 @blueprint.get("/enrollments")
 def list_enrollments() -> Response:
-    query = checked.query(_ENROLLMENT_QUERY)
+    query = checked.query(admin_schemas.EnrollmentQuerySchema)
     records = _store().enrollments.page(query["template"], query["after"], query["limit"])
     following = records[-1].id if len(records) == query["limit"] else None
     return json_response({"items": [enrollment_view(r) for r in records], "next": following}, 200)
@@ -137,7 +119,7 @@ def list_enrollments() -> Response:
 
 @blueprint.get("/registrations")
 def list_registrations() -> Response:
-    query = checked.query(_REGISTRATION_QUERY)
+    query = checked.query(admin_schemas.RegistrationQuerySchema)
     where = checked.into(RegistrationFilter, query)
     records = _store().registrations.page(where, query["before"], query["limit"])
     following = records[-1].id if len(records) == query["limit"] else None

@@ -22,41 +22,22 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Response
 
 from service.callers.devices import DeviceCaSpec, groups
 from service.callers.devices.certificates import MAX_CRL_REQUEST_BYTES
 from service.callers.views import block_view, crl_view, device_ca_view
 from service.errors import InvalidInput, NotFound
-from service.http import auth, checked, context
-from service.http.admin_schemas import (
-    BlockQuerySchema,
-    BlockSchema,
-    CrlSchema,
-    DeviceCaChangeSchema,
-    DeviceCaCreateSchema,
-    DeviceCaQuerySchema,
-)
+from service.http import admin_schemas, auth, checked, context
 from service.http.responses import json_response
 from service.store import Store, null
 from service.store.device_cas import DeviceCaRecord
 from service.text import refuse_unusable
 
-blueprint = Blueprint("admin_device_cas", __name__, url_prefix="/admin/device-cas")
+blueprint = auth.admin_blueprint("admin_device_cas", __name__, url_prefix="/admin/device-cas")
 
-_CREATE = DeviceCaCreateSchema()
-_CHANGE = DeviceCaChangeSchema()
-_QUERY = DeviceCaQuerySchema()
-_BLOCK = BlockSchema()
-_BLOCK_QUERY = BlockQuerySchema()
-_CRL = CrlSchema()
 # Issued ids all look like this: anything else is looked up nowhere.
 CA_ID = re.compile(r"c[0-9a-f]{12}")
-
-
-@blueprint.before_request
-def _admins_only() -> None:
-    auth.admin()
 
 
 def _store() -> Store:
@@ -83,7 +64,7 @@ def _full_view(store: Store, record: DeviceCaRecord) -> dict[str, Any]:
 
 @blueprint.post("")
 def register() -> Response:
-    data = checked.body(_CREATE)
+    data = checked.body(admin_schemas.DeviceCaCreateSchema)
     spec = checked.into(DeviceCaSpec, data)
     store = _store()
     record = groups.register(store.device_cas, spec, datetime.now(UTC))
@@ -92,7 +73,7 @@ def register() -> Response:
 
 @blueprint.get("")
 def list_() -> Response:
-    query = checked.query(_QUERY)
+    query = checked.query(admin_schemas.DeviceCaQuerySchema)
     records = _store().device_cas.list(query["template"])
     return json_response({"items": [device_ca_view(r) for r in records]}, 200)
 
@@ -105,7 +86,7 @@ def get(ca_id: str) -> Response:
 
 @blueprint.patch("/<ca_id>")
 def change(ca_id: str) -> Response:
-    data = checked.body(_CHANGE)
+    data = checked.body(admin_schemas.DeviceCaChangeSchema)
     store = _store()
     _ca(store, ca_id)
     if not groups.change(store.device_cas, ca_id, data, datetime.now(UTC)):
@@ -124,10 +105,8 @@ def delete(ca_id: str) -> Response:
 
 @blueprint.post("/<ca_id>/blocks")
 def block(ca_id: str) -> Response:
-    data = checked.body(_BLOCK)
-    store = _store()
-    _ca(store, ca_id)
-    kind, value = groups.normalized_block(data["kind"], data["value"])
+    data = checked.body(admin_schemas.BlockSchema)
+    store, kind, value = _named_block(ca_id, data)
     try:
         added = groups.block(store.device_cas, ca_id, kind, value, datetime.now(UTC), data["reason"])
     except LookupError:
@@ -138,18 +117,23 @@ def block(ca_id: str) -> Response:
 
 @blueprint.delete("/<ca_id>/blocks")
 def unblock(ca_id: str) -> Response:
-    query = checked.query(_BLOCK_QUERY)
-    store = _store()
-    _ca(store, ca_id)
-    kind, value = groups.normalized_block(query["kind"], query["value"])
+    store, kind, value = _named_block(ca_id, checked.query(admin_schemas.BlockQuerySchema))
     if not store.device_cas.unblock(ca_id, kind, value, datetime.now(UTC)):
         raise NotFound(f"device CA {ca_id} has no block of {kind} {value!r}")
     return json_response({"kind": kind, "value": value, "blocked": False}, 200)
 
 
+def _named_block(ca_id: str, given: dict[str, Any]) -> tuple[Store, str, str]:
+    """The store and the block `given` names, its value in its one spelling, of a CA that exists."""
+    store = _store()
+    _ca(store, ca_id)
+    kind, value = groups.normalized_block(given["kind"], given["value"])
+    return store, kind, value
+
+
 @blueprint.put("/<ca_id>/crl")
 def put_crl(ca_id: str) -> Response:
-    data = checked.body(_CRL, MAX_CRL_REQUEST_BYTES)
+    data = checked.body(admin_schemas.CrlSchema, MAX_CRL_REQUEST_BYTES)
     store = _store()
     _ca(store, ca_id)
     try:

@@ -20,7 +20,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app
+from flask import Flask, Response, current_app
 from marshmallow import RAISE, Schema, fields, validate
 
 from service.aws import ControlPlaneHolder, ControlPlaneUnavailable
@@ -35,7 +35,7 @@ from service.process import PerProcess
 from service.store.lifecycle import KINDS, STATES
 from service.text import refuse_unusable
 
-blueprint = Blueprint("admin_lifecycle", __name__, url_prefix="/admin")
+blueprint = auth.admin_blueprint("admin_lifecycle", __name__, url_prefix="/admin")
 
 # AWS IoT's rules for a thing name and a certificate id: anything else is looked up nowhere.
 THING_NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
@@ -85,18 +85,10 @@ class _ReconcileQuery(Schema):
     since = UtcDateTime(load_default=None)
 
 
-_DEVICES, _ROTATE, _ORPHANS, _RECONCILE = _DevicesQuery(), _RotateBody(), _OrphansQuery(), _ReconcileQuery()
-
-
 def init_app(app: Flask, lifecycle: Lifecycle, control: PerProcess[ControlPlaneHolder]) -> None:
     app.extensions["lifecycle"] = lifecycle
     app.extensions["control_plane"] = control
     app.register_blueprint(blueprint)
-
-
-@blueprint.before_request
-def _admins_only() -> None:
-    auth.admin()
 
 
 def _lifecycle() -> Lifecycle:
@@ -147,7 +139,7 @@ def status() -> Response:
 
 @blueprint.get("/devices")
 def list_devices() -> Response:
-    query = checked.query(_DEVICES)
+    query = checked.query(_DevicesQuery)
     things, following = _lifecycle().control().list_things(query["next"], query["limit"])
     return json_response({"items": [views.thing_view(t) for t in things], "next": following}, 200)
 
@@ -167,7 +159,7 @@ def decommission_device(thing_name: str) -> Response:
 @blueprint.post("/devices/<thing_name>/rotate")
 def rotate_device(thing_name: str) -> Response:
     name = _thing(thing_name)
-    body = checked.body(_ROTATE)
+    body = checked.body(_RotateBody)
     grace = timedelta(seconds=body["grace_seconds"]) if body["grace_seconds"] is not None else None
     done = rotation.rotate(
         _lifecycle(),
@@ -205,7 +197,7 @@ def reactivate_certificate(certificate_id: str) -> Response:
 
 @blueprint.get("/orphans")
 def list_orphans() -> Response:
-    query = checked.query(_ORPHANS)
+    query = checked.query(_OrphansQuery)
     records = _lifecycle().records()
     items = records.page(
         state=query["state"],
@@ -233,6 +225,6 @@ def sweep_orphans() -> Response:
 
 @blueprint.get("/reconcile")
 def reconcile_audit() -> Response:
-    query = checked.query(_RECONCILE)
+    query = checked.query(_ReconcileQuery)
     result = reconcile.reconcile(_lifecycle(), query["since"])
     return json_response(views.reconciliation_view(result), 200)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import g, request
+from flask import Blueprint, g, request
 
 from service import logs
 from service.callers import keys
@@ -39,6 +39,17 @@ def admin() -> Caller:
             f"API key {found.key_id} has the role '{found.role}'; this needs 'admin'", rule="admin-only"
         )
     return found
+
+
+def admin_blueprint(name: str, import_name: str, url_prefix: str) -> Blueprint:
+    """A blueprint whose every view is for admin keys only (401/403 before the view runs)."""
+    blueprint = Blueprint(name, import_name, url_prefix=url_prefix)
+
+    @blueprint.before_request
+    def _admins_only() -> None:
+        admin()
+
+    return blueprint
 
 
 def is_admin() -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.aws import Certificate, Thing
-from service.callers.views import enrollment_view, registration_view, when
+from service.callers.views import enrollment_view, fields_view, registration_view, when
 from service.lifecycle.certificates import StatusChange
 from service.lifecycle.devices import Decommissioning, DeviceView
 from service.lifecycle.orphans import SweepReport
@@ -30,23 +30,16 @@ RETIREMENT_FIELDS = (
     "lastAttemptAt",
     "doneAt",
 )
+EVENT_FIELDS = ("id", "at", "action", "outcome", "actor", "thingName", "certificateId", "detail", "requestId")
 
 
 def thing_view(thing: Thing) -> dict[str, Any]:
-    return {
-        "thingName": thing.thing_name,
-        "thingArn": thing.thing_arn,
-        "thingTypeName": thing.thing_type_name,
-        "attributes": thing.attributes,
-        "version": thing.version,
-    }
+    return fields_view(thing, ("thingName", "thingArn", "thingTypeName", "attributes", "version"))
 
 
 def certificate_view(certificate: Certificate, retirement: Retirement | None = None) -> dict[str, Any]:
     return {
-        "certificateId": certificate.certificate_id,
-        "certificateArn": certificate.certificate_arn,
-        "status": certificate.status,
+        **fields_view(certificate, ("certificateId", "certificateArn", "status")),
         "createdAt": when(certificate.creation_date),
         "notAfter": when(certificate.not_after),
         "retirement": retirement_view(retirement) if retirement is not None else None,
@@ -54,35 +47,11 @@ def certificate_view(certificate: Certificate, retirement: Retirement | None = N
 
 
 def retirement_view(retirement: Retirement) -> dict[str, Any]:
-    return {
-        "certificateId": retirement.certificate_id,
-        "kind": retirement.kind,
-        "reason": retirement.reason,
-        "state": retirement.state,
-        "thingName": retirement.thing_name,
-        "template": retirement.template,
-        "requestId": retirement.request_id,
-        "recordedAt": when(retirement.recorded_at),
-        "dueAt": when(retirement.due_at),
-        "attempts": retirement.attempts,
-        "lastError": retirement.last_error,
-        "lastAttemptAt": when(retirement.last_attempt_at),
-        "doneAt": when(retirement.done_at),
-    }
+    return fields_view(retirement, RETIREMENT_FIELDS)
 
 
 def event_view(event: LifecycleEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "at": when(event.at),
-        "action": event.action,
-        "outcome": event.outcome,
-        "actor": event.actor,
-        "thingName": event.thing_name,
-        "certificateId": event.certificate_id,
-        "detail": event.detail,
-        "requestId": event.request_id,
-    }
+    return fields_view(event, EVENT_FIELDS)
 
 
 def device_view(device: DeviceView) -> dict[str, Any]:
@@ -106,22 +75,15 @@ def status_change_view(change: StatusChange) -> dict[str, Any]:
 
 
 def decommissioning_view(done: Decommissioning) -> dict[str, Any]:
-    return {
-        "thingName": done.thing_name,
-        "thingDeleted": done.thing_deleted,
-        "certificates": done.certificates,
-        "enrollmentsReopened": done.enrollments_reopened,
-        "enrollmentsHeld": done.enrollments_held,
-    }
+    names = ("thingName", "thingDeleted", "certificates", "enrollmentsReopened", "enrollmentsHeld")
+    return fields_view(done, names)
 
 
 def rotation_view(rotation: Rotation) -> dict[str, Any]:
     return {
-        "thingName": rotation.thing_name,
-        "certificateId": rotation.certificate_id,
-        "certificateArn": rotation.certificate_arn,
-        "certificatePem": rotation.certificate_pem,
-        "policies": rotation.policies,
+        **fields_view(
+            rotation, ("thingName", "certificateId", "certificateArn", "certificatePem", "policies")
+        ),
         "retiring": [{"certificateId": cid, "retireAt": when(at)} for cid, at in rotation.retiring],
         "retiredNow": rotation.retired_now,
     }
@@ -129,30 +91,18 @@ def rotation_view(rotation: Rotation) -> dict[str, Any]:
 
 def sweep_view(report: SweepReport) -> dict[str, Any]:
     return {
-        "retired": report.retired,
-        "gone": report.gone,
-        "kept": report.kept,
+        **fields_view(report, ("retired", "gone", "kept")),
         "failed": [{"certificateId": cid, "error": error} for cid, error in report.failed.items()],
         "unavailable": report.unavailable,
     }
 
 
 def difference_view(difference: Difference) -> dict[str, Any]:
-    return {
-        "kind": difference.kind,
-        "certificateId": difference.certificate_id,
-        "thingName": difference.thing_name,
-        "awsStatus": difference.aws_status,
-        "expectedStatus": difference.expected_status,
-        "at": when(difference.at),
-        "detail": difference.detail,
-    }
+    return fields_view(difference, DIFFERENCE_FIELDS)
 
 
 def reconciliation_view(result: Reconciliation) -> dict[str, Any]:
     return {
-        "since": when(result.since),
-        "certificatesInAws": result.certificates_in_aws,
-        "issuedHere": result.issued_here,
+        **fields_view(result, ("since", "certificatesInAws", "issuedHere")),
         "differences": [difference_view(d) for d in result.differences],
     }
