@@ -67,6 +67,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator
 from service import create_app
 from service.config import Settings
+from service.store import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_PATH = Path(str(importlib.resources.files("service").joinpath("openapi.yaml")))
@@ -361,3 +362,19 @@ def csr_pem() -> str:
         .sign(key, hashes.SHA256())
     )
     return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture
+def stores(database_url: str) -> Iterator[Callable[[], Store]]:
+    """stores() -> a new Store on the test's database, each with its own engine, as several hosts
+    would have; all closed after the test."""
+    opened: list[Store] = []
+
+    def open_store() -> Store:
+        store = Store.open(database_url)
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        store.close()

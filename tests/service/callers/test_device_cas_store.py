@@ -5,12 +5,12 @@ that move the revision, block lists, CRLs, and the group's rate and quota held a
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import inspect
+from stores import in_threads
 
 from emulator.security.idevids import Manufacturer
 from service.callers.devices import DeviceCaSpec, Trust, groups
@@ -27,20 +27,6 @@ def maker() -> Manufacturer:
     return Manufacturer.create("Store Test Maker")
 
 
-@pytest.fixture
-def stores(database_url: str) -> Iterator[Callable[[], Store]]:
-    opened: list[Store] = []
-
-    def open_store() -> Store:
-        store = Store.open(database_url)
-        opened.append(store)
-        return store
-
-    yield open_store
-    for store in opened:
-        store.close()
-
-
 def registered(queries: DeviceCaQueries, maker: Manufacturer, **options: Any) -> str:
     spec = DeviceCaSpec(
         template=options.pop("template", "demo"),
@@ -49,22 +35,6 @@ def registered(queries: DeviceCaQueries, maker: Manufacturer, **options: Any) ->
         **options,
     )
     return groups.register(queries, spec, NOW).ca_id
-
-
-def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
-    results: list[Any] = [None] * count
-    start = threading.Barrier(count)
-
-    def run(index: int) -> None:
-        start.wait(10)
-        results[index] = work(index)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
 
 
 def test_the_migration_creates_the_device_ca_tables(stores: Callable[[], Store]) -> None:

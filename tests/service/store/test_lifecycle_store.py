@@ -5,33 +5,18 @@ holds it."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import inspect
+from stores import in_threads
 
 from service.store import EnrollmentEntry, Registration, Store
 from service.store.engine import current_revision, head_revision
 from service.store.lifecycle import LifecycleEvent, LifecycleQueries, Retirement
 
 NOW = datetime(2026, 12, 6, 12, 0, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-def stores(database_url: str) -> Iterator[Callable[[], Store]]:
-    opened: list[Store] = []
-
-    def open_store() -> Store:
-        store = Store.open(database_url)
-        opened.append(store)
-        return store
-
-    yield open_store
-    for store in opened:
-        store.close()
 
 
 def orphan(certificate_id: str, *, due: datetime = NOW, kind: str = "orphan") -> Retirement:
@@ -61,20 +46,11 @@ def test_due_certificates_are_leased_to_one_sweeper_at_a_time(stores: Callable[[
     hosts = [LifecycleQueries(stores().engine) for _ in range(4)]
     ids = [f"{n:064x}" for n in range(40)]
     hosts[0].schedule([orphan(i) for i in ids] + [orphan("f" * 64, due=NOW + timedelta(hours=1))])
-    claimed: list[list[str]] = [[] for _ in hosts]
-    start = threading.Barrier(len(hosts))
 
-    def sweep(index: int) -> None:
-        start.wait(10)
-        got = hosts[index].claim_due(NOW, NOW + timedelta(minutes=5), 100)
-        claimed[index] = [r.certificate_id for r in got]
+    def sweep(index: int) -> list[str]:
+        return [r.certificate_id for r in hosts[index].claim_due(NOW, NOW + timedelta(minutes=5), 100)]
 
-    threads = [threading.Thread(target=sweep, args=(i,)) for i in range(len(hosts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    every = [i for taken in claimed for i in taken]
+    every = [i for taken in in_threads(len(hosts), sweep) for i in taken]
     assert sorted(every) == ids  # each due one once, the one not due by nobody
     assert hosts[0].claim_due(NOW, NOW + timedelta(minutes=5), 100) == []  # leased
     later = NOW + timedelta(minutes=6)

@@ -7,15 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine
+from stores import provisioned_record
 
 from service.audit import Audit
-from service.callers import keys, settlement
+from service.callers import keys
 from service.callers.gate import Gate
 from service.callers.idempotency import Idempotency
 from service.callers.model import Caller
 from service.callers.settlement import Settlement, Settler
 from service.errors import InvalidInput, NotFound, Unauthorized
-from service.store import Registration, RegistrationFilter, Store
+from service.store import RegistrationFilter, Store
 from service.store.null import NullStore
 
 NOW = datetime(2026, 12, 3, 12, 0, 5, tzinfo=UTC)
@@ -62,16 +63,8 @@ def test_without_a_store_an_idempotency_key_is_refused_naming_the_store() -> Non
 
 def test_without_a_store_a_settlement_is_dropped_at_once_and_nothing_is_pruned() -> None:
     store = NullStore()
-    record = Registration(
-        at=NOW,
-        request_id="r",
-        outcome="provisioned",
-        http_status=201,
-        duration_ms=1.0,
-        attempt_id=settlement.new_attempt_id(),
-    )
     settler = Settler(lambda: store, None)
-    assert settler.settle(Settlement(record)) is True
+    assert settler.settle(Settlement(provisioned_record(NOW))) is True
     assert settler.replay() == 0
     assert Audit(store, retention=timedelta(days=1)).prune(NOW) == 0
 

@@ -3,12 +3,11 @@ limits across workers and hosts (here: threads with their own engines, as proces
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from stores import in_threads, provisioned_record
 
 from service.callers import keys, settlement
 from service.callers.gate import Gate
@@ -24,49 +23,7 @@ NOW = datetime(2026, 12, 3, 12, 0, 5, tzinfo=UTC)
 
 def settle(store: Store, ops: list[Op]) -> bool:
     """Write ops as a request's settlement would (with an audit record of their own)."""
-    record = Registration(
-        at=NOW,
-        request_id="r",
-        outcome="provisioned",
-        http_status=201,
-        duration_ms=1.0,
-        attempt_id=settlement.new_attempt_id(),
-    )
-    return Settlement(record, ops).apply(store)
-
-
-def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
-    results: list[Any] = [None] * count
-    start = threading.Barrier(count)
-
-    def run(index: int) -> None:
-        start.wait(10)
-        try:
-            results[index] = work(index)
-        except Exception as error:  # noqa: BLE001 - the outcome is what the test looks at
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
-
-
-@pytest.fixture
-def stores(database_url: str) -> Any:
-    """Several Store objects on one database, each with its own engine, as several hosts would."""
-    opened: list[Store] = []
-
-    def open_store() -> Store:
-        store = Store.open(database_url)
-        opened.append(store)
-        return store
-
-    yield open_store
-    for store in opened:
-        store.close()
+    return Settlement(provisioned_record(NOW), ops).apply(store)
 
 
 def test_migrations_reach_head_once_and_are_idempotent(database_url: str) -> None:
