@@ -41,24 +41,16 @@ _TEMPLATE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,36}$")
 Handler = Callable[[Connection, str | None, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
+@dataclasses.dataclass(eq=False)
 class FleetProvisioning:
     """The reserved-topic handler the broker calls for every `$`-topic publish."""
 
-    def __init__(
-        self,
-        config: EmulatorConfig,
-        authority: pki.CertificateAuthority,
-        registry: Registry,
-        templates: TemplateStore,
-        key_pool: pki.KeyPool,
-        faults: Faults,
-    ) -> None:
-        self.config = config
-        self.authority = authority
-        self.registry = registry
-        self.templates = templates
-        self.key_pool = key_pool
-        self.faults = faults
+    config: EmulatorConfig
+    authority: pki.CertificateAuthority
+    registry: Registry
+    templates: TemplateStore
+    key_pool: pki.KeyPool
+    faults: Faults
 
     def handle(self, connection: Connection, publish: Publish) -> bool:
         topic = publish.topic
