@@ -14,12 +14,10 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -39,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
 
-from service.store.base import Queries
+from service.store.limits import LimitQueries, Limits, window_table
 from service.store.tables import UtcDateTime, metadata
 
 REPROVISION = ("once", "allow")
@@ -71,13 +69,7 @@ device_cas = Table(
 )
 
 # A group's requests in one fixed minute: its rate limit shared by every worker and host.
-device_ca_rate_windows = Table(
-    "device_ca_rate_windows",
-    metadata,
-    Column("ca_id", String(32), primary_key=True),
-    Column("window", BigInteger, primary_key=True),  # unix time // 60
-    Column("requests", Integer, nullable=False),
-)
+device_ca_rate_windows = window_table("device_ca_rate_windows", "ca_id", metadata)
 
 device_ca_blocks = Table(
     "device_ca_blocks",
@@ -173,23 +165,6 @@ _BLOCKS = (
     .order_by(device_ca_blocks.c.kind, device_ca_blocks.c.value)
 )
 _CRL = select(device_ca_crls).where(device_ca_crls.c.ca_id == bindparam("b_ca_id"))
-_TAKE = (
-    update(device_cas)
-    .where(
-        device_cas.c.ca_id == bindparam("b_ca_id"),
-        device_cas.c.max_provisions.is_(None) | (device_cas.c.provisions < device_cas.c.max_provisions),
-    )
-    .values(provisions=device_cas.c.provisions + 1)
-)
-_GIVE_BACK = (
-    update(device_cas)
-    .where(device_cas.c.ca_id == bindparam("b_ca_id"), device_cas.c.provisions > 0)
-    .values(provisions=device_cas.c.provisions - 1)
-)
-_FORGET_WINDOWS = device_ca_rate_windows.delete().where(
-    device_ca_rate_windows.c.ca_id == bindparam("b_ca_id"),
-    device_ca_rate_windows.c.window < bindparam("b_window"),
-)
 
 
 def _bump(ca_id: str, at: datetime, **values: Any) -> Executable:
@@ -200,24 +175,13 @@ def _bump(ca_id: str, at: datetime, **values: Any) -> Executable:
     )
 
 
-@cache
-def _count(dialect: str) -> Executable:
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert_(device_ca_rate_windows)
-        .values(ca_id=bindparam("b_ca_id"), window=bindparam("b_window"), requests=1)
-        .on_conflict_do_update(
-            index_elements=["ca_id", "window"], set_={"requests": device_ca_rate_windows.c.requests + 1}
-        )
-        .returning(device_ca_rate_windows.c.requests)
-    )
-
-
 class DuplicateDeviceCa(Exception):
     """This CA certificate is already registered for this template."""
 
 
-class DeviceCaQueries(Queries):
+class DeviceCaQueries(LimitQueries):
+    limits = Limits(device_cas, "ca_id", device_ca_rate_windows)
+
     def insert(self, record: DeviceCaRecord) -> None:
         """Raises DuplicateDeviceCa when the same CA is already registered for the template."""
         try:
@@ -340,17 +304,4 @@ class DeviceCaQueries(Queries):
     def count_request(self, ca_id: str, window: int) -> int:
         """Count one request in the group's minute window (atomic across hosts); the new count."""
         with self._db() as db:
-            count = int(db.execute(_count(self.dialect), {"b_ca_id": ca_id, "b_window": window}).scalar_one())
-            if count == 1:  # a new window: forget the group's old ones
-                db.execute(_FORGET_WINDOWS, {"b_ca_id": ca_id, "b_window": window})
-        return count
-
-    def take_provision(self, ca_id: str) -> bool:
-        """Reserve one provision of the group's quota; False when it is used up (atomic)."""
-        with self._db() as db:
-            return db.execute(_TAKE, {"b_ca_id": ca_id}).rowcount == 1
-
-    def give_back_provision(self, ca_id: str) -> None:
-        """Undo `take_provision` for a provision that did not happen."""
-        with self._db() as db:
-            db.execute(_GIVE_BACK, {"b_ca_id": ca_id})
+            return self._count_in_window(db, ca_id, window)
