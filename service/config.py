@@ -361,7 +361,7 @@ class _Reader:
         if value not in allowed:
             self.problems.append(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
             return default
-        return cast(T, value)
+        return value
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.text(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,11 +12,21 @@ from service.callers import rules
 from service.callers.enrollment_csv import TEMPLATE_NAME
 from service.cli.context import now
 
+# click 8.4 made ParamType generic in the type it converts to; the older ones pyproject.toml allows
+# cannot subscript it at run time, so only the type checker sees the subscripts.
+if TYPE_CHECKING:
+    _TimeType = click.ParamType[datetime]
+    _DurationType = click.ParamType[timedelta]
+    _TextType = click.ParamType[str]
+    _RuleType = click.ParamType[tuple[str, str]]
+else:
+    _TimeType = _DurationType = _TextType = _RuleType = click.ParamType
+
 _DURATION = re.compile(r"^(\d{1,9})([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-class Moment(click.ParamType):
+class Moment(_TimeType):
     """An ISO 8601 time (no zone means UTC), or a duration from now: `30d` ahead or `1h` ago."""
 
     name = "time"
@@ -44,7 +54,7 @@ class Moment(click.ParamType):
         return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-class Duration(click.ParamType):
+class Duration(_DurationType):
     """A span: 0, or a number with s, m, h, d or w (90s, 15m, 12h, 30d, 2w)."""
 
     name = "duration"
@@ -61,7 +71,7 @@ class Duration(click.ParamType):
         return timedelta(seconds=int(duration.group(1)) * _SECONDS[duration.group(2)])
 
 
-class TemplateName(click.ParamType):
+class TemplateName(_TextType):
     name = "template"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
@@ -70,7 +80,7 @@ class TemplateName(click.ParamType):
         return str(value)
 
 
-class ParameterName(click.ParamType):
+class ParameterName(_TextType):
     name = "parameter"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
@@ -79,7 +89,7 @@ class ParameterName(click.ParamType):
         return str(value)
 
 
-class Rule(click.ParamType):
+class Rule(_RuleType):
     """`NAME=REGEX`: the device parameter NAME must be present and fully match REGEX."""
 
     name = "NAME=REGEX"

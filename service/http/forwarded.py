@@ -35,5 +35,5 @@ class FromTlsFront:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if from_proxy(environ, self._settings):
-            return self._proxied(environ, start_response)  # type: ignore[no-any-return]
-        return self._app(environ, start_response)
+            return self._proxied(environ, start_response)
+        return self._app(environ, start_response)  # type: ignore[no-any-return]

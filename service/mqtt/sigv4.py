@@ -85,7 +85,8 @@ def presign_mqtt_path(
     # the handshake then sends differently would break the signature.
     request = HttpRequest("GET", PATH, HttpHeaders([("Host", host_header)]))
     signed: HttpRequest = aws_sign_request(request, config).result(timeout=_SIGN_TIMEOUT_SECONDS)
-    return signed.path
+    path: str = signed.path
+    return path
 
 
 def static_credentials(

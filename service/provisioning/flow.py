@@ -29,7 +29,8 @@ from typing import Any
 from service import logs, metrics
 from service.config import Settings
 from service.errors import PaceExceeded, ProvisioningRejected, ServiceError, Throttled
-from service.mqtt.link import Answer, MqttLink
+from service.mqtt.correlation import Answer
+from service.mqtt.link import MqttLink
 from service.mqtt.pool import ConnectionPool
 from service.mqtt.sigv4 import AwsCredentials, credentials_from_botocore, static_credentials
 from service.provisioning.answers import checked_certificate, registered_thing, rejection
@@ -219,7 +220,9 @@ class Provisioner:
         """Exponential in the number of throttles so far, half of it random ("equal jitter"), so
         callers throttled together spread out while the wait still grows."""
         s = self.settings
-        ceiling = min(s.throttle_retry_max_seconds, s.throttle_retry_base_seconds * 2 ** (throttles - 1))
+        ceiling: float = min(
+            s.throttle_retry_max_seconds, s.throttle_retry_base_seconds * 2 ** (throttles - 1)
+        )
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _wait_turn(self, earliest: float, latest: float) -> None:

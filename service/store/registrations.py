@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -9,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ColumnElement, Executable
 
 from service.store.base import Queries
 from service.store.tables import registrations
@@ -84,7 +85,7 @@ class RegistrationQueries(Queries):
         """Newest first; `before_id` continues from the last page."""
         c = registrations.c
         query = select(registrations)
-        conditions = [
+        conditions: list[tuple[object, Callable[[Any], ColumnElement[bool]]]] = [
             (where.since, lambda v: c.at >= v),
             (where.until, lambda v: c.at < v),
             (where.key_id, lambda v: c.key_id == v),
