@@ -38,7 +38,7 @@ test: $(STAMP)  ## the whole suite (pytest's "no tests ran" fails too)
 lint: $(STAMP)  ## ruff (lint and formatting) and mypy
 	$(PY) -m ruff check emulator service provisioner_client tests bench
 	$(PY) -m ruff format --check emulator service provisioner_client tests bench
-	$(PY) -m mypy service emulator provisioner_client
+	$(PY) -m mypy --strict service emulator provisioner_client
 	$(VENV)/bin/lint-imports --no-cache --no-logo --contract apart --contract emulator-acyclic --contract mqtt-leaf --contract client-acyclic --contract doors-apart --contract service-acyclic
 
 test-latest:  ## the suite on the newest versions pyproject.toml allows (a venv of its own, not the lock)
