@@ -57,7 +57,7 @@ lock-check: $(STAMP)  ## fails when uv.lock no longer matches pyproject.toml or 
 	$(UV_EXPORT) --extra dev | diff -u requirements/dev.txt - >&2
 	$(UV_EXPORT) | diff -u requirements/runtime.txt - >&2
 
-bench: $(STAMP)  ## issue 4's benchmark: service vs connect-per-request vs direct pool
+bench: $(STAMP)  ## the benchmark (docs/benchmarks.md): service vs connect-per-request vs direct pool
 	$(PY) -m bench
 
 clean:

@@ -6,7 +6,7 @@
 Per network condition (round-trip time), one emulator (`--send-delay` = the RTT) and one service
 (gunicorn, production settings) are started; every cell (flow x callers x mode) runs against that
 same pair for `--seconds`, in `--rounds` rounds in which the modes take turns. The table goes to
-stdout as cells finish, then the issue's target checks; everything is also written to
+stdout as cells finish, then the target checks; everything is also written to
 bench/results/<date>-<host>.json and latest.json. See docs/benchmarks.md.
 """
 

@@ -1,4 +1,4 @@
-"""The table, the issue's target checks, and the JSON results file."""
+"""The table, the target checks (docs/benchmarks.md, "Reading the targets"), and the JSON results file."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# Targets from issue 4 (ratios within one run).
+# The service's performance targets, as ratios within one run (docs/benchmarks.md).
 LATENCY_SLACK = 1.15  # service p50 within 15% of 2 round trips + the pool's processing
 THROUGHPUT_VS_CONNECT = 4.0  # service >= 4x connect-per-request at 20 ms, 32 callers
 SHARE_OF_DIRECT = 0.70  # service >= 70% of the direct pool on loopback, 8 callers, CSR
 CPU_MS_PER_CSR = 3.0
-ATTESTATION_CPU_MS = 2.0  # issue 16: an attested provision adds at most this much service CPU
+ATTESTATION_CPU_MS = 2.0  # an attested provision adds at most this much service CPU
 ATTESTATION_MODES = ("service+tls", "service+device")
 RSS_MB_PER_WORKER = 80.0
 

@@ -1,9 +1,10 @@
 """Local mode: no PROVISIONER_IOT_ENDPOINT, so run against the emulator, started as a process.
 
-The service never imports the emulator (STYLE.md): it runs `python -m emulator` and reads the one
-JSON line the emulator prints when ready. One emulator serves every worker of a data directory:
-the first process to get the lock starts it and records it in `emulator.json`; the others find
-it there. The starter stops it when it exits.
+The service never imports the emulator (they share only the wire contract; lint-imports' `apart`
+contract keeps them so): it runs `python -m emulator` and reads the one JSON line the emulator
+prints when ready. One emulator serves every worker of a data directory: the first process to get
+the lock starts it and records it in `emulator.json`; the others find it there. The starter stops
+it when it exits.
 """
 
 from __future__ import annotations
