@@ -118,11 +118,6 @@ def _check_key_size(key: object) -> None:
     raise ValidationError(f"the CSR's key is {type(key).__name__}; {_ACCEPTED_KEYS}")
 
 
-def check_csr(value: str) -> None:
-    """Raise ValidationError unless `value` is a CSR that may go to AWS (parse_csr)."""
-    parse_csr(value)
-
-
 class CsrField(fields.String):
     """A CSR, loaded as its re-encoding: what goes to AWS is never the caller's string."""
 
