@@ -9,12 +9,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from service.store.migrations.columns import (
+    UTC_TIME,
+    audit_id,
+    create_window_table,
+    quota,
+    thing_and_certificate,
+)
+
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-UTC_TIME = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -25,20 +31,13 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("scope", sa.JSON, nullable=False),
-        sa.Column("max_provisions", sa.Integer, nullable=True),
-        sa.Column("rate_per_minute", sa.Integer, nullable=True),
-        sa.Column("provisions", sa.Integer, nullable=False),
+        *quota(),
         sa.Column("created_at", UTC_TIME, nullable=False),
         sa.Column("expires_at", UTC_TIME, nullable=True),
         sa.Column("revoked_at", UTC_TIME, nullable=True),
         sa.Column("last_used_at", UTC_TIME, nullable=True),
     )
-    op.create_table(
-        "rate_windows",
-        sa.Column("key_id", sa.String(32), primary_key=True),
-        sa.Column("window", sa.BigInteger, primary_key=True),
-        sa.Column("requests", sa.Integer, nullable=False),
-    )
+    create_window_table("rate_windows", "key_id")
     op.create_table(
         "enrollments",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -58,9 +57,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "registrations",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
+        audit_id(),
         sa.Column("at", UTC_TIME, nullable=False),
         sa.Column("request_id", sa.String(64), nullable=False),
         sa.Column("key_id", sa.String(32), nullable=True),
@@ -73,8 +70,7 @@ def upgrade() -> None:
         sa.Column("step", sa.String(16), nullable=True),
         sa.Column("problem", sa.String(64), nullable=True),
         sa.Column("aws_error_code", sa.String(200), nullable=True),
-        sa.Column("thing_name", sa.String(128), nullable=True),
-        sa.Column("certificate_id", sa.String(64), nullable=True),
+        *thing_and_certificate(),
         sa.Column("duration_ms", sa.Float, nullable=False),
         sa.Column("idempotency_key", sa.String(255), nullable=True),
     )

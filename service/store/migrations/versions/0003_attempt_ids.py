@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from service.store.migrations.columns import add_columns, drop_columns
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -17,11 +19,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("registrations", sa.Column("attempt_id", sa.String(32), nullable=True))
+    add_columns("registrations", sa.Column("attempt_id", sa.String(32), nullable=True))
     op.create_index("uq_registrations_attempt", "registrations", ["attempt_id"], unique=True)
 
 
 def downgrade() -> None:
     op.drop_index("uq_registrations_attempt", table_name="registrations")
-    with op.batch_alter_table("registrations") as batch:
-        batch.drop_column("attempt_id")
+    drop_columns("registrations", "attempt_id")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from service.store.migrations.columns import UTC_TIME, audit_id, thing_and_certificate
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
-
-UTC_TIME = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -40,14 +40,11 @@ def upgrade() -> None:
     op.create_index("ix_retirements_thing", "certificate_retirements", ["thing_name"])
     op.create_table(
         "lifecycle_events",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
+        audit_id(),
         sa.Column("at", UTC_TIME, nullable=False),
         sa.Column("action", sa.String(32), nullable=False),
         sa.Column("actor", sa.String(64), nullable=True),
-        sa.Column("thing_name", sa.String(128), nullable=True),
-        sa.Column("certificate_id", sa.String(64), nullable=True),
+        *thing_and_certificate(),
         sa.Column("outcome", sa.String(16), nullable=False),
         sa.Column("detail", sa.JSON, nullable=True),
         sa.Column("request_id", sa.String(64), nullable=True),

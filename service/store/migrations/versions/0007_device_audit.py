@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from service.store.migrations.columns import add_columns, drop_columns
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -18,17 +20,16 @@ depends_on = None
 
 def upgrade() -> None:
     # Nullable columns added in place: no copy of what may be a large table.
-    op.add_column("registrations", sa.Column("device_ca_id", sa.String(32), nullable=True))
-    op.add_column("registrations", sa.Column("device_issuer", sa.String(1024), nullable=True))
-    op.add_column("registrations", sa.Column("device_serial", sa.String(128), nullable=True))
-    op.add_column("registrations", sa.Column("device_fingerprint", sa.String(64), nullable=True))
+    add_columns(
+        "registrations",
+        sa.Column("device_ca_id", sa.String(32), nullable=True),
+        sa.Column("device_issuer", sa.String(1024), nullable=True),
+        sa.Column("device_serial", sa.String(128), nullable=True),
+        sa.Column("device_fingerprint", sa.String(64), nullable=True),
+    )
     op.create_index("ix_registrations_device_at", "registrations", ["device_fingerprint", "at"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index("ix_registrations_device_at", table_name="registrations")
-    with op.batch_alter_table("registrations") as table:
-        table.drop_column("device_fingerprint")
-        table.drop_column("device_serial")
-        table.drop_column("device_issuer")
-        table.drop_column("device_ca_id")
+    drop_columns("registrations", "device_fingerprint", "device_serial", "device_issuer", "device_ca_id")
