@@ -28,7 +28,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -112,24 +112,19 @@ def read_rows(path: Path, columns: Mapping[str, str], constants: Mapping[str, st
     return rows
 
 
+@dataclass(eq=False)
 class Batch:
-    def __init__(
-        self,
-        client: Client,
-        template: str,
-        out_dir: Path,
-        *,
-        use_rsa: bool = False,
-        ca_pem: bytes | None = None,
-        endpoint: str | None = None,
-    ) -> None:
-        self.client = client
-        self.template = template
-        self.out_dir = out_dir
-        self.use_rsa = use_rsa
-        self.ca_pem = ca_pem
-        self.endpoint = endpoint
-        self.state_root = out_dir / STATE_DIR
+    client: Client
+    template: str
+    out_dir: Path
+    _: KW_ONLY
+    use_rsa: bool = False
+    ca_pem: bytes | None = None
+    endpoint: str | None = None
+
+    @property
+    def state_root(self) -> Path:
+        return self.out_dir / STATE_DIR
 
     def state_folder(self, row: Row) -> Path:
         return self.state_root / row.digest(self.template)[:32]

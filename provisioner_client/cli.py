@@ -12,13 +12,16 @@ a batch lets the devices under way finish first; a second signal abandons them).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -60,71 +63,103 @@ def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
     return pairs
 
 
-def service_options(command: F) -> F:
-    options = [
-        click.option(
-            "--url",
-            envvar="IOT_FACTORY_URL",
-            default="http://127.0.0.1:8000",
-            show_default=True,
-            show_envvar=True,
-            help="The provisioning service.",
-        ),
-        click.option(
-            "--api-key",
-            envvar="IOT_FACTORY_API_KEY",
-            show_envvar=True,
-            help="The API key (better from the environment). Never printed.",
-        ),
-        click.option(
-            "--timeout",
-            type=click.FloatRange(min=1),
-            default=30,
-            show_default=True,
-            help="Seconds for one request.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+@dataclass(frozen=True)
+class ServiceOptions:
+    """Where the service is and how to reach it."""
+
+    url: str
+    api_key: str | None
+    timeout: float
 
 
-def device_options(command: F) -> F:
-    options = [
-        click.option(
-            "--template",
-            envvar="IOT_FACTORY_TEMPLATE",
-            required=True,
-            show_envvar=True,
-            help="The fleet provisioning template.",
-        ),
-        click.option(
-            "--out",
-            "out_dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default="devices",
-            show_default=True,
-            help="Each device gets the folder OUT/<thingName>/.",
-        ),
-        click.option("--rsa", "use_rsa", is_flag=True, help="RSA 2048 keys instead of EC P-256."),
-        click.option(
-            "--ca-file",
-            envvar="IOT_FACTORY_CA_FILE",
-            show_envvar=True,
-            type=click.Path(dir_okay=False, exists=True, path_type=Path),
-            help="The CA the device must trust, copied to ca.pem (Amazon Root CA 1 for AWS IoT; "
-            "the emulator's <data dir>/ca.pem in local mode).",
-        ),
-        click.option(
-            "--iot-endpoint",
-            envvar="IOT_FACTORY_IOT_ENDPOINT",
-            show_envvar=True,
-            help="The AWS IoT endpoint, written to config.json.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+@dataclass(frozen=True)
+class DeviceOptions:
+    """What a device is provisioned with and what its folder gets."""
+
+    template: str
+    out_dir: Path
+    use_rsa: bool
+    ca_file: Path | None
+    iot_endpoint: str | None
+
+
+def _options(group: type[Any], name: str, *options: Callable[[F], F]) -> Callable[[F], F]:
+    """A decorator adding these options to a command, in this order; their values reach the
+    command as one `group` (a dataclass with a field per option), its parameter `name`."""
+    fields = [field.name for field in dataclasses.fields(group)]
+
+    def add(command: F) -> F:
+        @functools.wraps(command)
+        def run(**values: Any) -> Any:
+            grouped = group(**{field: values.pop(field) for field in fields})
+            return command(**values, **{name: grouped})
+
+        for option in reversed(options):
+            run = option(run)
+        return cast(F, run)
+
+    return add
+
+
+service_options = _options(
+    ServiceOptions,
+    "service",
+    click.option(
+        "--url",
+        envvar="IOT_FACTORY_URL",
+        default="http://127.0.0.1:8000",
+        show_default=True,
+        show_envvar=True,
+        help="The provisioning service.",
+    ),
+    click.option(
+        "--api-key",
+        envvar="IOT_FACTORY_API_KEY",
+        show_envvar=True,
+        help="The API key (better from the environment). Never printed.",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=1),
+        default=30,
+        show_default=True,
+        help="Seconds for one request.",
+    ),
+)
+device_options = _options(
+    DeviceOptions,
+    "target",
+    click.option(
+        "--template",
+        envvar="IOT_FACTORY_TEMPLATE",
+        required=True,
+        show_envvar=True,
+        help="The fleet provisioning template.",
+    ),
+    click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default="devices",
+        show_default=True,
+        help="Each device gets the folder OUT/<thingName>/.",
+    ),
+    click.option("--rsa", "use_rsa", is_flag=True, help="RSA 2048 keys instead of EC P-256."),
+    click.option(
+        "--ca-file",
+        envvar="IOT_FACTORY_CA_FILE",
+        show_envvar=True,
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help="The CA the device must trust, copied to ca.pem (Amazon Root CA 1 for AWS IoT; "
+        "the emulator's <data dir>/ca.pem in local mode).",
+    ),
+    click.option(
+        "--iot-endpoint",
+        envvar="IOT_FACTORY_IOT_ENDPOINT",
+        show_envvar=True,
+        help="The AWS IoT endpoint, written to config.json.",
+    ),
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -143,28 +178,20 @@ def cli() -> None:
     callback=_pairs,
     help="A template parameter (repeat it).",
 )
-def device(
-    url: str,
-    api_key: str | None,
-    timeout: float,
-    template: str,
-    out_dir: Path,
-    use_rsa: bool,
-    ca_file: Path | None,
-    iot_endpoint: str | None,
-    parameters: dict[str, str],
-) -> None:
+def device(service: ServiceOptions, target: DeviceOptions, parameters: dict[str, str]) -> None:
     """Provision one device: make its key here, send only the CSR, write its folder."""
-    ca_pem = _read_ca(ca_file)
-    key = keys.make_key(use_rsa=use_rsa)
+    ca_pem = _read_ca(target.ca_file)
+    key = keys.make_key(use_rsa=target.use_rsa)
     csr = keys.make_csr(key, parameters.get("SerialNumber") or "device")
-    with _client(url, api_key, timeout=timeout, max_retries=3, deadline=120) as client, _service_errors():
-        result = client.provision(template, parameters, csr.decode("ascii"))
+    with _client(service, max_retries=3, deadline=120) as client, _service_errors():
+        result = client.provision(target.template, parameters, csr.decode("ascii"))
     if not keys.certificate_matches_key(result.certificate_pem, key):
         err.print("[red]The service returned a certificate for another key; nothing was written.[/]")
         raise click.exceptions.Exit(1)
     try:
-        folder = write_device(out_dir, result, keys.key_pem(key), ca_pem=ca_pem, endpoint=iot_endpoint)
+        folder = write_device(
+            target.out_dir, result, keys.key_pem(key), ca_pem=ca_pem, endpoint=target.iot_endpoint
+        )
     except OSError as error:
         err.print(
             f"[red]✗[/] {shown(result.thing_name)} was provisioned but its files cannot be written "
@@ -219,14 +246,8 @@ def device(
     help="Where to list the failed rows [default: OUT/failures.csv].",
 )
 def batch(
-    url: str,
-    api_key: str | None,
-    timeout: float,
-    template: str,
-    out_dir: Path,
-    use_rsa: bool,
-    ca_file: Path | None,
-    iot_endpoint: str | None,
+    service: ServiceOptions,
+    target: DeviceOptions,
     csv_file: Path,
     columns: dict[str, str],
     constants: dict[str, str],
@@ -235,17 +256,25 @@ def batch(
     failures_csv: Path | None,
 ) -> None:
     """Provision one device per CSV row; rerun the same command to finish an interrupted batch."""
-    ca_pem = _read_ca(ca_file)
+    ca_pem = _read_ca(target.ca_file)
     try:
         rows = read_rows(csv_file, columns, constants)
     except CsvProblem as problem:
         raise click.UsageError(plain(problem)) from None
     except (OSError, UnicodeDecodeError) as error:
         raise click.UsageError(plain(f"cannot read {csv_file}: {error}")) from None
+    out_dir = target.out_dir
     failures_csv = failures_csv or out_dir / "failures.csv"
     _warn_without_ca(ca_pem)
-    with _client(url, api_key, timeout=timeout, max_retries=max_retries, deadline=600) as client:
-        work = Batch(client, template, out_dir, use_rsa=use_rsa, ca_pem=ca_pem, endpoint=iot_endpoint)
+    with _client(service, max_retries=max_retries, deadline=600) as client:
+        work = Batch(
+            client,
+            target.template,
+            out_dir,
+            use_rsa=target.use_rsa,
+            ca_pem=ca_pem,
+            endpoint=target.iot_endpoint,
+        )
         try:
             known, todo = work.prepare(rows)
         except OSError as error:
@@ -269,9 +298,9 @@ def batch(
 
 @cli.command()
 @service_options
-def whoami(url: str, api_key: str | None, timeout: float) -> None:
+def whoami(service: ServiceOptions) -> None:
     """Check the API key: its id, role and the templates it may use."""
-    with _client(url, api_key, timeout=timeout, max_retries=0, deadline=timeout) as client, _service_errors():
+    with _client(service, max_retries=0, deadline=service.timeout) as client, _service_errors():
         identity = client.whoami()
     templates = identity.scope.get("templates")
     out.print(
@@ -338,11 +367,11 @@ def _warn_without_ca(ca_pem: bytes | None) -> None:
 
 
 @contextmanager
-def _client(url: str, api_key: str | None, **options: Any) -> Iterator[Client]:
-    if not api_key:
+def _client(service: ServiceOptions, **options: Any) -> Iterator[Client]:
+    if not service.api_key:
         raise click.UsageError("no API key: set IOT_FACTORY_API_KEY (or pass --api-key)")
     try:
-        client = Client(url, api_key, **options)
+        client = Client(service.url, service.api_key, timeout=service.timeout, **options)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--url") from None
     with client:
