@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from postgres import PostgresServer
+from repository import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-THIS = Path(__file__).relative_to(ROOT).as_posix()
+THIS = Path(__file__).relative_to(REPO_ROOT).as_posix()
 
 metadata = sa.MetaData()
 things = sa.Table(
@@ -104,7 +104,7 @@ def _pytest(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     child_env = {k: v for k, v in os.environ.items() if k not in ("CI", "TEST_PG_BINDIR", "PYTEST_ADDOPTS")}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *args],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env={**child_env, **env},
         capture_output=True,
         text=True,

@@ -1,4 +1,9 @@
-"""The emulator's own tests: raw sockets opened through tests/support/raw_sockets.py are closed after each."""
+"""The emulator's own tests.
+
+Fixtures
+    client   a paho MQTT client connected with the claim over plain MQTT to the `emulator` fixture
+    (autouse) raw sockets opened through tests/support/raw_sockets.py are closed after each test
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,19 @@ from collections.abc import Iterator
 
 import pytest
 import raw_sockets
+from mqtt_support import MqttTestClient
+
+from emulator import Emulator
 
 
 @pytest.fixture(autouse=True)
 def _close_raw_sockets() -> Iterator[None]:
     yield
     raw_sockets.close_all()
+
+
+@pytest.fixture
+def client(emulator: Emulator) -> Iterator[MqttTestClient]:
+    mqtt_client = MqttTestClient(emulator.urls["mqtt"]).connect()
+    yield mqtt_client
+    mqtt_client.close()

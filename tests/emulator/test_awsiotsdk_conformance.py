@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from awscrt import auth, mqtt, mqtt5, mqtt_request_response
@@ -36,32 +37,46 @@ def _client_id() -> str:
     return f"conformance-{uuid.uuid4().hex[:12]}"
 
 
+SESSION_TOKEN = "FQoGZXIvYXdzEXAMPLESESSIONTOKEN//+="
+
+
+def mtls_arguments(emulator: Emulator) -> dict[str, Any]:
+    """The SDK builders' arguments for mutual TLS with the claim certificate (MQTT 3 and 5 alike)."""
+    return {
+        "endpoint": "localhost",
+        "port": emulator.ports["mqtts"],
+        "cert_filepath": str(emulator.claim_cert_path),
+        "pri_key_filepath": str(emulator.claim_key_path),
+        "ca_filepath": str(emulator.ca_path),
+        "client_id": _client_id(),
+    }
+
+
+def sigv4_arguments(
+    emulator: Emulator, session_token: str | None, secret: str = DEFAULT_SECRET_ACCESS_KEY
+) -> dict[str, Any]:
+    """The SDK builders' arguments for WebSockets signed with SigV4 (MQTT 3 and 5 alike)."""
+    return {
+        "region": "us-east-1",
+        "credentials_provider": auth.AwsCredentialsProvider.new_static(
+            DEFAULT_ACCESS_KEY_ID, secret, session_token=session_token
+        ),
+        "endpoint": "localhost",
+        "port": emulator.ports["wss"],
+        "ca_filepath": str(emulator.ca_path),
+        "client_id": _client_id(),
+    }
+
+
 def mtls_connection(emulator: Emulator) -> mqtt.Connection:
-    return mqtt_connection_builder.mtls_from_path(
-        endpoint="localhost",
-        port=emulator.ports["mqtts"],
-        cert_filepath=str(emulator.claim_cert_path),
-        pri_key_filepath=str(emulator.claim_key_path),
-        ca_filepath=str(emulator.ca_path),
-        client_id=_client_id(),
-        clean_session=True,
-    )
+    return mqtt_connection_builder.mtls_from_path(**mtls_arguments(emulator), clean_session=True)
 
 
 def _websocket_connection(
     emulator: Emulator, session_token: str | None, secret: str = DEFAULT_SECRET_ACCESS_KEY
 ) -> mqtt.Connection:
-    credentials = auth.AwsCredentialsProvider.new_static(
-        DEFAULT_ACCESS_KEY_ID, secret, session_token=session_token
-    )
     return mqtt_connection_builder.websockets_with_default_aws_signing(
-        region="us-east-1",
-        credentials_provider=credentials,
-        endpoint="localhost",
-        port=emulator.ports["wss"],
-        ca_filepath=str(emulator.ca_path),
-        client_id=_client_id(),
-        clean_session=True,
+        **sigv4_arguments(emulator, session_token, secret), clean_session=True
     )
 
 
@@ -71,7 +86,7 @@ def sigv4_connection(emulator: Emulator) -> mqtt.Connection:
 
 def sigv4_session_token_connection(emulator: Emulator) -> mqtt.Connection:
     # Temporary credentials: awscrt adds X-Amz-Security-Token to the URL but not to the signature.
-    return _websocket_connection(emulator, session_token="FQoGZXIvYXdzEXAMPLESESSIONTOKEN//+=")
+    return _websocket_connection(emulator, session_token=SESSION_TOKEN)
 
 
 class Mqtt5Lifecycle:
@@ -100,29 +115,12 @@ class Mqtt5Lifecycle:
 
 
 def mtls_client5(emulator: Emulator, lifecycle: Mqtt5Lifecycle) -> mqtt5.Client:
-    return mqtt5_client_builder.mtls_from_path(
-        endpoint="localhost",
-        port=emulator.ports["mqtts"],
-        cert_filepath=str(emulator.claim_cert_path),
-        pri_key_filepath=str(emulator.claim_key_path),
-        ca_filepath=str(emulator.ca_path),
-        client_id=_client_id(),
-        **lifecycle.kwargs(),
-    )
+    return mqtt5_client_builder.mtls_from_path(**mtls_arguments(emulator), **lifecycle.kwargs())
 
 
 def sigv4_session_token_client5(emulator: Emulator, lifecycle: Mqtt5Lifecycle) -> mqtt5.Client:
-    credentials = auth.AwsCredentialsProvider.new_static(
-        DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, session_token="FQoGZXIvYXdzEXAMPLESESSIONTOKEN//+="
-    )
     return mqtt5_client_builder.websockets_with_default_aws_signing(
-        region="us-east-1",
-        credentials_provider=credentials,
-        endpoint="localhost",
-        port=emulator.ports["wss"],
-        ca_filepath=str(emulator.ca_path),
-        client_id=_client_id(),
-        **lifecycle.kwargs(),
+        **sigv4_arguments(emulator, SESSION_TOKEN), **lifecycle.kwargs()
     )
 
 

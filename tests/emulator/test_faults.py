@@ -10,23 +10,11 @@ import time
 from collections import Counter
 
 import pytest
-from mqtt_support import MqttTestClient
+from mqtt_support import CSR_TOPIC, DEMO_TOPIC, KEYS_TOPIC, MqttTestClient
 
 from emulator import Emulator, Fault
 from emulator.errors import ConfigError
 from emulator.fleet.faults import Faults, parse_spec
-
-CSR_TOPIC = "$aws/certificates/create-from-csr/json"
-KEYS_TOPIC = "$aws/certificates/create/json"
-DEMO_TOPIC = "$aws/provisioning-templates/demo/provision/json"
-
-
-@pytest.fixture
-def client(emulator: Emulator):
-    mqtt_client = MqttTestClient(emulator.urls["mqtt"]).connect()
-    yield mqtt_client
-    mqtt_client.close()
-
 
 # -- the spec grammar --------------------------------------------------------------------------
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cbor2
@@ -14,20 +12,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from mqtt_support import MqttTestClient
+from hook_server import HookServer
+from mqtt_support import CSR_TOPIC, DEMO_TOPIC, KEYS_TOPIC, MqttTestClient
+from repository import DEMO_TEMPLATE
 
 from emulator import Emulator, Fault
-
-CSR_TOPIC = "$aws/certificates/create-from-csr/json"
-KEYS_TOPIC = "$aws/certificates/create/json"
-DEMO_TOPIC = "$aws/provisioning-templates/demo/provision/json"
-
-
-@pytest.fixture
-def client(emulator: Emulator):
-    mqtt_client = MqttTestClient(emulator.urls["mqtt"]).connect()
-    yield mqtt_client
-    mqtt_client.close()
 
 
 def public_key_der(key) -> bytes:
@@ -211,41 +200,13 @@ def test_tokens_expire_after_an_hour_on_the_injected_clock(tmp_path: Path) -> No
             client.close()
 
 
-class _Hook(BaseHTTPRequestHandler):
-    answer: dict = {}
-    seen: list = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).seen.append(json.loads(body))
-        data = json.dumps(type(self).answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.mark.parametrize("allow", [True, False])
 def test_pre_provisioning_hook_is_honoured(tmp_path: Path, templates_dir: Path, allow: bool) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    _Hook.answer = {"allowProvisioning": allow, "parameterOverrides": {"DeviceLocation": "from-hook"}}
-    _Hook.seen = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    demo = json.loads((Path(__file__).parents[2] / "emulator/data/demo.json").read_text())
-    (templates_dir / "hooked.json").write_text(
-        json.dumps(
-            {
-                "templateBody": demo,
-                "preProvisioningHook": {"url": f"http://127.0.0.1:{server.server_port}/hook"},
-            }
-        )
-    )
-    try:
+    with HookServer() as hook:
+        hook.answer(200, {"allowProvisioning": allow, "parameterOverrides": {"DeviceLocation": "from-hook"}})
+        demo = json.loads(DEMO_TEMPLATE.read_text())
+        hooked = {"templateBody": demo, "preProvisioningHook": {"url": hook.url}}
+        (templates_dir / "hooked.json").write_text(json.dumps(hooked))
         with Emulator(
             data_dir=tmp_path / "data", templates_dir=templates_dir, key_algorithm="ec", key_pool_size=1
         ) as emulator:
@@ -262,11 +223,8 @@ def test_pre_provisioning_hook_is_honoured(tmp_path: Path, templates_dir: Path, 
                 )
             finally:
                 client.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert _Hook.seen[0]["certificateId"] == created["certificateId"]
-    assert _Hook.seen[0]["parameters"] == {"SerialNumber": "H1"}
+    assert hook.events[0]["certificateId"] == created["certificateId"]
+    assert hook.events[0]["parameters"] == {"SerialNumber": "H1"}
     if allow:
         assert outcome == "accepted"
         assert body["deviceConfiguration"]["location"] == "from-hook"

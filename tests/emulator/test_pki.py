@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from repository import TEST_DATA
 
 from emulator.errors import ConfigError, InvalidRequest
 from emulator.security.pki import (
@@ -272,7 +273,7 @@ def test_load_csr_rejects_ed25519_naming_the_key_type() -> None:
 def test_load_csr_rejects_dsa_naming_the_key_type_without_a_deprecation_warning() -> None:
     # Made once with openssl: cryptography deprecates DSA, and filterwarnings = error would catch
     # any use of its DSA classes on this path.
-    dsa_csr = (Path(__file__).parents[1] / "data" / "dsa-2048.csr").read_text()
+    dsa_csr = (TEST_DATA / "dsa-2048.csr").read_text()
 
     with pytest.raises(InvalidRequest) as caught:
         load_csr(dsa_csr)

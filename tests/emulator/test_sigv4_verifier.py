@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from repository import TEST_DATA
 from websockets.datastructures import Headers
 
 from emulator.errors import AuthError
 from emulator.security.sigv4 import Identity, presign_path, verify_presigned_request
 
-VECTORS = json.loads((Path(__file__).parents[1] / "data" / "sigv4-vectors.json").read_text())
+VECTORS = json.loads((TEST_DATA / "sigv4-vectors.json").read_text())
 ACCEPT = [c for c in VECTORS["cases"] if c["expect"] == "accept"]
 REJECT = [c for c in VECTORS["cases"] if c["expect"] == "reject"]
 AWSCRT = [c for c in ACCEPT if c["signer"].startswith("awscrt")]

@@ -8,58 +8,34 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_support import MqttTestClient
+from hook_server import HookServer
+from mqtt_support import CSR_TOPIC, KEYS_TOPIC, MqttTestClient
 
 from emulator import Emulator
 
 FIXTURES = Path(__file__).parent / "templates"
-KEYS_TOPIC = "$aws/certificates/create/json"
-CSR_TOPIC = "$aws/certificates/create-from-csr/json"
 DOCS_PARAMETERS = {"ThingName": "bulb-1", "SerialNumber": "SN-1", "DeviceLocation": "Seattle"}
 
 
-class _Hook(BaseHTTPRequestHandler):
-    answer: dict[str, Any] = {"allowProvisioning": True}
-    seen: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        type(self).seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        data = json.dumps(type(self).answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+@pytest.fixture(scope="module")
+def hook() -> Iterator[HookServer]:
+    with HookServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def hook_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def fleet_emulator(tmp_path_factory: pytest.TempPathFactory, hook_url: str) -> Iterator[Emulator]:
+def fleet_emulator(tmp_path_factory: pytest.TempPathFactory, hook: HookServer) -> Iterator[Emulator]:
     templates = tmp_path_factory.mktemp("templates")
     for path in FIXTURES.glob("*.json"):
         shutil.copy(path, templates / path.name)
     hooked = templates / "hooked_override_fail.json"
     wrapper = json.loads(hooked.read_text())
-    wrapper["preProvisioningHook"]["url"] = hook_url
+    wrapper["preProvisioningHook"]["url"] = hook.url
     hooked.write_text(json.dumps(wrapper))
     emulator = Emulator(
         data_dir=tmp_path_factory.mktemp("data"), templates_dir=templates, key_algorithm="ec", key_pool_size=2
@@ -69,9 +45,10 @@ def fleet_emulator(tmp_path_factory: pytest.TempPathFactory, hook_url: str) -> I
 
 
 @pytest.fixture
-def fleet(fleet_emulator: Emulator) -> Emulator:
+def fleet(fleet_emulator: Emulator, hook: HookServer) -> Emulator:
     fleet_emulator.reset()
-    _Hook.answer, _Hook.seen = {"allowProvisioning": True}, []
+    hook.answer(200, {"allowProvisioning": True})
+    hook.requests.clear()
     return fleet_emulator
 
 
@@ -223,13 +200,13 @@ def test_inactive_status_registers_a_certificate_that_cannot_connect_yet(
 
 
 def test_pre_provisioning_hook_overrides_then_override_fail_refuses_a_second_device(
-    fleet: Emulator, client: MqttTestClient
+    fleet: Emulator, client: MqttTestClient, hook: HookServer
 ) -> None:
-    _Hook.answer = {"allowProvisioning": True, "parameterOverrides": {"Owner": "acme"}}
+    hook.answer(200, {"allowProvisioning": True, "parameterOverrides": {"Owner": "acme"}})
     created, outcome, body = provision(client, "hooked_override_fail", {"SerialNumber": "H-1"})
     assert (outcome, body) == ("accepted", {"thingName": "H-1", "deviceConfiguration": {"owner": "acme"}})
-    assert _Hook.seen[0]["certificateId"] == created["certificateId"]
-    assert _Hook.seen[0]["templateArn"].endswith(":provisioningtemplate/hooked_override_fail")
+    assert hook.events[0]["certificateId"] == created["certificateId"]
+    assert hook.events[0]["templateArn"].endswith(":provisioningtemplate/hooked_override_fail")
     thing = fleet.registry.describe_thing("H-1")
     assert thing is not None and thing["attributes"] == {"owner": "acme"}
 

@@ -42,7 +42,6 @@ sends `Authorization: Bearer <key>` with `api.key` unless told `key=None` or ano
 
 from __future__ import annotations
 
-import importlib.resources
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,6 +61,7 @@ from openapi_core.deserializing.media_types.util import json_loads
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from openapi_core.validation.schemas import oas31_schema_validators_factory
 from openapi_core.validation.schemas.exceptions import ValidateError
+from repository import CONTRACT_PATH
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator
@@ -69,8 +69,6 @@ from service import create_app
 from service.config import Settings
 from service.store import Store
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONTRACT_PATH = Path(str(importlib.resources.files("service").joinpath("openapi.yaml")))
 TEST_API_KEY = "test-key-0123456789abcdef"
 REQUEST_TIMEOUT = 30.0
 UNREACHABLE_ENDPOINT = "mqtt://127.0.0.1:1"  # nothing listens on port 1: connections are refused

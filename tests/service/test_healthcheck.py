@@ -14,10 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from repository import REPO_ROOT
 
 from service.serving.healthcheck import check
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Healthz(BaseHTTPRequestHandler):

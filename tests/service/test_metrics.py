@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
+from repository import REPO_ROOT
 from scraped import delta, scrape
 
 from emulator import Emulator, Fault
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def provision(api: Any, serial: str, csr: str | None = None, template: str = "demo", **kwargs: Any) -> Any:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from repository import REPO_ROOT
 from scraped import Scrape
 from served import API_KEY, emulator_env, free_port, stop, wait_ready
 
@@ -21,7 +22,6 @@ from bench.slow_clients import SlowClients, measure
 from emulator import Emulator
 from service.serving.nginx import render_nginx_config
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HAVE_NGINX = shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
 needs_nginx = pytest.mark.skipif(
     not HAVE_NGINX and os.environ.get("CI") != "true", reason="nginx is not installed (apt-get install nginx)"

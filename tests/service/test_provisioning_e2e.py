@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from device_keys import make_csr
+from repository import DEMO_TEMPLATE
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
 
@@ -127,7 +128,7 @@ def test_aws_server_error_is_502(emulator: Emulator, start_service) -> None:
 def test_hook_denial_is_403_access_denied(tmp_path: Path, serve, settings_for, templates_dir: Path) -> None:
     import json as _json
 
-    demo = _json.loads((Path(__file__).parents[2] / "emulator/data/demo.json").read_text())
+    demo = _json.loads(DEMO_TEMPLATE.read_text())
     # A hook URL where nothing listens: the hook fails, and AWS rejects (ACCESS_DENIED).
     (templates_dir / "hooked.json").write_text(
         _json.dumps({"templateBody": demo, "preProvisioningHook": {"url": "http://127.0.0.1:9/hook"}})

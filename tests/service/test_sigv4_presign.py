@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from repository import TEST_DATA
 
 from service.mqtt.sigv4 import (
     AwsCredentials,
@@ -18,7 +18,7 @@ from service.mqtt.sigv4 import (
     static_credentials,
 )
 
-VECTORS = json.loads((Path(__file__).parents[1] / "data" / "sigv4-vectors.json").read_text())
+VECTORS = json.loads((TEST_DATA / "sigv4-vectors.json").read_text())
 HOST_ONLY = [
     c for c in VECTORS["cases"] if c["expect"] == "accept" and "X-Amz-SignedHeaders=host&" in c["signedPath"]
 ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-DEMO = json.loads((Path(__file__).parents[2] / "emulator/data/demo.json").read_text())
+from repository import DEMO_TEMPLATE
+
+DEMO = json.loads(DEMO_TEMPLATE.read_text())
 
 
 def test_template_subscriptions_stay_within_fifty_and_evict_the_least_used(

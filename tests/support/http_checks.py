@@ -4,7 +4,6 @@ checks it (the certificate is for their key, AWS has the thing), and small reque
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -12,10 +11,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from emulator import Emulator
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONTRACT_PATH = REPO_ROOT / "openapi.yaml"
-DEMO_TEMPLATE = REPO_ROOT / "emulator" / "data" / "demo.json"
 
 
 def problem_of(response: requests.Response, status: int) -> dict[str, Any]:

@@ -22,12 +22,11 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from device_keys import make_csr
 from issued_devices import IssuedDevice, saved
-from mqtt_support import MqttTestClient
+from mqtt_support import CSR_TOPIC, MqttTestClient
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator
 
 REGION = "us-east-1"
-CSR_TOPIC = "$aws/certificates/create-from-csr/json"
 # No retries: a test must see the emulator's first answer, and a refused call must fail at once.
 NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=10)
 
@@ -130,32 +129,32 @@ def aws_cli(
     )
 
 
-def create_certificate_from_csr(emulator: Emulator, csr_pem: str) -> dict[str, Any]:
-    """CreateCertificateFromCsr over MQTT with the claim: its answer (certificateId, certificatePem,
-    certificateOwnershipToken); the certificate stays PENDING_ACTIVATION until RegisterThing."""
+def accepted_with_claim(emulator: Emulator, topic: str, request: dict[str, Any]) -> dict[str, Any]:
+    """`request` published to a fleet provisioning `topic` over MQTT by a client with the claim;
+    the answer, which must come on <topic>/accepted."""
     client = MqttTestClient(emulator.urls["mqtt"]).connect()
     try:
-        outcome, created = client.request(CSR_TOPIC, {"certificateSigningRequest": csr_pem})
+        outcome, answer = client.request(topic, request)
     finally:
         client.close()
-    assert outcome == "accepted", created
-    return dict(created)
+    assert outcome == "accepted", answer
+    return dict(answer)
+
+
+def create_certificate_from_csr(emulator: Emulator, csr_pem: str) -> dict[str, Any]:
+    """CreateCertificateFromCsr: its answer (certificateId, certificatePem, certificateOwnershipToken);
+    the certificate stays PENDING_ACTIVATION until RegisterThing redeems the token."""
+    return accepted_with_claim(emulator, CSR_TOPIC, {"certificateSigningRequest": csr_pem})
 
 
 def register_thing(
     emulator: Emulator, token: str, template: str, parameters: dict[str, str]
 ) -> dict[str, Any]:
-    """RegisterThing over MQTT with the claim, redeeming an ownership token: its answer (thingName)."""
-    client = MqttTestClient(emulator.urls["mqtt"]).connect()
-    try:
-        outcome, registered = client.request(
-            f"$aws/provisioning-templates/{template}/provision/json",
-            {"certificateOwnershipToken": token, "parameters": parameters},
-        )
-    finally:
-        client.close()
-    assert outcome == "accepted", registered
-    return dict(registered)
+    """RegisterThing with `template`, redeeming an ownership token: its answer (thingName)."""
+    topic = f"$aws/provisioning-templates/{template}/provision/json"
+    return accepted_with_claim(
+        emulator, topic, {"certificateOwnershipToken": token, "parameters": parameters}
+    )
 
 
 def register_over_mqtt(

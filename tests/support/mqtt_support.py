@@ -22,6 +22,10 @@ from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY
 from emulator.security.sigv4 import presign_path
 
 WAIT = 10.0
+# Fleet provisioning's request topics (JSON), as AWS IoT names them.
+KEYS_TOPIC = "$aws/certificates/create/json"
+CSR_TOPIC = "$aws/certificates/create-from-csr/json"
+DEMO_TOPIC = "$aws/provisioning-templates/demo/provision/json"
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""The service app for the operator page's tests: in-process (werkzeug, threaded) on a free loopback
-port, with its own SQLite store, its MQTT pool on a running emulator (WSS + SigV4)."""
+"""The service app for the operator page's tests and the contract fuzz: in-process (werkzeug,
+threaded) on a free loopback port, with its own SQLite store, its MQTT pool on a running emulator
+(WSS + SigV4), its lifecycle operations on the emulator's control plane."""
 
 from __future__ import annotations
 

@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 from browser import chromium
 from playwright.sync_api import Browser, ConsoleMessage, Page
+from repository import REPO_ROOT
 from ui_service import UiService, serve_ui
 
 from emulator import Emulator
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,6 @@ import csv
 import io
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from operator_cli import cli_env, run
 
 from service.callers import keys
 from service.callers.views import REGISTRATION_FIELDS
@@ -27,34 +26,7 @@ from service.cli.root import root
 from service.errors import Unauthorized
 from service.store import Registration, Store
 
-REPOSITORY = Path(__file__).resolve().parents[3]
-BOOTSTRAP_KEY = "bootstrap-key-for-cli-tests"
 UNREACHABLE_PG = "postgresql+psycopg://operator:hunter2-secret@127.0.0.1:1/provisioner"
-
-
-def cli_env(url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVISIONER_", "AWS_"))}
-    env.update(
-        {
-            "PROVISIONER_DATABASE_URL": url,
-            "PROVISIONER_IOT_ENDPOINT": "mqtt://127.0.0.1:1",  # not local mode: no emulator
-            "PROVISIONER_API_KEYS": BOOTSTRAP_KEY,
-        }
-    )
-    return env
-
-
-def run(url: str, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m service ARGS` as an operator runs it (`env`: PROVISIONER_* to change)."""
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        env=cli_env(url) | env,
-        cwd=REPOSITORY,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture

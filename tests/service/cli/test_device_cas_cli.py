@@ -4,38 +4,15 @@ stderr), on a real store (SQLite and PostgreSQL); what it did is checked in the 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from attested import fingerprint
+from operator_cli import run
 
 from emulator.security.idevids import Manufacturer
 from service.store import Store
-
-REPOSITORY = Path(__file__).resolve().parents[3]
-
-
-def run(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVISIONER_", "AWS_"))}
-    env.update(
-        {
-            "PROVISIONER_DATABASE_URL": url,
-            "PROVISIONER_IOT_ENDPOINT": "mqtt://127.0.0.1:1",  # not local mode: no emulator
-            "PROVISIONER_API_KEYS": "bootstrap-key-for-cli-tests",
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        env=env,
-        cwd=REPOSITORY,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

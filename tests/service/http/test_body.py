@@ -9,7 +9,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from http_checks import (
-    DEMO_TEMPLATE,
     assert_never_reached_the_provisioner,
     assert_provisioned,
     device,
@@ -17,6 +16,7 @@ from http_checks import (
     problem_of,
     provision,
 )
+from repository import DEMO_TEMPLATE
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])

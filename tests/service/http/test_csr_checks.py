@@ -3,7 +3,6 @@ what goes on to AWS IoT is the CSR re-encoded, never the caller's string. Over r
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
+from repository import TEST_DATA
 
 from emulator import Emulator
 from service.http.schemas import ProvisionRequestSchema
@@ -18,7 +18,7 @@ from service.http.schemas import ProvisionRequestSchema
 Key = Any
 # A DSA CSR made once with openssl (gendsa 2048): cryptography deprecates DSA (51), so the suite
 # cannot make one without the warning the service must not trigger either.
-DSA_CSR = (Path(__file__).parents[2] / "data" / "dsa-2048.csr").read_text()
+DSA_CSR = (TEST_DATA / "dsa-2048.csr").read_text()
 
 
 def csr_for(key: Key) -> str:

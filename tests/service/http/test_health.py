@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 import yaml
-from http_checks import (
-    CONTRACT_PATH,
-    REPO_ROOT,
-)
 from openapi_spec_validator import validate as validate_spec
+from repository import CONTRACT_PATH, REPO_ROOT
 
 
 def test_healthz_answers_ok(api):

@@ -8,9 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,21 +15,20 @@ from typing import Any
 from device_keys import make_csr
 from iot_control import connect_refused, iot_client, register_over_mqtt
 from issued_devices import provision_through
+from operator_cli import run
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
 
-REPOSITORY = Path(__file__).resolve().parents[3]
 WITHIN = 2.0
 
 
 def operator(api: Any, emulator: Emulator, tmp_path: Path, *args: str, stdin: str | None = None) -> Any:
     """`python -m service ARGS` on the service's own store, its control plane the emulator's, AWS
     credentials from the environment only (the emulator's test pair)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVISIONER_", "AWS_"))}
-    env.update(
-        PROVISIONER_DATABASE_URL=api.settings.store_url,
-        PROVISIONER_IOT_ENDPOINT="mqtt://127.0.0.1:1",  # not local mode
-        PROVISIONER_API_KEYS="cli-test-bootstrap-key-0123",
+    return run(
+        api.settings.store_url,
+        *args,
+        stdin=stdin,
         PROVISIONER_AWS_REGION="us-east-1",
         PROVISIONER_CONTROL_ENDPOINT=emulator.urls["control-tls"],
         PROVISIONER_CONTROL_CA_FILE=str(emulator.ca_path),
@@ -41,15 +37,6 @@ def operator(api: Any, emulator: Emulator, tmp_path: Path, *args: str, stdin: st
         AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
         AWS_EC2_METADATA_DISABLED="true",
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        env=env,
-        cwd=REPOSITORY,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
 
