@@ -24,6 +24,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from device_keys import make_csr
+from http_checks import provision_serial, spki
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
 from service.mqtt import payloads
@@ -32,19 +33,6 @@ from service.serving.launcher import gunicorn_command
 
 API_KEY = "correlation-test-key-0123456789"
 CALLERS = 300
-
-
-def spki(public_key: Any) -> bytes:
-    return bytes(
-        public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-
-
-def provision(api: Any, serial: str, csr: str | None = None) -> Any:
-    body: dict[str, Any] = {"templateName": "demo", "parameters": {"SerialNumber": serial}}
-    if csr is not None:
-        body["csr"] = csr
-    return api.post("/provision", json=body)
 
 
 # -- the whole stack under gunicorn, every operation duplicated ----------------------------------
@@ -192,10 +180,10 @@ def test_late_duplicate_of_the_previous_flows_answer_never_reaches_the_next_call
     # flow's RegisterThing wait (each step of which takes 100 ms), for the same template.
     emulator.set_fault("create_certificate_from_csr", Fault(latency=(0.1, 0.1)))
     emulator.set_fault("register_thing", Fault(latency=(0.1, 0.1), answer_twice=0.15, count=1))
-    first = provision(api, "PREV", make_csr()[1])
+    first = provision_serial(api, "PREV", make_csr()[1])
     assert first.status_code == 201, first.text
     emulator.set_fault("register_thing", Fault(latency=(0.1, 0.1)))
-    second = provision(api, "NEXT", make_csr()[1])
+    second = provision_serial(api, "NEXT", make_csr()[1])
     # The repeat arrived on the previous flow's format: not what this flow waited for.
     assert second.status_code == 201, second.text
     assert second.json()["thingName"] == "demo-NEXT"
@@ -203,7 +191,7 @@ def test_late_duplicate_of_the_previous_flows_answer_never_reaches_the_next_call
     # ...and the connection that saw it was replaced.
     api.wait_ready()
     assert api.get("/readyz").json()["connections"][0]["clientId"] != client_id
-    assert provision(api, "AFTER").json()["thingName"] == "demo-AFTER"
+    assert provision_serial(api, "AFTER").json()["thingName"] == "demo-AFTER"
 
 
 def test_an_answer_older_than_the_quiet_window_fails_the_flow_with_a_retryable_502(
@@ -215,7 +203,7 @@ def test_an_answer_older_than_the_quiet_window_fails_the_flow_with_a_retryable_5
     # in its own format that it has not asked for, i.e. older than a whole flow plus the window.
     emulator.set_fault("create_certificate_from_csr", Fault(latency=(0.2, 0.2)))
     emulator.set_fault("register_thing", Fault(answer_twice=0.3, count=1))
-    responses = [provision(api, f"OLD-{i}", make_csr()[1]) for i in range(3)]
+    responses = [provision_serial(api, f"OLD-{i}", make_csr()[1]) for i in range(3)]
     assert [r.status_code for r in responses[:2]] == [201, 201], [r.text for r in responses]
     refused = responses[2]
     assert refused.status_code == 502, refused.text
@@ -228,7 +216,7 @@ def test_an_answer_older_than_the_quiet_window_fails_the_flow_with_a_retryable_5
     # Refused before RegisterThing was sent: its certificate exists in AWS, no thing was made.
     assert emulator.registry.describe_thing("demo-OLD-2") is None
     api.wait_ready()
-    retried = provision(api, "OLD-2", make_csr()[1])
+    retried = provision_serial(api, "OLD-2", make_csr()[1])
     assert retried.status_code == 201, retried.text
     assert retried.json()["thingName"] == "demo-OLD-2"
 
@@ -257,7 +245,7 @@ def test_a_link_dirtied_after_the_pool_chose_it_refuses_its_flow_with_a_retryabl
 
     monkeypatch.setattr(MqttLink, "begin_flow", begin_flow_after_a_stray_answer)
     certificates = len(emulator.registry.list_certificates())
-    refused = provision(api, "STRAY", make_csr()[1])
+    refused = provision_serial(api, "STRAY", make_csr()[1])
     assert refused.status_code == 502, refused.text
     problem = refused.json()
     assert problem["type"].endswith("/answer-unproven")
@@ -269,7 +257,7 @@ def test_a_link_dirtied_after_the_pool_chose_it_refuses_its_flow_with_a_retryabl
     # The link was replaced, and the retry is served by the fresh one.
     api.wait_ready()
     assert api.get("/readyz").json()["connections"][0]["clientId"] != client_id
-    retried = provision(api, "STRAY", make_csr()[1])
+    retried = provision_serial(api, "STRAY", make_csr()[1])
     assert retried.status_code == 201, retried.text
     assert retried.json()["thingName"] == "demo-STRAY"
 
@@ -302,7 +290,7 @@ def test_an_answer_that_arrives_before_the_request_was_written_is_not_the_flows_
 
     monkeypatch.setattr(MqttLink, "_take", take_noting_arrival)
     monkeypatch.setattr(MqttLink, "_publish", publish_after_a_foreign_answer)
-    response = provision(api, "REAL", make_csr()[1])
+    response = provision_serial(api, "REAL", make_csr()[1])
     assert foreign, "the flow never sent RegisterThing"
     # The foreign answer arrived before the request was written, so it cannot be this flow's:
     # the flow waited on and got its own.
@@ -312,7 +300,7 @@ def test_an_answer_that_arrives_before_the_request_was_written_is_not_the_flows_
     # The connection that saw it is replaced before it serves again.
     api.wait_ready()
     assert api.get("/readyz").json()["connections"][0]["clientId"] != client_id
-    assert provision(api, "AFTER").json()["thingName"] == "demo-AFTER"
+    assert provision_serial(api, "AFTER").json()["thingName"] == "demo-AFTER"
 
 
 def test_consecutive_flows_on_a_connection_alternate_json_and_cbor(start_service) -> None:
@@ -322,7 +310,7 @@ def test_consecutive_flows_on_a_connection_alternate_json_and_cbor(start_service
         formats.append(api.get("/readyz").json()["connections"][0]["nextFormat"])
         # The emulator decodes a request in its topic's format: a 201 on a CBOR topic means
         # the request went out as CBOR and the CBOR answers were read.
-        response = provision(api, f"ALT-{index}", make_csr()[1] if index % 2 else None)
+        response = provision_serial(api, f"ALT-{index}", make_csr()[1] if index % 2 else None)
         assert response.status_code == 201, response.text
         assert response.json()["thingName"] == f"demo-ALT-{index}"
         assert response.json()["deviceConfiguration"]["serial"] == f"ALT-{index}"

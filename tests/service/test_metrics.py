@@ -10,17 +10,11 @@ import json
 import re
 from typing import Any
 
+from http_checks import provision_serial
 from repository import REPO_ROOT
 from scraped import delta, scrape
 
 from emulator import Emulator, Fault
-
-
-def provision(api: Any, serial: str, csr: str | None = None, template: str = "demo", **kwargs: Any) -> Any:
-    body: dict[str, Any] = {"templateName": template, "parameters": {"SerialNumber": serial}}
-    if csr is not None:
-        body["csr"] = csr
-    return api.post("/provision", json=body, **kwargs)
 
 
 def test_metrics_count_provisions_rejections_and_http_requests(
@@ -28,9 +22,9 @@ def test_metrics_count_provisions_rejections_and_http_requests(
 ) -> None:
     api = start_service()
     before = scrape(api.get)
-    assert provision(api, "SN-M1", csr_pem).status_code == 201
-    assert provision(api, "SN-M2").status_code == 201
-    assert provision(api, "SN-M3", template="no-such-template").status_code == 404
+    assert provision_serial(api, "SN-M1", csr_pem).status_code == 201
+    assert provision_serial(api, "SN-M2").status_code == 201
+    assert provision_serial(api, "SN-M3", template="no-such-template").status_code == 404
     assert api.post("/provision", json={"templateName": "demo", "bogus": 1}).status_code == 422
     after = scrape(api.get)
 
@@ -75,9 +69,9 @@ def test_gate_refusals_and_rate_limits_are_counted(api: Any) -> None:
     scoped = api.post("/admin/keys", json={"templates": ["other"]}).json()["apiKey"]
     slow = api.post("/admin/keys", json={"ratePerMinute": 1}).json()["apiKey"]
     before = scrape(api.get)
-    assert provision(api, "SN-G1", key=scoped).status_code == 403  # template-not-allowed
-    assert provision(api, "SN-G2", key=slow).status_code == 503  # passes the gate; no broker here
-    assert provision(api, "SN-G3", key=slow).status_code == 429  # its second request this minute
+    assert provision_serial(api, "SN-G1", key=scoped).status_code == 403  # template-not-allowed
+    assert provision_serial(api, "SN-G2", key=slow).status_code == 503  # passes the gate; no broker here
+    assert provision_serial(api, "SN-G3", key=slow).status_code == 429  # its second request this minute
     after = scrape(api.get)
     assert delta(before, after, "provisioner_gate_refusals_total", rule="template-not-allowed") == 1
     assert delta(before, after, "provisioner_rate_limit_refusals_total", limit="api-key") == 1
@@ -113,10 +107,10 @@ def test_duplicates_and_replaced_connections_are_counted(emulator: Emulator, sta
     api = start_service(PROVISIONER_POOL_SIZE="1")
     before = scrape(api.get)
     emulator.faults.set("register_thing", Fault(answer_twice=True))
-    assert provision(api, "SN-D1").status_code == 201
+    assert provision_serial(api, "SN-D1").status_code == 201
     emulator.faults.clear()
     # The repeat dirtied the idle connection: the next request gets a fresh one.
-    assert provision(api, "SN-D2").status_code == 201
+    assert provision_serial(api, "SN-D2").status_code == 201
     after = scrape(api.get)
     assert delta(before, after, "provisioner_duplicates_detected_total") == 1
     assert delta(before, after, "provisioner_connection_replacements_total", reason="unexpected-message") == 1

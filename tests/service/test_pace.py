@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from http_checks import provision_serial
 from scraped import delta, scrape
 
 from emulator import Emulator
@@ -66,10 +67,6 @@ def test_the_local_pace_spaces_slots_in_one_process() -> None:
     assert [s for _, s in slots] == [100.0, 100.25, 100.5, 100.75, 101.0, 101.25]
 
 
-def provision(api: Any, serial: str) -> Any:
-    return api.post("/provision", json={"templateName": "demo", "parameters": {"SerialNumber": serial}})
-
-
 def test_the_service_waits_for_slots_and_refuses_past_the_deadline(
     emulator: Emulator, start_service: Any
 ) -> None:
@@ -85,7 +82,7 @@ def test_the_service_waits_for_slots_and_refuses_past_the_deadline(
     before = scrape(api.get)
     started = time.monotonic()
     with ThreadPoolExecutor(5) as pool:
-        responses = list(pool.map(lambda n: provision(api, f"SN-P{n}"), range(5)))
+        responses = list(pool.map(lambda n: provision_serial(api, f"SN-P{n}"), range(5)))
     elapsed = time.monotonic() - started
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201, 201, 201, 201, 429], [r.text for r in responses]

@@ -10,13 +10,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from http_checks import provision_serial
 from scraped import delta, scrape
 
 from emulator import Emulator, Fault
-
-
-def provision(api: Any, serial: str) -> Any:
-    return api.post("/provision", json={"templateName": "demo", "parameters": {"SerialNumber": serial}})
 
 
 def wait_for(condition: Any, timeout: float = 10.0) -> None:
@@ -42,10 +39,10 @@ def test_a_healthy_request_is_served_while_the_only_connection_waits_out_a_lost_
     before = scrape(api.get)
     emulator.set_fault("register_thing", Fault(never_answer=True, count=1))
     with ThreadPoolExecutor(2) as pool:
-        lost = pool.submit(provision, api, "LOST")
+        lost = pool.submit(provision_serial, api, "LOST")
         wait_for(lambda: emulator.faults.met.get(("register_thing", "never_answer")) == 1)
         started = time.monotonic()
-        healthy = provision(api, "HEALTHY")
+        healthy = provision_serial(api, "HEALTHY")
         took = time.monotonic() - started
         assert healthy.status_code == 201, healthy.text
         assert healthy.json()["thingName"] == "demo-HEALTHY"
@@ -56,7 +53,7 @@ def test_a_healthy_request_is_served_while_the_only_connection_waits_out_a_lost_
     after = scrape(api.get)
     assert delta(before, after, "provisioner_mqtt_connections_opened_total", reason="spare") == 1
     # Once nothing holds capacity, the pool goes back to its size.
-    provision(api, "AFTER")
+    provision_serial(api, "AFTER")
     wait_for(lambda: api.get("/readyz").json()["spares"] == 0)
     assert api.get("/readyz").json()["readyConnections"] == 1
 
@@ -67,9 +64,9 @@ def test_without_spares_the_same_request_waits_out_the_pool_and_gets_503(
     api = start_service(PROVISIONER_POOL_SPARES="0", **SETTINGS)
     emulator.set_fault("register_thing", Fault(never_answer=True, count=1))
     with ThreadPoolExecutor(2) as pool:
-        lost = pool.submit(provision, api, "LOST")
+        lost = pool.submit(provision_serial, api, "LOST")
         wait_for(lambda: emulator.faults.met.get(("register_thing", "never_answer")) == 1)
-        refused = provision(api, "HEALTHY")
+        refused = provision_serial(api, "HEALTHY")
         assert refused.status_code == 503, refused.text
         assert refused.headers["Retry-After"] == "1"
         assert lost.result().status_code == 504
@@ -83,6 +80,6 @@ def test_no_spares_are_opened_while_the_broker_cannot_be_reached(
     before = scrape(api.get)
     emulator.stop()
     wait_for(lambda: api.get("/readyz").status_code == 503)
-    assert provision(api, "DOWN").status_code == 503
+    assert provision_serial(api, "DOWN").status_code == 503
     after = scrape(api.get)
     assert delta(before, after, "provisioner_mqtt_connections_opened_total", reason="spare") == 0

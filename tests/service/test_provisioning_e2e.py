@@ -15,24 +15,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from device_keys import make_csr
+from http_checks import provision_serial, spki
 from repository import DEMO_TEMPLATE
 
 from emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY, Emulator, Fault
 
 MODES = ["sigv4", "certificate"]
-
-
-def spki(public_key) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def provision(api, serial: str, csr: str | None = None, template: str = "demo", **extra):
-    body = {"templateName": template, "parameters": {"SerialNumber": serial}, **extra}
-    if csr is not None:
-        body["csr"] = csr
-    return api.post("/provision", json=body)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -68,7 +56,7 @@ def test_server_generated_key_flow_returns_the_matching_key(
     emulator: Emulator, start_service, mode: str
 ) -> None:
     api = start_service(mode)
-    response = provision(api, f"KEY-{mode}")
+    response = provision_serial(api, f"KEY-{mode}")
     assert response.status_code == 201, response.text
     assert response.headers["Cache-Control"] == "no-store"
     body = response.json()
@@ -94,7 +82,7 @@ def test_readiness_describes_the_pool(start_service) -> None:
 
 
 def test_unknown_template_is_404_with_aws_fields(start_service) -> None:
-    response = provision(start_service(), "X", template="no-such-template")
+    response = provision_serial(start_service(), "X", template="no-such-template")
     assert response.status_code == 404
     problem = response.json()
     assert (problem["step"], problem["errorCode"]) == ("register", "ResourceNotFoundException")
@@ -111,7 +99,7 @@ def test_missing_template_parameter_is_400_with_aws_message(start_service) -> No
 def test_aws_throttling_is_429_with_retry_after(emulator: Emulator, start_service) -> None:
     api = start_service()
     emulator.set_fault("register_thing", Fault(throttle=(0.001, 0)))
-    response = provision(api, "T1")
+    response = provision_serial(api, "T1")
     assert response.status_code == 429
     assert int(response.headers["Retry-After"]) >= 1
     assert response.json()["errorCode"] == "ThrottlingException"
@@ -120,7 +108,7 @@ def test_aws_throttling_is_429_with_retry_after(emulator: Emulator, start_servic
 def test_aws_server_error_is_502(emulator: Emulator, start_service) -> None:
     api = start_service()
     emulator.set_fault("create_certificate_from_csr", Fault(reject=(500, "InternalFailure", "boom"), count=1))
-    response = provision(api, "E1", make_csr()[1])
+    response = provision_serial(api, "E1", make_csr()[1])
     assert response.status_code == 502
     assert (response.json()["step"], response.json()["errorCode"]) == ("create", "InternalFailure")
 
@@ -138,7 +126,7 @@ def test_hook_denial_is_403_access_denied(tmp_path: Path, serve, settings_for, t
     ) as emulator:
         api = serve(settings_for(emulator, "sigv4"))
         api.wait_ready()
-        response = provision(api, "H1", template="hooked")
+        response = provision_serial(api, "H1", template="hooked")
     assert response.status_code == 403
     assert response.json()["errorCode"] == "ACCESS_DENIED"
 
@@ -155,7 +143,7 @@ def test_many_concurrent_callers_each_get_their_own_certificate_and_thing(
 
     def one(item):
         serial, key_pem, csr_pem = item
-        return item, provision(api, serial, csr_pem)
+        return item, provision_serial(api, serial, csr_pem)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(one, requests_))
@@ -179,19 +167,19 @@ def test_late_answer_gives_504_and_never_reaches_the_next_request(
         PROVISIONER_POOL_SIZE="1", PROVISIONER_STEP_TIMEOUT_SECONDS="0.5", PROVISIONER_POOL_WAIT_SECONDS="10"
     )
     emulator.set_fault("register_thing", Fault(late=1.0, count=1))
-    response = provision(api, "LATE-1")
+    response = provision_serial(api, "LATE-1")
     assert response.status_code == 504
     assert response.json()["step"] == "register"
     for index in range(3):
         key_pem, csr_pem = make_csr()
-        response = provision(api, f"NEXT-{index}", csr_pem)
+        response = provision_serial(api, f"NEXT-{index}", csr_pem)
         assert response.status_code == 201, response.text
         assert response.json()["thingName"] == f"demo-NEXT-{index}"
         certificate = x509.load_pem_x509_certificate(response.json()["certificatePem"].encode())
         own = serialization.load_pem_private_key(key_pem.encode(), None)
         assert spki(certificate.public_key()) == spki(own.public_key())
     time.sleep(1.0)  # the late answer has now arrived at the discarded connection, not here
-    assert provision(api, "AFTER").json()["thingName"] == "demo-AFTER"
+    assert provision_serial(api, "AFTER").json()["thingName"] == "demo-AFTER"
 
 
 @pytest.mark.parametrize("with_csr", [True, False])
@@ -202,7 +190,7 @@ def test_duplicate_answers_never_mix_up_callers_or_starve_the_pool(
     emulator.set_fault("*", Fault(answer_twice=True))
     for index in range(12):  # every link is dirtied (mid-flow or idle) and replaced, again and again
         key_pem, csr_pem = make_csr()
-        response = provision(api, f"DUP-{index}", csr_pem if with_csr else None)
+        response = provision_serial(api, f"DUP-{index}", csr_pem if with_csr else None)
         assert response.status_code == 201, response.text
         body = response.json()
         certificate = x509.load_pem_x509_certificate(body["certificatePem"].encode())
@@ -232,7 +220,7 @@ def test_failing_credentials_do_not_kill_a_connection_for_good(
     try:
         api = serve(settings, provisioner)
         api.wait_ready(timeout=20)
-        assert provision(api, "CRED-1").status_code == 201
+        assert provision_serial(api, "CRED-1").status_code == 201
         assert failures[0] == 0
     finally:
         provisioner.close()
@@ -265,13 +253,13 @@ def test_broker_down_at_start_then_recovers(tmp_path: Path, serve, make_settings
     ).replace(static_credentials=(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY))
     api = serve(settings)
     assert api.get("/readyz").status_code == 503
-    response = provision(api, "DOWN")
+    response = provision_serial(api, "DOWN")
     assert response.status_code == 503
     assert response.json()["step"] == "connect" and "Retry-After" in response.headers
     emulator.start()
     try:
         api.wait_ready(timeout=20)
-        assert provision(api, "UP").status_code == 201
+        assert provision_serial(api, "UP").status_code == 201
     finally:
         emulator.stop()
 
@@ -296,7 +284,7 @@ def test_emulator_restart_under_load_ends_every_request_cleanly(tmp_path: Path, 
         index = 0
         while not stop.is_set():
             started = time.monotonic()
-            response = provision(api, f"R{n}-{index}")
+            response = provision_serial(api, f"R{n}-{index}")
             outcomes.append((response.status_code, time.monotonic() - started))
             index += 1
 

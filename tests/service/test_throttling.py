@@ -9,6 +9,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from http_checks import provision_serial
 from scraped import delta, scrape
 
 from emulator import Emulator, Fault
@@ -21,20 +22,13 @@ def minted(emulator: Emulator) -> list[dict[str, Any]]:
     return [c for c in emulator.registry.list_certificates() if c["owner"] == "fleet-provisioning"]
 
 
-def provision(api: Any, serial: str, csr: str | None = None) -> Any:
-    body: dict[str, Any] = {"templateName": "demo", "parameters": {"SerialNumber": serial}}
-    if csr is not None:
-        body["csr"] = csr
-    return api.post("/provision", json=body)
-
-
 def test_a_throttled_register_thing_is_retried_with_the_same_token(
     emulator: Emulator, start_service: Any
 ) -> None:
     api = start_service()
     before = scrape(api.get)
     emulator.faults.set("register_thing", Fault(reject=THROTTLED, count=2))
-    response = provision(api, "SN-T1")
+    response = provision_serial(api, "SN-T1")
     assert response.status_code == 201, response.text
     after = scrape(api.get)
     assert delta(before, after, "provisioner_aws_throttle_retries_total", step="register") == 2
@@ -65,7 +59,7 @@ def test_a_throttled_create_mints_nothing_and_is_sent_again(
     emulator.faults.set(
         "create_certificate_from_csr", Fault(reject=(400, "ThrottlingException", "slow down"), count=1)
     )
-    response = provision(api, "SN-T2", csr_pem)
+    response = provision_serial(api, "SN-T2", csr_pem)
     assert response.status_code == 201, response.text
     after = scrape(api.get)
     assert delta(before, after, "provisioner_aws_throttle_retries_total", step="create") == 1
@@ -82,7 +76,7 @@ def test_throttling_past_the_deadline_is_a_429_with_retry_after(
     )
     before = scrape(api.get)
     emulator.faults.set("register_thing", Fault(reject=THROTTLED))
-    response = provision(api, "SN-T3")
+    response = provision_serial(api, "SN-T3")
     assert response.status_code == 429, response.text
     assert int(response.headers["Retry-After"]) >= 1
     problem = response.json()
@@ -105,7 +99,7 @@ def test_load_above_the_limit_ends_in_201_or_429_never_5xx(emulator: Emulator, s
     # 10 calls a second (5 provisions: each is a Create* and a RegisterThing), burst 4.
     emulator.faults.set("*", Fault(throttle=(10, 4)))
     with ThreadPoolExecutor(12) as pool:
-        responses = list(pool.map(lambda n: provision(api, f"SN-L{n}"), range(36)))
+        responses = list(pool.map(lambda n: provision_serial(api, f"SN-L{n}"), range(36)))
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {201, 429}, statuses
     assert statuses.count(201) >= 5

@@ -28,6 +28,17 @@ def provision(api: Any, body: Any = None, **kwargs: Any) -> requests.Response:
     return api.post("/provision", json=body, **kwargs)
 
 
+def provision_serial(
+    api: Any, serial: str, csr: str | None = None, template: str = "demo", **kwargs: Any
+) -> requests.Response:
+    """POST /provision of `template` for SerialNumber `serial`, with `csr` when given (else AWS
+    makes the key pair); `kwargs` go to the client's post (key=..., headers=...)."""
+    body: dict[str, Any] = {"templateName": template, "parameters": {"SerialNumber": serial}}
+    if csr is not None:
+        body["csr"] = csr
+    return api.post("/provision", json=body, **kwargs)  # type: ignore[no-any-return]
+
+
 def device(serial: str, **fields: Any) -> dict[str, Any]:
     """A request for the emulator's `demo` template, which needs SerialNumber."""
     return {"templateName": "demo", "parameters": {"SerialNumber": serial}, **fields}
