@@ -28,16 +28,20 @@
     ├── PaceExceeded                   429 + Retry-After: no slot under PROVISIONER_AWS_MAX_RATE
     │                                  before the request's deadline
     ├── NotFound / MethodNotAllowed    404 / 405 for routes
-    ├── ProvisioningRejected           AWS answered on .../rejected: 4xx passed through, 5xx from
-    │   │                              AWS becomes 502 (provisioning.answers.rejection decides)
-    │   ├── TemplateNotFound           404 unknown template
-    │   └── Throttled                  429 with Retry-After
+    ├── AwsRejected                    AWS IoT answered an error: its errorCode and errorMessage
+    │   │                              passed through
+    │   ├── ProvisioningRejected       AWS answered on .../rejected: 4xx passed through, 5xx from
+    │   │   │                          AWS becomes 502 (provisioning.answers.rejection decides)
+    │   │   ├── TemplateNotFound       404 unknown template
+    │   │   └── Throttled              429 with Retry-After
+    │   └── ControlPlaneRejected       404/409/422/429/502: the control plane refused (in
+    │                                  service/aws/errors.py, raised only by service.aws.control,
+    │                                  which converts botocore's)
     ├── PoolExhausted                  503 + Retry-After: no free connection within the wait limit
     ├── BrokerUnavailable              503 + Retry-After: cannot connect / subscribe to the broker
     ├── StoreUnavailable               503 + Retry-After: the database cannot be reached
     ├── ControlPlaneUnavailable        503: AWS IoT's control plane cannot be used or reached
-    ├── ControlPlaneRejected           404/409/422/429/502: it refused (both in service/aws/errors.py,
-    │                                  raised only by service.aws.control, which converts botocore's)
+    │                                  (service/aws/errors.py)
     ├── UpstreamTimeout                504: our own deadline passed
     └── UpstreamInvalid                502: AWS's answer is unusable (bad JSON, unparseable certificate)
         └── AnswerUnproven             502 + Retry-After: an answer on the connection could not be
@@ -260,7 +264,28 @@ class MethodNotAllowed(ServiceError):
     title = "Method not allowed"
 
 
-class ProvisioningRejected(ServiceError):
+class AwsRejected(ServiceError):
+    """AWS IoT answered with an error: its `errorCode` and `errorMessage` are passed through, after
+    what says where (`about`). The status is decided where AWS's answer is converted."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int,
+        error_code: str,
+        error_message: str,
+        about: dict[str, Any],
+        step: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        extra = {**about, "errorCode": error_code, "errorMessage": error_message}
+        super().__init__(detail, step=step, extra=extra, retry_after=retry_after)
+        self.status = status
+        self.error_code = error_code
+
+
+class ProvisioningRejected(AwsRejected):
     """AWS IoT published on a `.../rejected` topic; its three fields are passed through.
 
     The HTTP status is decided by `service.provisioning.answers.rejection`, the one mapping.
@@ -268,25 +293,6 @@ class ProvisioningRejected(ServiceError):
 
     slug = "aws-rejected"
     title = "AWS IoT rejected the request"
-
-    def __init__(
-        self,
-        *,
-        step: str,
-        status: int,
-        status_code: int,
-        error_code: str,
-        error_message: str,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(
-            f"AWS IoT rejected {step}: {error_code}: {error_message}",
-            step=step,
-            extra={"statusCode": status_code, "errorCode": error_code, "errorMessage": error_message},
-            retry_after=retry_after,
-        )
-        self.status = status
-        self.error_code = error_code
 
 
 class TemplateNotFound(ProvisioningRejected):

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -188,31 +189,14 @@ class ControlPlane:
 
     def describe_thing(self, thing_name: str) -> Thing | None:
         found = self._call("DescribeThing", missing_ok=True, thingName=thing_name)
-        if found is None:
-            return None
-        return Thing(
-            thing_name=found["thingName"],
-            thing_arn=found.get("thingArn"),
-            thing_type_name=found.get("thingTypeName"),
-            attributes=dict(found.get("attributes") or {}),
-            version=found.get("version"),
-        )
+        return _thing(found) if found is not None else None
 
     def list_things(self, next_token: str | None, limit: int) -> tuple[list[Thing], str | None]:
         asked: dict[str, Any] = {"maxResults": limit}
         if next_token:
             asked["nextToken"] = next_token
         page = self._call("ListThings", **asked)
-        things = [
-            Thing(
-                thing_name=t["thingName"],
-                thing_arn=t.get("thingArn"),
-                thing_type_name=t.get("thingTypeName"),
-                attributes=dict(t.get("attributes") or {}),
-                version=t.get("version"),
-            )
-            for t in page.get("things", [])
-        ]
+        things = [_thing(t) for t in page.get("things", [])]
         return things, page.get("nextToken") or None
 
     def all_thing_names(self) -> Iterator[str]:
@@ -223,28 +207,10 @@ class ControlPlane:
     def thing_principals(self, thing_name: str) -> list[str]:
         """The certificate ARNs attached to a thing (ListThingPrincipals, every page); [] when
         the thing does not exist."""
-        try:
-            return [
-                arn
-                for page in self._pages("ListThingPrincipals", "principals", thingName=thing_name)
-                for arn in page
-            ]
-        except ControlPlaneRejected as error:
-            if error.status == 404:
-                return []
-            raise
+        return self._every("ListThingPrincipals", "principals", thingName=thing_name)
 
     def principal_things(self, certificate_arn: str) -> list[str]:
-        try:
-            return [
-                name
-                for page in self._pages("ListPrincipalThings", "things", principal=certificate_arn)
-                for name in page
-            ]
-        except ControlPlaneRejected as error:
-            if error.status == 404:
-                return []
-            raise
+        return self._every("ListPrincipalThings", "things", principal=certificate_arn)
 
     def attach_thing_principal(self, thing_name: str, certificate_arn: str) -> None:
         self._call("AttachThingPrincipal", thingName=thing_name, principal=certificate_arn)
@@ -261,28 +227,12 @@ class ControlPlane:
         found = self._call("DescribeCertificate", missing_ok=True, certificateId=certificate_id)
         if found is None:
             return None
-        d = found["certificateDescription"]
-        validity = d.get("validity") or {}
-        return Certificate(
-            certificate_id=d["certificateId"],
-            certificate_arn=d["certificateArn"],
-            status=d["status"],
-            creation_date=d.get("creationDate"),
-            last_modified_date=d.get("lastModifiedDate"),
-            not_after=validity.get("notAfter"),
-            certificate_pem=d.get("certificatePem"),
-        )
+        return _certificate(found["certificateDescription"])
 
     def all_certificates(self) -> Iterator[Certificate]:
         """Every certificate of the account (ListCertificates, newest first, 250 a page)."""
         for page in self._pages("ListCertificates", "certificates", pageSize=250):
-            for c in page:
-                yield Certificate(
-                    certificate_id=c["certificateId"],
-                    certificate_arn=c["certificateArn"],
-                    status=c["status"],
-                    creation_date=c.get("creationDate"),
-                )
+            yield from (_certificate(c) for c in page)
 
     def update_certificate(self, certificate_id: str, new_status: str) -> None:
         self._call("UpdateCertificate", certificateId=certificate_id, newStatus=new_status)
@@ -299,16 +249,8 @@ class ControlPlane:
         return Issued(made["certificateId"], made["certificateArn"], made["certificatePem"])
 
     def attached_policies(self, certificate_arn: str) -> list[str]:
-        try:
-            return [
-                p["policyName"]
-                for page in self._pages("ListAttachedPolicies", "policies", target=certificate_arn)
-                for p in page
-            ]
-        except ControlPlaneRejected as error:
-            if error.status == 404:
-                return []
-            raise
+        policies = self._every("ListAttachedPolicies", "policies", target=certificate_arn)
+        return [p["policyName"] for p in policies]
 
     def attach_policy(self, policy_name: str, certificate_arn: str) -> None:
         self._call("AttachPolicy", policyName=policy_name, target=certificate_arn)
@@ -318,46 +260,85 @@ class ControlPlane:
     def _call(self, operation: str, *, missing_ok: bool = False, **asked: Any) -> Any:
         """One operation; with `missing_ok`, None when AWS says the resource does not exist."""
         method = getattr(self._client, _snake(operation))
-        started = time.monotonic()
-        result = "error"
-        try:
-            answer = method(**asked)
-            result = "ok"
-            return answer
-        except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", "Unknown"))
-            result = code
-            if missing_ok and code in _NOT_FOUND:
-                result = "ok"
-                return None
-            raise _rejected(operation, error) from None
-        except BotoCoreError as error:
-            raise _unreachable(operation, error) from None
-        finally:
-            metrics.control_plane_calls.labels(operation, metrics.error_code_label(result)).inc()
-            metrics.control_plane_duration.labels(operation).observe(time.monotonic() - started)
+        with _converted(operation) as call:
+            try:
+                answer = method(**asked)
+            except ClientError as error:
+                if not (missing_ok and _code(error) in _NOT_FOUND):
+                    raise
+                answer = None
+            call.result = "ok"
+        return answer
 
     def _pages(self, operation: str, key: str, **asked: Any) -> Iterator[list[Any]]:
-        paginator = self._client.get_paginator(_snake(operation))
-        pages = iter(paginator.paginate(**asked))
+        pages = iter(self._client.get_paginator(_snake(operation)).paginate(**asked))
         while True:
-            started = time.monotonic()
-            result = "error"
-            try:
-                page = next(pages)
-                result = "ok"
-            except StopIteration:
-                result = "ok"
+            with _converted(operation) as call:
+                page = next(pages, None)
+                call.result = "ok"
+            if page is None:
                 return
-            except ClientError as error:
-                result = str(error.response.get("Error", {}).get("Code", "Unknown"))
-                raise _rejected(operation, error) from None
-            except BotoCoreError as error:
-                raise _unreachable(operation, error) from None
-            finally:
-                metrics.control_plane_calls.labels(operation, metrics.error_code_label(result)).inc()
-                metrics.control_plane_duration.labels(operation).observe(time.monotonic() - started)
             yield list(page.get(key, []))
+
+    def _every(self, operation: str, key: str, **asked: Any) -> list[Any]:
+        """Every item of every page; [] when the thing or certificate asked about does not exist."""
+        try:
+            return [item for page in self._pages(operation, key, **asked) for item in page]
+        except ControlPlaneRejected as error:
+            if error.status == 404:
+                return []
+            raise
+
+
+class _Call:
+    result = "error"  # what the metrics count: ok, or AWS's error code
+
+
+@contextmanager
+def _converted(operation: str) -> Iterator[_Call]:
+    """Counts and times one call to AWS IoT, and turns botocore's errors into the service's."""
+    started = time.monotonic()
+    call = _Call()
+    try:
+        yield call
+    except ClientError as error:
+        call.result = _code(error)
+        raise _rejected(operation, error) from None
+    except BotoCoreError as error:
+        raise _unreachable(operation, error) from None
+    finally:
+        metrics.control_plane_calls.labels(operation, metrics.error_code_label(call.result)).inc()
+        metrics.control_plane_duration.labels(operation).observe(time.monotonic() - started)
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def _thing(found: dict[str, Any]) -> Thing:
+    """DescribeThing's answer, or a thing of ListThings'."""
+    return Thing(
+        thing_name=found["thingName"],
+        thing_arn=found.get("thingArn"),
+        thing_type_name=found.get("thingTypeName"),
+        attributes=dict(found.get("attributes") or {}),
+        version=found.get("version"),
+    )
+
+
+def _certificate(found: dict[str, Any]) -> Certificate:
+    """DescribeCertificate's certificateDescription, or a certificate of ListCertificates' (which
+    has no validity, last change or PEM)."""
+    validity = found.get("validity") or {}
+    return Certificate(
+        certificate_id=found["certificateId"],
+        certificate_arn=found["certificateArn"],
+        status=found["status"],
+        creation_date=found.get("creationDate"),
+        last_modified_date=found.get("lastModifiedDate"),
+        not_after=validity.get("notAfter"),
+        certificate_pem=found.get("certificatePem"),
+    )
 
 
 class ControlPlaneHolder:
@@ -422,7 +403,7 @@ def _no_credentials(why: str) -> ControlPlaneUnavailable:
 
 def _rejected(operation: str, error: ClientError) -> ControlPlaneRejected | ControlPlaneUnavailable:
     body = error.response.get("Error", {})
-    code = str(body.get("Code", "Unknown"))[:200]
+    code = _code(error)[:200]
     message = str(body.get("Message", ""))[:1000]
     http_status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     if code in _DENIED:
@@ -445,9 +426,9 @@ def _rejected(operation: str, error: ClientError) -> ControlPlaneRejected | Cont
     return ControlPlaneRejected(
         f"AWS IoT's {operation} answered {code}: {message}",
         status=status,
-        operation=operation,
         error_code=code,
         error_message=message,
+        about={"operation": operation},
         retry_after=retry_after,
     )
 

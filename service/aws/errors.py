@@ -3,7 +3,8 @@
     ServiceError
     ├── ControlPlaneUnavailable     503: the control plane cannot be used (no AWS credentials or
     │                               region, credentials AWS refuses) or reached (+ Retry-After)
-    └── ControlPlaneRejected        AWS IoT answered an error: 404 no such resource, 409 a state
+    └── AwsRejected
+        └── ControlPlaneRejected    AWS IoT answered an error: 404 no such resource, 409 a state
                                     or deletion rule, 422 a value AWS refuses, 429 throttled
                                     (+ Retry-After), 502 anything else; AWS's `errorCode` and
                                     `errorMessage` and the `operation` are passed through
@@ -14,7 +15,7 @@ Messages never hold a credential: AWS's own messages name resources, never secre
 
 from __future__ import annotations
 
-from service.errors import ServiceError
+from service.errors import AwsRejected, ServiceError
 
 
 class ControlPlaneUnavailable(ServiceError):
@@ -23,24 +24,6 @@ class ControlPlaneUnavailable(ServiceError):
     title = "AWS IoT's control plane cannot be used"
 
 
-class ControlPlaneRejected(ServiceError):
+class ControlPlaneRejected(AwsRejected):
     slug = "control-plane-rejected"
     title = "AWS IoT's control plane refused the request"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        status: int,
-        operation: str,
-        error_code: str,
-        error_message: str,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(
-            detail,
-            extra={"operation": operation, "errorCode": error_code, "errorMessage": error_message},
-            retry_after=retry_after,
-        )
-        self.status = status
-        self.error_code = error_code

@@ -14,7 +14,7 @@ from service.callers.devices.model import DEFAULT_MAX_CHAIN_DEPTH, MAX_CHAIN_DEP
 from service.callers.devices.parameters import SOURCES
 from service.callers.views import block_view, crl_view, device_ca_view
 from service.cli.context import Runtime, now, pass_runtime
-from service.cli.output import as_json, fields, table
+from service.cli.output import as_json, fields, listed, table, usage_cells, usage_fields
 from service.cli.values import TEMPLATE
 from service.errors import InvalidInput, NotFound
 from service.store import Store
@@ -154,28 +154,21 @@ def register(
 def list_(runtime: Runtime, template: str | None, as_json_: bool) -> None:
     """Every registered device CA, oldest first."""
     records = runtime.store().device_cas.list(template)
-    if as_json_:
-        click.echo(as_json([device_ca_view(r) for r in records]))
-        return
-    if not records:
-        click.echo(
-            "No device CAs yet: python -m service device-cas register --template T --certificates CA.pem"
-        )
+    empty = "No device CAs yet: python -m service device-cas register --template T --certificates CA.pem"
+    if listed(records, as_json_, device_ca_view, empty):
         return
     headers = ("ID", "NAME", "TEMPLATE", "STATE", "REPROVISION", "PROVISIONS", "RATE", "SUBJECT")
     table(headers, [_row(r) for r in records])
 
 
 def _row(record: DeviceCaRecord) -> tuple[object, ...]:
-    limit = f"/{record.max_provisions}" if record.max_provisions is not None else ""
     return (
         record.ca_id,
         record.name,
         record.template,
         "enabled" if record.enabled else "disabled",
         record.reprovision,
-        f"{record.provisions}{limit}",
-        f"{record.rate_per_minute}/min" if record.rate_per_minute is not None else None,
+        *usage_cells(record),
         record.subject,
     )
 
@@ -203,7 +196,6 @@ def show(runtime: Runtime, ca_id: str, as_json_: bool) -> None:
         click.echo(as_json(view))
         return
     sources = ", ".join(f"{name}={_source_text(spec)}" for name, spec in record.parameters.items())
-    limit = f" of {record.max_provisions}" if record.max_provisions is not None else " (no limit)"
     fields(
         [
             ("id", record.ca_id),
@@ -215,8 +207,7 @@ def show(runtime: Runtime, ca_id: str, as_json_: bool) -> None:
             ("state", "enabled" if record.enabled else "disabled"),
             ("reprovision", record.reprovision),
             ("max chain depth", record.max_chain_depth),
-            ("provisions", f"{record.provisions}{limit}"),
-            ("rate", f"{record.rate_per_minute}/min" if record.rate_per_minute else "no limit"),
+            *usage_fields(record),
             ("blocked", ", ".join(f"{b.kind} {b.value}" for b in blocks) or "none"),
             ("crl", f"{crl.issuer}, {crl.revoked} revoked, next update {crl.next_update}" if crl else "none"),
             ("created", record.created_at),

@@ -9,7 +9,7 @@ import click
 from service.callers import enrollment_csv
 from service.callers.views import enrollment_view
 from service.cli.context import Runtime, now, pass_runtime
-from service.cli.output import as_json, table
+from service.cli.output import listed, table
 from service.cli.values import PARAMETER, TEMPLATE
 from service.errors import InvalidInput, NotFound
 from service.store import EnrollmentRecord, Store
@@ -89,31 +89,23 @@ def add(
     )
 
 
-@group.command("enable")
-@click.argument("value")
-@template_option
-@parameter_option
-@pass_runtime
-def enable(runtime: Runtime, value: str, template: str, parameter: str) -> None:
-    """Allow a listed device again."""
-    _set_enabled(runtime.store(), template, parameter, value, True)
+def _switch(name: str, enabled: bool, summary: str) -> None:
+    """The `enable` and `disable` commands: one listed device allowed or refused."""
+
+    @group.command(name, help=summary)
+    @click.argument("value")
+    @template_option
+    @parameter_option
+    @pass_runtime
+    def switch(runtime: Runtime, value: str, template: str, parameter: str) -> None:
+        record = runtime.store().enrollments.change(template, parameter, value, enabled=enabled)
+        if record is None:
+            raise NotFound(f"template {template} has no enrollment {parameter}={value[:60]}")
+        click.echo(f"{'enabled' if enabled else 'disabled'} {parameter}={value} for template {template}")
 
 
-@group.command("disable")
-@click.argument("value")
-@template_option
-@parameter_option
-@pass_runtime
-def disable(runtime: Runtime, value: str, template: str, parameter: str) -> None:
-    """Refuse a listed device (kept on the list, with its history)."""
-    _set_enabled(runtime.store(), template, parameter, value, False)
-
-
-def _set_enabled(store: Store, template: str, parameter: str, value: str, enabled: bool) -> None:
-    record = store.enrollments.change(template, parameter, value, enabled=enabled)
-    if record is None:
-        raise NotFound(f"template {template} has no enrollment {parameter}={value[:60]}")
-    click.echo(f"{'enabled' if enabled else 'disabled'} {parameter}={value} for template {template}")
+_switch("enable", True, "Allow a listed device again.")
+_switch("disable", False, "Refuse a listed device (kept on the list, with its history).")
 
 
 @group.command("list")
@@ -123,11 +115,8 @@ def _set_enabled(store: Store, template: str, parameter: str, value: str, enable
 def list_(runtime: Runtime, template: str | None, as_json_: bool) -> None:
     """Every enrollment (of a template), in the order they were added."""
     records = list(_all(runtime.store(), template))
-    if as_json_:
-        click.echo(as_json([enrollment_view(r) for r in records]))
-        return
-    if not records:
-        click.echo("No enrollments" + (f" for template {template}." if template else "."))
+    empty = "No enrollments" + (f" for template {template}." if template else ".")
+    if listed(records, as_json_, enrollment_view, empty):
         return
     headers = (
         "TEMPLATE",

@@ -10,7 +10,7 @@ from service.callers import keys
 from service.callers.model import ROLES, KeySpec, Scope
 from service.callers.views import key_view
 from service.cli.context import Runtime, now, pass_runtime
-from service.cli.output import as_json, fields, moment, table
+from service.cli.output import as_json, fields, listed, moment, table, usage_cells, usage_fields
 from service.cli.values import RULE, TEMPLATE, Moment
 from service.errors import InvalidInput, NotFound
 from service.store import KeyRecord, Store
@@ -84,11 +84,8 @@ def create(
 def list_(runtime: Runtime, as_json_: bool) -> None:
     """Every key with its state and usage, oldest first."""
     records, at = runtime.store().keys.list(), now()
-    if as_json_:
-        click.echo(as_json([key_view(r, at) for r in records]))
-        return
-    if not records:
-        click.echo("No API keys yet: python -m service keys create --name NAME")
+    empty = "No API keys yet: python -m service keys create --name NAME"
+    if listed(records, as_json_, lambda r: key_view(r, at), empty):
         return
     headers = ("ID", "NAME", "ROLE", "STATE", "PROVISIONS", "RATE", "LAST USED", "EXPIRES")
     table(headers, [_row(r, at) for r in records])
@@ -96,15 +93,12 @@ def list_(runtime: Runtime, as_json_: bool) -> None:
 
 def _row(record: KeyRecord, at: datetime) -> tuple[object, ...]:
     view = key_view(record, at)
-    limit = f"/{record.max_provisions}" if record.max_provisions is not None else ""
-    rate = f"{record.rate_per_minute}/min" if record.rate_per_minute is not None else None
     return (
         record.key_id,
         record.name,
         record.role,
         view["state"],
-        f"{record.provisions}{limit}",
-        rate,
+        *usage_cells(record),
         record.last_used_at,
         record.expires_at,
     )
@@ -123,7 +117,6 @@ def show(runtime: Runtime, key_id: str, as_json_: bool) -> None:
         return
     scope = Scope.from_json(record.scope)
     rules = ", ".join(f"{k}={v}" for k, v in scope.parameter_rules.items())
-    limit = f" of {record.max_provisions}" if record.max_provisions is not None else " (no limit)"
     fields(
         [
             ("id", record.key_id),
@@ -134,8 +127,7 @@ def show(runtime: Runtime, key_id: str, as_json_: bool) -> None:
             ("rules", rules or "none"),
             ("server keys", "allowed" if scope.server_keys else "refused (CSR only)"),
             ("enrolled only", "yes" if scope.enrolled_only else "no"),
-            ("provisions", f"{record.provisions}{limit}"),
-            ("rate", f"{record.rate_per_minute}/min" if record.rate_per_minute else "no limit"),
+            *usage_fields(record),
             ("created", record.created_at),
             ("last used", record.last_used_at),
             ("expires", record.expires_at or "never"),

@@ -33,6 +33,7 @@ from service.aws import certificate_id_of
 from service.errors import Forbidden, InvalidInput
 from service.lifecycle import Lifecycle
 from service.lifecycle import rotation as rotations
+from service.lifecycle.base import Act
 
 SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 # How far back a thing's lifecycle events are searched for the rotation that replaced a
@@ -82,15 +83,8 @@ def renew(
             lifecycle, thing_name, csr_pem, replacing=current, actor=actor, request_id=request_id
         )
     except (Forbidden, InvalidInput) as refused:
-        lifecycle.event(
-            "rotate",
-            outcome="failed",
-            actor=actor,
-            thing_name=thing_name,
-            certificate_id=current,
-            detail={"door": "est", "error": refused.detail[:300]},
-            request_id=request_id,
-        )
+        act = Act("rotate", actor, thing_name=thing_name, certificate_id=current, request_id=request_id)
+        lifecycle.failed(act, refused, {"door": "est"})
         raise
     return Renewal(done.thing_name, done.certificate_id, done.certificate_pem, replayed=False)
 

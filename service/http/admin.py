@@ -20,12 +20,11 @@ from flask import Response, request
 from service.callers import enrollment_csv, keys
 from service.callers.model import KeySpec, Scope
 from service.callers.views import enrollment_view, key_view, registration_view
-from service.errors import InvalidInput, NotFound, UnsupportedMediaType
+from service.errors import InvalidInput, UnsupportedMediaType
 from service.http import admin_schemas, auth, checked, context
 from service.http.body import read_body
 from service.http.responses import json_response
 from service.store import KeyRecord, RegistrationFilter, Store, null
-from service.text import refuse_unusable
 
 blueprint = auth.admin_blueprint("admin", __name__, url_prefix="/admin")
 
@@ -38,15 +37,7 @@ _KEY_ID = re.compile(r"k[0-9a-f]{12}")
 
 
 def _key(store: Store, key_id: str) -> KeyRecord:
-    """The key with this id, else 404 (422 for an id with text no key id can hold)."""
-    refuse_unusable({"keyId": key_id})
-    # Issued ids all look like this: anything else is looked up nowhere.
-    record = store.keys.get(key_id) if _KEY_ID.fullmatch(key_id) else None
-    if record is None:
-        # Echo the id only when it looks like one: a whole key pasted by mistake holds its secret.
-        shown = repr(key_id) if _KEY_ID.fullmatch(key_id) else "like that"
-        raise NotFound(f"no API key with id {shown}")
-    return record
+    return checked.issued(store.keys.get, key_id, _KEY_ID, field="keyId", what="API key")
 
 
 @blueprint.post("/keys")

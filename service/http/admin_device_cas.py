@@ -32,7 +32,6 @@ from service.http import admin_schemas, auth, checked, context
 from service.http.responses import json_response
 from service.store import Store, null
 from service.store.device_cas import DeviceCaRecord
-from service.text import refuse_unusable
 
 blueprint = auth.admin_blueprint("admin_device_cas", __name__, url_prefix="/admin/device-cas")
 
@@ -45,12 +44,7 @@ def _store() -> Store:
 
 
 def _ca(store: Store, ca_id: str) -> DeviceCaRecord:
-    refuse_unusable({"caId": ca_id})
-    record = store.device_cas.get(ca_id) if CA_ID.fullmatch(ca_id) else None
-    if record is None:
-        shown = repr(ca_id) if CA_ID.fullmatch(ca_id) else "like that"
-        raise NotFound(f"no device CA with id {shown}")
-    return record
+    return checked.issued(store.device_cas.get, ca_id, CA_ID, field="caId", what="device CA")
 
 
 def _full_view(store: Store, record: DeviceCaRecord) -> dict[str, Any]:

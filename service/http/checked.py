@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from flask import request
 from marshmallow import Schema, ValidationError
 
+from service.errors import NotFound
 from service.http import context
 from service.http.body import read_json_object
 from service.http.problems import rules_broken
@@ -37,6 +39,18 @@ def query(kind: type[Schema]) -> dict[str, Any]:
     arguments = request.args.to_dict()
     refuse_unusable(arguments)
     return load(_schema(kind), arguments)
+
+
+def issued(find: Callable[[str], T | None], given: str, form: re.Pattern[str], field: str, what: str) -> T:
+    """The record `find` has under the id in the path, else 404 (422 for text no id can hold)."""
+    refuse_unusable({field: given})
+    # Issued ids all have this form: anything else is looked up nowhere, and echoed only if it has
+    # it (a whole API key pasted by mistake holds its secret).
+    record = find(given) if form.fullmatch(given) else None
+    if record is None:
+        shown = repr(given) if form.fullmatch(given) else "like that"
+        raise NotFound(f"no {what} with id {shown}")
+    return record
 
 
 @functools.cache

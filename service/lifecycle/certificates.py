@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from service.aws import Certificate
 from service.errors import NotFound, ServiceError
-from service.lifecycle.base import Lifecycle
+from service.lifecycle.base import Act, Lifecycle
 
 # action -> the status it sets
 STATUS_OF = {"revoke": "REVOKED", "suspend": "INACTIVE", "reactivate": "ACTIVE"}
@@ -41,27 +41,13 @@ def change_status(
     if before is None:
         raise NotFound(f"AWS IoT has no certificate {certificate_id}")
     things = control.principal_things(before.certificate_arn)
+    thing_name = things[0] if things else None
+    act = Act(action, actor, thing_name=thing_name, certificate_id=certificate_id, request_id=request_id)
     try:
         control.update_certificate(certificate_id, status)
     except ServiceError as error:
-        lifecycle.event(
-            action,
-            outcome="failed",
-            actor=actor,
-            thing_name=things[0] if things else None,
-            certificate_id=certificate_id,
-            detail={"status": before.status, "error": error.detail[:300]},
-            request_id=request_id,
-        )
+        lifecycle.failed(act, error, {"status": before.status})
         raise
-    lifecycle.event(
-        action,
-        outcome="done",
-        actor=actor,
-        thing_name=things[0] if things else None,
-        certificate_id=certificate_id,
-        detail={"from": before.status, "to": status, "things": things},
-        request_id=request_id,
-    )
+    lifecycle.event(act, "done", {"from": before.status, "to": status, "things": things})
     after = control.describe_certificate(certificate_id) or before
     return StatusChange(after, before.status, things)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from service.aws import Certificate, ControlPlaneRejected, Thing, certificate_id_of
 from service.errors import NotFound, ServiceError
-from service.lifecycle.base import Lifecycle
+from service.lifecycle.base import Act, Lifecycle
 from service.lifecycle.orphans import take_out
 from service.store import EnrollmentRecord, Registration, RegistrationFilter
 from service.store.lifecycle import LifecycleEvent, Retirement
@@ -81,20 +81,14 @@ def decommission(
     if control.describe_thing(thing_name) is None:
         raise NotFound(f"AWS IoT has no thing named {thing_name!r}")
     done = Decommissioning(thing_name)
+    act = Act("decommission", actor, thing_name=thing_name, request_id=request_id)
     try:
         for arn in control.thing_principals(thing_name):
             done.certificates.append(_take_certificate(lifecycle, thing_name, arn))
         _settled(lambda: control.delete_thing(thing_name))
         done.thing_deleted = True
     except ServiceError as error:
-        lifecycle.event(
-            "decommission",
-            outcome="failed",
-            actor=actor,
-            thing_name=thing_name,
-            detail={"certificates": done.certificates, "error": error.detail[:300]},
-            request_id=request_id,
-        )
+        lifecycle.failed(act, error, {"certificates": done.certificates})
         raise
     registrations = lifecycle.store().registrations.page(RegistrationFilter(thing_name=thing_name), None, 20)
     entries = set(records.enrollments_of_thing(thing_name))
@@ -108,17 +102,14 @@ def decommission(
         else:
             done.enrollments_held += 1  # a provision holds it right now
     lifecycle.event(
-        "decommission",
-        outcome="done",
-        actor=actor,
-        thing_name=thing_name,
-        detail={
+        act,
+        "done",
+        {
             "certificates": done.certificates,
             "thingDeleted": True,
             "enrollmentsReopened": done.enrollments_reopened,
             "enrollmentsHeld": done.enrollments_held,
         },
-        request_id=request_id,
     )
     return done
 

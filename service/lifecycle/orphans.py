@@ -29,7 +29,7 @@ from datetime import timedelta
 from service import metrics
 from service.aws import Certificate, ControlPlaneUnavailable
 from service.errors import ServiceError
-from service.lifecycle.base import Lifecycle
+from service.lifecycle.base import Act, Lifecycle
 from service.provisioning.unsent import UnsentCertificate
 from service.store.lifecycle import Retirement
 
@@ -229,19 +229,16 @@ def retire(lifecycle: Lifecycle, retirement: Retirement, *, actor: str) -> Sweep
     records.finish(certificate_id, "retired", lifecycle.now())
     report.retired.append(certificate_id)
     metrics.retirements.labels(retirement.kind, "retired").inc()
+    thing_name = retirement.thing_name or (detached[0] if detached else None)
     lifecycle.event(
-        "retire",
-        outcome="done",
-        actor=actor,
-        thing_name=retirement.thing_name or (detached[0] if detached else None),
-        certificate_id=certificate_id,
-        detail={
+        Act("retire", actor, thing_name, certificate_id, retirement.request_id),
+        "done",
+        {
             "kind": retirement.kind,
             "reason": retirement.reason,
             "status": certificate.status,
             "detachedFrom": detached,
         },
-        request_id=retirement.request_id,
     )
     return report
 

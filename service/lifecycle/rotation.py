@@ -19,7 +19,7 @@ nothing is retired unless the new certificate is attached. Each rotation is one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -27,9 +27,8 @@ from cryptography.hazmat.primitives import serialization
 
 from service.aws import certificate_id_of
 from service.errors import InvalidInput, NotFound, ServiceError, UpstreamInvalid
-from service.lifecycle.base import Lifecycle
+from service.lifecycle.base import Act, Lifecycle
 from service.lifecycle.orphans import retire
-from service.store.lifecycle import Retirement
 
 
 @dataclass(frozen=True)
@@ -78,6 +77,7 @@ def rotate(
     else:
         old = attached
     issued = control.create_certificate_from_csr(csr_pem)
+    act = Act("rotate", actor, thing_name=thing_name, request_id=request_id)
     try:
         _check_key(issued.certificate_pem, csr)
         control.attach_thing_principal(thing_name, issued.certificate_arn)
@@ -87,57 +87,23 @@ def rotate(
     except ServiceError as error:
         # The new certificate reached nobody: the sweep takes it out of AWS.
         now = lifecycle.now()
-        records.schedule(
-            [
-                Retirement(
-                    certificate_id=issued.certificate_id,
-                    kind="orphan",
-                    reason="rotation-failed",
-                    recorded_at=now,
-                    due_at=now,
-                    thing_name=thing_name,
-                    request_id=request_id,
-                )
-            ]
-        )
-        lifecycle.event(
-            "rotate",
-            outcome="failed",
-            actor=actor,
-            thing_name=thing_name,
-            detail={"newCertificateId": issued.certificate_id, "error": error.detail[:300]},
-            request_id=request_id,
-        )
+        records.schedule([act.retirement(issued.certificate_id, "orphan", "rotation-failed", now, now)])
+        lifecycle.failed(act, error, {"newCertificateId": issued.certificate_id})
         raise
     now = lifecycle.now()
     due = now + grace
-    retirements = [
-        Retirement(
-            certificate_id=certificate_id_of(arn),
-            kind="retirement",
-            reason="rotated",
-            recorded_at=now,
-            due_at=due,
-            thing_name=thing_name,
-            request_id=request_id,
-        )
-        for arn in old
-    ]
+    retirements = [act.retirement(certificate_id_of(arn), "retirement", "rotated", now, due) for arn in old]
     records.schedule(retirements)
     for retirement in retirements:
         records.make_due(retirement.certificate_id, due)  # one scheduled earlier: not later than this
     lifecycle.event(
-        "rotate",
-        outcome="done",
-        actor=actor,
-        thing_name=thing_name,
-        certificate_id=issued.certificate_id,
-        detail={
+        replace(act, certificate_id=issued.certificate_id),
+        "done",
+        {
             "replaces": [r.certificate_id for r in retirements],
             "retireAt": due.isoformat(),
             "policies": policies,
         },
-        request_id=request_id,
     )
     retired_now = []
     if grace == timedelta(0):

@@ -40,11 +40,12 @@ def rejection(step: str, body: dict[str, Any]) -> ProvisioningRejected:
     elif status_code == 404 or code in _NOT_FOUND_CODES:
         kind, status = TemplateNotFound, 404
     return kind(
+        f"AWS IoT rejected {step}: {code}: {message}",
         step=step,
         status=status,
-        status_code=status_code,
         error_code=code,
         error_message=message,
+        about={"statusCode": status_code},
         retry_after=1 if kind is Throttled else None,
     )
 

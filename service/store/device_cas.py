@@ -71,15 +71,21 @@ device_cas = Table(
 # A group's requests in one fixed minute: its rate limit shared by every worker and host.
 device_ca_rate_windows = window_table("device_ca_rate_windows", "ca_id", metadata)
 
+
+def _of_device_ca(constraint: str) -> Column[str]:
+    """A row of a CA's (its block list, its CRL), deleted with it."""
+    return Column(
+        "ca_id",
+        String(32),
+        ForeignKey("device_cas.ca_id", ondelete="CASCADE", name=constraint),
+        primary_key=True,
+    )
+
+
 device_ca_blocks = Table(
     "device_ca_blocks",
     metadata,
-    Column(
-        "ca_id",
-        String(32),
-        ForeignKey("device_cas.ca_id", ondelete="CASCADE", name="fk_device_ca_blocks_ca"),
-        primary_key=True,
-    ),
+    _of_device_ca("fk_device_ca_blocks_ca"),
     Column("kind", String(16), primary_key=True),  # serial | fingerprint
     Column("value", String(256), primary_key=True),
     Column("reason", String(200), nullable=False, default=""),
@@ -89,12 +95,7 @@ device_ca_blocks = Table(
 device_ca_crls = Table(
     "device_ca_crls",
     metadata,
-    Column(
-        "ca_id",
-        String(32),
-        ForeignKey("device_cas.ca_id", ondelete="CASCADE", name="fk_device_ca_crls_ca"),
-        primary_key=True,
-    ),
+    _of_device_ca("fk_device_ca_crls_ca"),
     Column("crl", LargeBinary, nullable=False),  # DER, its signature checked when loaded
     Column("issuer", String(1024), nullable=False),
     Column("this_update", UtcDateTime(), nullable=False),

@@ -231,19 +231,20 @@ _COUNT = select(func.count()).where(
 
 @cache
 def _upsert(dialect: str) -> Executable:
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert_(enrollments)
-    return statement.on_conflict_do_update(
-        index_elements=[enrollments.c.template, enrollments.c.parameter, enrollments.c.value],
-        set_={"enabled": statement.excluded.enabled, "reprovision": statement.excluded.reprovision},
-    )
+    return _insert_or_set(dialect, "enabled", "reprovision")
 
 
 @cache
 def _ensure(dialect: str) -> Executable:
+    return _insert_or_set(dialect, "reprovision").returning(*enrollments.c)
+
+
+def _insert_or_set(dialect: str, *columns: str) -> postgresql.Insert | sqlite.Insert:
+    """Insert an entry; one already there (the same template, parameter and value) takes these
+    columns of the new one."""
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert_(enrollments)
     return statement.on_conflict_do_update(
         index_elements=[enrollments.c.template, enrollments.c.parameter, enrollments.c.value],
-        set_={"reprovision": statement.excluded.reprovision},
-    ).returning(*enrollments.c)
+        set_={name: statement.excluded[name] for name in columns},
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -17,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from service.errors import DeviceChainInvalid, DeviceChainTooLong, InvalidInput, OperationalKeyReused
+
+E = TypeVar("E", bound=x509.ExtensionType)
 
 # What a client may present: a device certificate and a few intermediates. More is refused
 # before any is parsed further.
@@ -132,6 +135,14 @@ def _split_der(data: bytes) -> list[bytes]:
     return parts
 
 
+def extension(certificate: x509.Certificate, kind: type[E]) -> E | None:
+    """The certificate's extension of this kind, or None when it has none."""
+    try:
+        return certificate.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
 def key_problem(key: CertificatePublicKeyTypes) -> str | None:
     """Why a device's or a CA's public key is not accepted, or None."""
     if isinstance(key, rsa.RSAPublicKey):
@@ -157,16 +168,10 @@ def load_ca_bundle(pem: str) -> list[x509.Certificate]:
         raise _bad_bundle("not PEM certificates (-----BEGIN CERTIFICATE-----)") from None
     anchor = certificates[0]
     name = anchor.subject.rfc4514_string()
-    try:
-        constraints = anchor.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        constraints = None
+    constraints = extension(anchor, x509.BasicConstraints)
     if constraints is None or not constraints.ca:
         raise _bad_bundle(f"the first certificate ({name}) is not a CA certificate (basicConstraints cA)")
-    try:
-        usage = anchor.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        usage = None
+    usage = extension(anchor, x509.KeyUsage)
     if usage is None or not usage.key_cert_sign:
         raise _bad_bundle(f"the first certificate ({name}) has no keyUsage keyCertSign")
     for certificate in certificates:
@@ -207,10 +212,7 @@ def load_crl(
     signer = crl_signer(crl, bundle)
     if signer is None:
         raise _bad_crl(f"its signature does not verify with {crl.issuer.rfc4514_string()}'s key")
-    try:
-        usage = signer.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        usage = None
+    usage = extension(signer, x509.KeyUsage)
     if usage is not None and not usage.crl_sign:
         raise _bad_crl(f"signed by {signer.subject.rfc4514_string()}, whose keyUsage lacks cRLSign")
     return crl, signer

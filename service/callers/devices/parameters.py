@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from service.callers import rules
+from service.callers.devices.certificates import extension
 from service.errors import DeviceParameterMissing, InvalidInput
 
 SOURCES = ("subject.CN", "subject.serialNumber", "san.uri", "san.dns")
@@ -136,9 +137,8 @@ def source_values(certificate: x509.Certificate, source: str) -> list[str]:
         return _attributes(certificate, NameOID.COMMON_NAME)
     if source == "subject.serialNumber":
         return _attributes(certificate, NameOID.SERIAL_NUMBER)
-    try:
-        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    names = extension(certificate, x509.SubjectAlternativeName)
+    if names is None:
         return []
     kind = x509.UniformResourceIdentifier if source == "san.uri" else x509.DNSName
     return [str(value) for value in names.get_values_for_type(kind)]
