@@ -37,8 +37,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
 
-from service.store.limits import LimitQueries, Limits, window_table
-from service.store.tables import UtcDateTime, metadata
+from service.store.limits import LimitQueries, Limits
+from service.store.tables import UtcDateTime, metadata, window_table
 
 REPROVISION = ("once", "allow")
 BLOCK_KINDS = ("serial", "fingerprint")
@@ -69,7 +69,7 @@ device_cas = Table(
 )
 
 # A group's requests in one fixed minute: its rate limit shared by every worker and host.
-device_ca_rate_windows = window_table("device_ca_rate_windows", "ca_id", metadata)
+device_ca_rate_windows = window_table("device_ca_rate_windows", "ca_id")
 
 
 def _of_device_ca(constraint: str) -> Column[str]:

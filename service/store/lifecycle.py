@@ -24,7 +24,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
     Index,
     Integer,
@@ -43,7 +42,7 @@ from sqlalchemy.sql import Executable
 
 from service.store.base import Queries
 from service.store.registrations import Registration
-from service.store.tables import UtcDateTime, enrollments, metadata, registrations
+from service.store.tables import UtcDateTime, audit_id, enrollments, metadata, registrations
 
 KINDS = ("orphan", "retirement")
 STATES = ("pending", "retired", "gone", "kept")
@@ -75,7 +74,7 @@ Index("ix_retirements_thing", certificate_retirements.c.thing_name)
 lifecycle_events = Table(
     "lifecycle_events",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    audit_id(),
     Column("at", UtcDateTime(), nullable=False),
     Column("action", String(32), nullable=False),
     Column("actor", String(64), nullable=True),  # an API key id, "cli" or "sweep"

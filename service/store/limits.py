@@ -9,22 +9,11 @@ from __future__ import annotations
 
 from functools import cache
 
-from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, bindparam, update
+from sqlalchemy import Connection, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable
 
 from service.store.base import Queries
-
-
-def window_table(name: str, owner: str, metadata: MetaData) -> Table:
-    """An owner's requests in one fixed minute: `window` is unix time // 60."""
-    return Table(
-        name,
-        metadata,
-        Column(owner, String(32), primary_key=True),
-        Column("window", BigInteger, primary_key=True),
-        Column("requests", Integer, nullable=False),
-    )
 
 
 class Limits:

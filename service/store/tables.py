@@ -64,14 +64,25 @@ api_keys = Table(
     Column("last_used_at", UtcDateTime(), nullable=True),
 )
 
+
+def window_table(name: str, owner: str) -> Table:
+    """An owner's requests in one fixed minute (service.store.limits): `window` is unix time // 60."""
+    return Table(
+        name,
+        metadata,
+        Column(owner, String(32), primary_key=True),
+        Column("window", BigInteger, primary_key=True),
+        Column("requests", Integer, nullable=False),
+    )
+
+
+def audit_id() -> Column[int]:
+    """The id of an audit trail's rows: 64 bits, and SQLite's INTEGER so that it autoincrements."""
+    return Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+
+
 # A key's requests in one fixed minute: the rate limit shared by every worker and host.
-rate_windows = Table(
-    "rate_windows",
-    metadata,
-    Column("key_id", String(32), primary_key=True),
-    Column("window", BigInteger, primary_key=True),  # unix time // 60
-    Column("requests", Integer, nullable=False),
-)
+rate_windows = window_table("rate_windows", "key_id")
 
 enrollments = Table(
     "enrollments",
@@ -97,7 +108,7 @@ enrollments = Table(
 registrations = Table(
     "registrations",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    audit_id(),
     Column("at", UtcDateTime(), nullable=False),
     Column("request_id", String(64), nullable=False),
     Column("key_id", String(32), nullable=True),
