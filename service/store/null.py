@@ -20,7 +20,7 @@ from service.store import Store
 from service.store.base import Queries
 from service.store.device_cas import DeviceCaQueries
 from service.store.enrollments import EnrollmentQueries, EnrollmentRecord
-from service.store.idempotency import IdempotencyQueries, IdempotencyRecord
+from service.store.idempotency import IdempotencyQueries
 from service.store.keys import KeyQueries, KeyRecord
 from service.store.pace import PaceQueries
 from service.store.registrations import Registration, RegistrationQueries
@@ -85,15 +85,8 @@ class _Registrations(RegistrationQueries, _Nothing):
 
 
 class _Idempotency(IdempotencyQueries, _Nothing):
-    def start(
-        self,
-        key_id: str,
-        key: str,
-        request_sha256: str,
-        now: datetime,
-        lock_until: datetime,
-        expires_at: datetime,
-    ) -> IdempotencyRecord | None:
+    def _db(self, *, write: bool = True) -> NoReturn:
+        # Only a request with an Idempotency-Key asks for a record (start, before the rest).
         raise InvalidInput(
             "Idempotency-Key needs the service's store, and this service runs without one "
             "(PROVISIONER_DATABASE_URL=off)"
