@@ -6,25 +6,26 @@
     │   │                      request, TLS client cert)
     │   ├── UnknownAccessKey       the access key id is none of the emulator's credentials
     │   └── MissingAuthentication  a control-plane request with no signature at all
-    ├── ControlError           a control-plane request AWS would refuse: rendered once, in
-    │   │                      emulator/control/service.py, as the HTTP status, `x-amzn-ErrorType` and
-    │   │                      `{"message": ...}`; the registry raises the ones about AWS's rules
-    │   ├── ResourceNotFound       404 ResourceNotFoundException
-    │   ├── InvalidControlRequest  400 InvalidRequestException (bad input, a rule of the request)
-    │   ├── CertificateState       406 CertificateStateException (REVOKED is final, ACTIVE not deletable)
-    │   ├── DeleteConflict         409 DeleteConflictException (still attached)
-    │   ├── VersionConflict        409 VersionConflictException (DeleteThing's expectedVersion)
-    │   └── NotAuthenticated       403, the code by what failed (InvalidSignatureException, ...)
-    └── ProvisioningError      a fleet-provisioning request AWS would reject: becomes the
-        │                      `{statusCode, errorCode, errorMessage}` payload on `.../rejected`
-        ├── InvalidRequest         400, malformed payload, wrong types, bad CSR
-        ├── InvalidToken           400 InvalidCertificateOwnershipToken
-        ├── TemplateNotFound       404 ResourceNotFoundException (code unconfirmed, configurable)
-        ├── TemplateError          400 InvalidParameterException: the template cannot be evaluated,
-        │                          or a name or value breaks AWS's rules (emulator.fleet.naming)
-        ├── ResourceConflict       409 ResourceConflictsException (OverrideSettings FAIL)
-        ├── AccessDenied           403 ACCESS_DENIED (pre-provisioning hook said no or failed)
-        └── Throttled              429 ThrottlingException (code unconfirmed, configurable)
+    └── AwsRefusal             what AWS would refuse: a status and AWS's error code (`.status`, `.code`)
+        ├── ControlError           a control-plane request AWS would refuse: rendered once, in
+        │   │                      emulator/control/service.py, as the HTTP status, `x-amzn-ErrorType` and
+        │   │                      `{"message": ...}`; the registry raises the ones about AWS's rules
+        │   ├── ResourceNotFound       404 ResourceNotFoundException
+        │   ├── InvalidControlRequest  400 InvalidRequestException (bad input, a rule of the request)
+        │   ├── CertificateState       406 CertificateStateException (REVOKED is final, ACTIVE not deletable)
+        │   ├── DeleteConflict         409 DeleteConflictException (still attached)
+        │   ├── VersionConflict        409 VersionConflictException (DeleteThing's expectedVersion)
+        │   └── NotAuthenticated       403, the code by what failed (InvalidSignatureException, ...)
+        └── ProvisioningError      a fleet-provisioning request AWS would reject: becomes the
+            │                      `{statusCode, errorCode, errorMessage}` payload on `.../rejected`
+            ├── InvalidRequest         400, malformed payload, wrong types, bad CSR
+            ├── InvalidToken           400 InvalidCertificateOwnershipToken
+            ├── TemplateNotFound       404 ResourceNotFoundException (code unconfirmed, configurable)
+            ├── TemplateError          400 InvalidParameterException: the template cannot be evaluated,
+            │                          or a name or value breaks AWS's rules (emulator.fleet.naming)
+            ├── ResourceConflict       409 ResourceConflictsException (OverrideSettings FAIL)
+            ├── AccessDenied           403 ACCESS_DENIED (pre-provisioning hook said no or failed)
+            └── Throttled              429 ThrottlingException (code unconfirmed, configurable)
 
 Malformed or forbidden MQTT from a client is `emulator.mqtt.errors.ProtocolError`, the broker's own
 (the MQTT package imports nothing from the emulator around it): the connection is closed.
@@ -55,8 +56,11 @@ class MissingAuthentication(AuthError):
     """No Authorization header (nor presigned query) at all."""
 
 
-class ControlError(EmulatorError):
-    """A control-plane request is refused; rendered as AWS's rest-json error."""
+class AwsRefusal(EmulatorError):
+    """A request AWS would refuse: an HTTP-like status and AWS's error code, besides the message.
+
+    Each subclass names its status and code; one refusal may carry others (the configurable error
+    codes of unconfirmed AWS behaviours)."""
 
     status = 400
     code = "InvalidRequestException"
@@ -68,6 +72,10 @@ class ControlError(EmulatorError):
             self.status = status
         if code is not None:
             self.code = code
+
+
+class ControlError(AwsRefusal):
+    """A control-plane request is refused; rendered as AWS's rest-json error."""
 
 
 class ResourceNotFound(ControlError):
@@ -100,57 +108,46 @@ class NotAuthenticated(ControlError):
     code = "InvalidSignatureException"
 
 
-class ProvisioningError(EmulatorError):
+class ProvisioningError(AwsRefusal):
     """A fleet-provisioning request is rejected; rendered as the AWS rejected payload."""
 
-    status_code = 400
-    error_code = "InvalidRequest"
-
-    def __init__(
-        self, message: str, *, status_code: int | None = None, error_code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        if status_code is not None:
-            self.status_code = status_code
-        if error_code is not None:
-            self.error_code = error_code
+    code = "InvalidRequest"
 
     def payload(self) -> dict[str, object]:
-        return {"statusCode": self.status_code, "errorCode": self.error_code, "errorMessage": self.message}
+        return {"statusCode": self.status, "errorCode": self.code, "errorMessage": self.message}
 
 
 class InvalidRequest(ProvisioningError):
-    status_code = 400
-    error_code = "InvalidRequest"
+    status = 400
+    code = "InvalidRequest"
 
 
 class InvalidToken(ProvisioningError):
     # The one pair confirmed from the field (seen from AWS IoT in the field).
-    status_code = 400
-    error_code = "InvalidCertificateOwnershipToken"
+    status = 400
+    code = "InvalidCertificateOwnershipToken"
 
 
 class TemplateNotFound(ProvisioningError):
-    status_code = 404
-    error_code = "ResourceNotFoundException"
+    status = 404
+    code = "ResourceNotFoundException"
 
 
 class TemplateError(ProvisioningError):
-    status_code = 400
-    error_code = "InvalidParameterException"
+    status = 400
+    code = "InvalidParameterException"
 
 
 class ResourceConflict(ProvisioningError):
-    status_code = 409
-    error_code = "ResourceConflictsException"
+    status = 409
+    code = "ResourceConflictsException"
 
 
 class AccessDenied(ProvisioningError):
-    status_code = 403
-    error_code = "ACCESS_DENIED"
+    status = 403
+    code = "ACCESS_DENIED"
 
 
 class Throttled(ProvisioningError):
-    status_code = 429
-    error_code = "ThrottlingException"
+    status = 429
+    code = "ThrottlingException"

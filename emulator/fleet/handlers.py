@@ -62,8 +62,8 @@ class FleetProvisioning:
             busy = Throttled(
                 f"more than {self.config.limits.max_requests_in_flight} requests in "
                 "flight on this connection",
-                status_code=status,
-                error_code=code,
+                status=status,
+                code=code,
             )
             connection.deliver(topic + "/rejected", _encode(busy.payload(), request.format))
             log.warning("%s: %s rejected: %s", connection.name, request.operation.name, busy.message)
@@ -120,7 +120,7 @@ class FleetProvisioning:
             answer_topic, outcome = topic + "/accepted", _describe(body)
         except ProvisioningError as exc:
             body = exc.payload()
-            answer_topic, outcome = topic + "/rejected", f"{exc.error_code}: {exc.message}"
+            answer_topic, outcome = topic + "/rejected", f"{exc.code}: {exc.message}"
         except Exception:
             # A bug of ours: the client still gets an answer instead of waiting out its timeout.
             log.exception("%s: %s failed unexpectedly", connection.name, label)
@@ -161,10 +161,10 @@ class FleetProvisioning:
     def _apply_rejecting_faults(self, plan: Plan) -> None:
         if plan.throttled:
             status, code = self.config.error_codes.throttled
-            raise Throttled("Rate exceeded", status_code=status, error_code=code)
+            raise Throttled("Rate exceeded", status=status, code=code)
         if plan.fault and plan.fault.reject:
             status, code, message = plan.fault.reject
-            raise ProvisioningError(message, status_code=status, error_code=code)
+            raise ProvisioningError(message, status=status, code=code)
 
     # -- the three operations (named after AWS's) --------------------------------------------
 
@@ -262,13 +262,11 @@ class FleetProvisioning:
 
     def _invalid(self, message: str) -> InvalidRequest:
         status, code = self.config.error_codes.invalid_request
-        return InvalidRequest(message, status_code=status, error_code=code)
+        return InvalidRequest(message, status=status, code=code)
 
     def _not_found(self, template_name: str) -> TemplateNotFound:
         status, code = self.config.error_codes.template_not_found
-        return TemplateNotFound(
-            f"template '{template_name}' does not exist", status_code=status, error_code=code
-        )
+        return TemplateNotFound(f"template '{template_name}' does not exist", status=status, code=code)
 
 
 def _decode(payload: bytes, fmt: str, config: EmulatorConfig) -> dict[str, Any]:
@@ -280,13 +278,13 @@ def _decode(payload: bytes, fmt: str, config: EmulatorConfig) -> dict[str, Any]:
     except (ValueError, cbor2.CBORDecodeError, RecursionError) as exc:
         kind = "JSON" if fmt == "json" else "CBOR"
         raise InvalidRequest(
-            f"payload is not valid {kind}: {str(exc)[:120]}", status_code=status, error_code=code
+            f"payload is not valid {kind}: {str(exc)[:120]}", status=status, code=code
         ) from None
     if not isinstance(request, dict):
         raise InvalidRequest(
             f"payload must be a {fmt.upper()} object, got {type(request).__name__}",
-            status_code=status,
-            error_code=code,
+            status=status,
+            code=code,
         )
     return request
 

@@ -61,7 +61,7 @@ def check(path: Path, parameters: dict[str, str]) -> tuple[Template, Evaluation]
     template = parse_template(path.stem, text, str(path))
     if not template.enabled:
         status, code = DISABLED  # the emulator's default answer for a disabled template
-        raise TemplateError(f"template {template.name!r} is disabled", status_code=status, error_code=code)
+        raise TemplateError(f"template {template.name!r} is disabled", status=status, code=code)
     return template, evaluate(template, parameters, PLACEHOLDER_CERTIFICATE_ID)
 
 
@@ -159,7 +159,7 @@ def main(argv: list[str]) -> int:
         if args.json:
             print(json.dumps({"rejected": exc.payload()}, indent=2))
         else:
-            print(f"RegisterThing would be rejected: {exc.status_code} {exc.error_code}\n{exc.message}")
+            print(f"RegisterThing would be rejected: {exc.status} {exc.code}\n{exc.message}")
         return 1
     result = report(template, evaluation, args.file)
     print(json.dumps(result, indent=2) if args.json else render_text(result))

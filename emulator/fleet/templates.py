@@ -83,7 +83,7 @@ class TemplateStore:
         template = parse_template(name, *self._read(name))
         if not template.enabled:
             status, code = self._disabled
-            raise TemplateError(f"template {name!r} is disabled", status_code=status, error_code=code)
+            raise TemplateError(f"template {name!r} is disabled", status=status, code=code)
         return template
 
     def _read(self, name: str) -> tuple[str, str]:

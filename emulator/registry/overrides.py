@@ -29,8 +29,8 @@ def override_thing(existing: ThingSpec, new: ThingSpec, default: str) -> ThingSp
         if value not in OVERRIDE_VALUES:
             raise InvalidRequest(
                 f"OverrideSettings {key} {value!r} is not one of {', '.join(OVERRIDE_VALUES)}",
-                status_code=400,
-                error_code="InvalidParameterException",
+                status=400,
+                code="InvalidParameterException",
             )
     if "FAIL" in settings.values():
         # AWS: FAIL rejects the request when the resource exists (doc).

@@ -39,7 +39,7 @@ def _token_hash(token: str) -> str:
 
 
 def _parameter_error(message: str) -> InvalidRequest:
-    return InvalidRequest(message, status_code=400, error_code="InvalidParameterException")
+    return InvalidRequest(message, status=400, code="InvalidParameterException")
 
 
 def _canonical_document(document: str, policy_name: str) -> str:
@@ -257,8 +257,8 @@ class Registry:
             if cursor.rowcount == 0:
                 raise InvalidRequest(
                     f"certificate {certificate_id} does not exist",
-                    status_code=404,
-                    error_code="ResourceNotFoundException",
+                    status=404,
+                    code="ResourceNotFoundException",
                 )
         self._changed(certificate_id)
 

@@ -100,7 +100,7 @@ def test_missing_required_parameter_is_rejected_naming_it() -> None:
     assert caught.value.message == (
         "parameter 'SerialNumber' is required by template 'demo' and was not supplied"
     )
-    assert caught.value.status_code == 400
+    assert caught.value.status == 400
 
 
 def test_undeclared_supplied_parameters_are_ignored() -> None:
@@ -513,14 +513,14 @@ def test_store_disabled_template_is_rejected(tmp_path: Path) -> None:
     write(tmp_path, "off.json", {"templateBody": {}, "enabled": False})
     with pytest.raises(TemplateError) as caught:
         TemplateStore(tmp_path).get("off")
-    assert (caught.value.message, caught.value.status_code, caught.value.error_code) == (
+    assert (caught.value.message, caught.value.status, caught.value.code) == (
         "template 'off' is disabled",
         400,
         "InvalidRequestException",
     )
     with pytest.raises(TemplateError) as caught:
         TemplateStore(tmp_path, disabled=(403, "Disabled")).get("off")
-    assert (caught.value.status_code, caught.value.error_code) == (403, "Disabled")
+    assert (caught.value.status, caught.value.code) == (403, "Disabled")
 
 
 def test_store_rejects_a_hook_url_that_is_not_http(tmp_path: Path) -> None:
