@@ -198,11 +198,12 @@ def test_an_answer_older_than_the_quiet_window_fails_the_flow_with_a_retryable_5
     emulator: Emulator, start_service
 ) -> None:
     api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_QUIET_WINDOW_SECONDS="0.1")
-    # Flow 1 (JSON)'s RegisterThing answer comes again 300 ms later. Flow 2 (CBOR) takes 200 ms,
-    # so the repeat lands while flow 3 (JSON again) waits for its certificate: a template answer
-    # in its own format that it has not asked for, i.e. older than a whole flow plus the window.
-    emulator.set_fault("create_certificate_from_csr", Fault(latency=(0.2, 0.2)))
-    emulator.set_fault("register_thing", Fault(answer_twice=0.3, count=1))
+    # Flow 1 (JSON)'s RegisterThing answer comes again 800 ms later. Flow 2 (CBOR) takes 500 ms,
+    # so the repeat lands while flow 3 (JSON again) waits 500 ms for its certificate: a template
+    # answer in its own format that it has not asked for, i.e. older than a whole flow plus the
+    # window. Margins of 0.2-0.3 s either side: a loaded machine's HTTP turn-around fits in them.
+    emulator.set_fault("create_certificate_from_csr", Fault(latency=(0.5, 0.5)))
+    emulator.set_fault("register_thing", Fault(answer_twice=0.8, count=1))
     responses = [provision_serial(api, f"OLD-{i}", make_csr()[1]) for i in range(3)]
     assert [r.status_code for r in responses[:2]] == [201, 201], [r.text for r in responses]
     refused = responses[2]
