@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed
 LOCKED := requirements/dev.txt
 UV_EXPORT := $(VENV)/bin/uv export --frozen --quiet --format requirements-txt --no-emit-project --python 3.11
 LATEST_VENV ?= .venv-latest
+# The suite runs in parallel processes (pytest-xdist): most tests wait on sockets and child processes,
+# so even 2 cores keep 3 busy. TEST_WORKERS=0 runs it in one process (pdb, -x on the first failure).
+TEST_WORKERS ?= 3
 
 .PHONY: run run-production test test-latest lint lock lock-check emulator bench clean
 
@@ -33,7 +36,7 @@ emulator: $(STAMP)  ## the emulator alone, on its default ports
 	$(PY) -m emulator
 
 test: $(STAMP)  ## the whole suite (pytest's "no tests ran" fails too)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(STAMP)  ## ruff (lint and formatting) and mypy
 	$(PY) -m ruff check emulator service provisioner_client tests bench
@@ -45,7 +48,7 @@ test-latest:  ## the suite on the newest versions pyproject.toml allows (a venv 
 	test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
 	$(LATEST_VENV)/bin/python -m pip list --format freeze > $(LATEST_VENV)/versions.txt
-	$(LATEST_VENV)/bin/python -m pytest -q
+	$(LATEST_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS)
 
 lock: $(STAMP)  ## re-resolve uv.lock to the newest versions the ranges allow, export requirements/*.txt
 	$(VENV)/bin/uv lock --upgrade --python 3.11
