@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from emulators import plain_mqtt_only
 from mqtt_support import MqttTestClient
 from raw_sockets import keep, open_socket
 from websockets.exceptions import InvalidStatus
@@ -134,25 +135,17 @@ def test_client_id_longer_than_128_bytes_is_rejected(emulator: Emulator) -> None
     assert sock.recv(4) == b"\x20\x02\x00\x02"
 
 
-def test_oversized_payload_disconnects_the_publisher(emulator: Emulator) -> None:
-    client = MqttTestClient(emulator.urls["mqtt"]).connect()
-    client.client.reconnect_delay_set(30, 60)
-    try:
-        client.client.publish("big/topic", b"x" * (128 * 1024 + 1), qos=0)
-        assert client.disconnected.wait(5)
-    finally:
-        client.close()
+def test_oversized_payload_disconnects_the_publisher(client_not_reconnecting: MqttTestClient) -> None:
+    client_not_reconnecting.client.publish("big/topic", b"x" * (128 * 1024 + 1), qos=0)
+    assert client_not_reconnecting.disconnected.wait(5)
 
 
-def test_qos2_publish_disconnects_and_qos2_subscribe_is_granted_qos1(emulator: Emulator) -> None:
-    client = MqttTestClient(emulator.urls["mqtt"]).connect()
-    client.client.reconnect_delay_set(30, 60)
-    try:
-        assert client.subscribe("q/2", qos=2) == [1]
-        client.client.publish("q/2", b"x", qos=2)
-        assert client.disconnected.wait(5)
-    finally:
-        client.close()
+def test_qos2_publish_disconnects_and_qos2_subscribe_is_granted_qos1(
+    client_not_reconnecting: MqttTestClient,
+) -> None:
+    assert client_not_reconnecting.subscribe("q/2", qos=2) == [1]
+    client_not_reconnecting.client.publish("q/2", b"x", qos=2)
+    assert client_not_reconnecting.disconnected.wait(5)
 
 
 def test_subscription_limits_answer_failure_codes(emulator: Emulator) -> None:
@@ -166,27 +159,13 @@ def test_subscription_limits_answer_failure_codes(emulator: Emulator) -> None:
         client.close()
 
 
-def test_topic_with_more_than_seven_slashes_disconnects(emulator: Emulator) -> None:
-    client = MqttTestClient(emulator.urls["mqtt"]).connect()
-    client.client.reconnect_delay_set(30, 60)
-    try:
-        client.client.publish("a/b/c/d/e/f/g/h/i", b"x", qos=0)
-        assert client.disconnected.wait(5)
-    finally:
-        client.close()
+def test_topic_with_more_than_seven_slashes_disconnects(client_not_reconnecting: MqttTestClient) -> None:
+    client_not_reconnecting.client.publish("a/b/c/d/e/f/g/h/i", b"x", qos=0)
+    assert client_not_reconnecting.disconnected.wait(5)
 
 
 def test_keep_alive_is_enforced_at_one_and_a_half_times(tmp_path) -> None:
-    limits = Limits(min_keep_alive=1)
-    with Emulator(
-        data_dir=tmp_path,
-        limits=limits,
-        key_algorithm="ec",
-        key_pool_size=1,
-        mqtts_port=None,
-        ws_port=None,
-        wss_port=None,
-    ) as emulator:
+    with plain_mqtt_only(tmp_path, Limits(min_keep_alive=1)) as emulator:
         sock = raw_connect(emulator.ports["mqtt"], "silent", keepalive=1)
         started = time.monotonic()
         assert is_closed(sock, timeout=5)
@@ -262,14 +241,11 @@ def test_tls_listener_refuses_a_client_without_certificate(emulator: Emulator) -
             raise ConnectionResetError("closed")
 
 
-def test_disconnect_all_drops_every_client_from_another_thread(emulator: Emulator) -> None:
-    client = MqttTestClient(emulator.urls["mqtt"]).connect()
-    client.client.reconnect_delay_set(30, 60)
-    try:
-        emulator.disconnect_all()
-        assert client.disconnected.wait(5)
-    finally:
-        client.close()
+def test_disconnect_all_drops_every_client_from_another_thread(
+    emulator: Emulator, client_not_reconnecting: MqttTestClient
+) -> None:
+    emulator.disconnect_all()
+    assert client_not_reconnecting.disconnected.wait(5)
 
 
 def _subscribe_raw(sock: socket.socket, *filters: str) -> None:
@@ -283,15 +259,7 @@ def a_sleeper_cut_off(tmp_path: Path) -> Iterator[tuple[Emulator, socket.socket]
     """An emulator queueing at most 256 KiB per client, and the raw socket of a client ("sleeper")
     that subscribed to a firehose and never reads, once the emulator no longer counts it as
     connected; the publisher that flooded it stays connected until the block ends."""
-    with Emulator(
-        data_dir=tmp_path,
-        limits=Limits(max_queued_bytes=256 * 1024),
-        key_algorithm="ec",
-        key_pool_size=1,
-        mqtts_port=None,
-        ws_port=None,
-        wss_port=None,
-    ) as emulator:
+    with plain_mqtt_only(tmp_path, Limits(max_queued_bytes=256 * 1024)) as emulator:
         sock = keep(socket.socket())
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up quickly
         sock.settimeout(5)

@@ -20,6 +20,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from emulators import plain_mqtt_only
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -281,15 +282,7 @@ def test_session_taken_over_is_told_0x8e(emulator: Emulator) -> None:
 
 
 def test_keep_alive_timeout_is_told_0x8d(tmp_path) -> None:
-    with Emulator(
-        data_dir=tmp_path,
-        limits=Limits(min_keep_alive=1),
-        key_algorithm="ec",
-        key_pool_size=1,
-        mqtts_port=None,
-        ws_port=None,
-        wss_port=None,
-    ) as emulator:
+    with plain_mqtt_only(tmp_path, Limits(min_keep_alive=1)) as emulator:
         sock, _ = connect5(emulator, "silent-5", keepalive=1)
         assert expect_disconnect(sock) == 0x8D
 

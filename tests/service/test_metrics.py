@@ -12,7 +12,7 @@ from typing import Any
 
 from http_checks import provision_serial
 from repository import REPO_ROOT
-from scraped import delta, scrape
+from scraped import delta, rejections, scrape
 
 from emulator import Emulator, Fault
 
@@ -33,16 +33,7 @@ def test_metrics_count_provisions_rejections_and_http_requests(
     assert delta(before, after, name, template="demo", flow="server-key", outcome="provisioned") == 1
     assert delta(before, after, name, template="no-such-template", outcome="refused") == 1
     assert delta(before, after, name, template="none", flow="none", outcome="refused") == 1
-    assert (
-        delta(
-            before,
-            after,
-            "provisioner_aws_rejections_total",
-            step="register",
-            error_code="ResourceNotFoundException",
-        )
-        == 1
-    )
+    assert rejections(before, after, step="register", error_code="ResourceNotFoundException") == 1
     http = "http_server_request_duration_seconds_count"
     assert delta(before, after, http, http_route="/provision", http_response_status_code="201") == 2
     assert delta(before, after, http, http_route="/provision", http_request_method="POST") == 4

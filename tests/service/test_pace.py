@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from http_checks import provision_serial
+from http_checks import TWO_SECOND_DEADLINE, provision_serial
 from scraped import delta, scrape
 
 from emulator import Emulator
@@ -72,13 +72,7 @@ def test_the_service_waits_for_slots_and_refuses_past_the_deadline(
 ) -> None:
     # 2 provisions a second; a 2 s deadline keeps 0.5 s for the flow: slots at 0, 0.5, 1.0 and
     # 1.5 s fit, a fifth request's (2.0 s) does not.
-    api = start_service(
-        PROVISIONER_AWS_MAX_RATE="2",
-        PROVISIONER_POOL_SIZE="4",
-        PROVISIONER_REQUEST_TIMEOUT_SECONDS="2",
-        PROVISIONER_STEP_TIMEOUT_SECONDS="1",
-        PROVISIONER_POOL_WAIT_SECONDS="1",
-    )
+    api = start_service(PROVISIONER_AWS_MAX_RATE="2", PROVISIONER_POOL_SIZE="4", **TWO_SECOND_DEADLINE)
     before = scrape(api.get)
     started = time.monotonic()
     with ThreadPoolExecutor(5) as pool:

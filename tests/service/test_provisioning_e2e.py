@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from device_keys import make_csr
+from emulators import on_the_ports_of
 from http_checks import provision_serial, spki
 from repository import DEMO_TEMPLATE
 
@@ -230,15 +231,7 @@ def test_broker_down_at_start_then_recovers(tmp_path: Path, serve, make_settings
     probe = Emulator(data_dir=tmp_path, key_algorithm="ec", key_pool_size=1).start()
     ports = probe.ports
     probe.stop()  # nothing listens now; same CA and data dir for the real start
-    emulator = Emulator(
-        data_dir=tmp_path,
-        key_algorithm="ec",
-        key_pool_size=1,
-        mqtt_port=ports["mqtt"],
-        mqtts_port=ports["mqtts"],
-        ws_port=ports["ws"],
-        wss_port=ports["wss"],
-    )
+    emulator = on_the_ports_of(ports, tmp_path, key_pool_size=1)
     settings = make_settings(
         **{
             "PROVISIONER_IOT_ENDPOINT": f"wss://localhost:{ports['wss']}/mqtt",
@@ -295,15 +288,7 @@ def test_emulator_restart_under_load_ends_every_request_cleanly(tmp_path: Path, 
         time.sleep(0.7)
         emulator.stop()
         time.sleep(0.5)
-        emulator = Emulator(
-            data_dir=tmp_path,
-            key_algorithm="ec",
-            key_pool_size=2,
-            mqtt_port=ports["mqtt"],
-            mqtts_port=ports["mqtts"],
-            ws_port=ports["ws"],
-            wss_port=ports["wss"],
-        ).start()
+        emulator = on_the_ports_of(ports, tmp_path, key_pool_size=2).start()
         api.wait_ready(timeout=20)
         time.sleep(0.7)
     finally:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from http_checks import provision_serial
-from scraped import delta, scrape
+from http_checks import TWO_SECOND_DEADLINE, provision_serial
+from scraped import delta, rejections, scrape
 
 from emulator import Emulator, Fault
 
@@ -32,16 +32,7 @@ def test_a_throttled_register_thing_is_retried_with_the_same_token(
     assert response.status_code == 201, response.text
     after = scrape(api.get)
     assert delta(before, after, "provisioner_aws_throttle_retries_total", step="register") == 2
-    assert (
-        delta(
-            before,
-            after,
-            "provisioner_aws_rejections_total",
-            step="register",
-            error_code="ThrottlingException",
-        )
-        == 2
-    )
+    assert rejections(before, after, step="register", error_code="ThrottlingException") == 2
     assert delta(before, after, "provisioner_aws_throttled_requests_total") == 0
     # One certificate, now ACTIVE and attached to the thing: the retries reused its token.
     certificates = minted(emulator)
@@ -69,11 +60,7 @@ def test_a_throttled_create_mints_nothing_and_is_sent_again(
 def test_throttling_past_the_deadline_is_a_429_with_retry_after(
     emulator: Emulator, start_service: Any
 ) -> None:
-    api = start_service(
-        PROVISIONER_REQUEST_TIMEOUT_SECONDS="2",
-        PROVISIONER_STEP_TIMEOUT_SECONDS="1",
-        PROVISIONER_POOL_WAIT_SECONDS="1",
-    )
+    api = start_service(**TWO_SECOND_DEADLINE)
     before = scrape(api.get)
     emulator.faults.set("register_thing", Fault(reject=THROTTLED))
     response = provision_serial(api, "SN-T3")

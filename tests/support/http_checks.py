@@ -12,6 +12,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from emulator import Emulator
 
+# A 2 s request deadline with 1 s steps and pool waits: room for one provision, not for a wait
+# on AWS (throttling retries, a pace slot) that runs past it.
+TWO_SECOND_DEADLINE = {
+    "PROVISIONER_REQUEST_TIMEOUT_SECONDS": "2",
+    "PROVISIONER_STEP_TIMEOUT_SECONDS": "1",
+    "PROVISIONER_POOL_WAIT_SECONDS": "1",
+}
+
 
 def problem_of(response: requests.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text

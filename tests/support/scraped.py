@@ -44,3 +44,8 @@ def scrape(get: Callable[..., Any], **kwargs: Any) -> Scrape:
 
 def delta(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
     return after.value(name, **labels) - before.value(name, **labels)
+
+
+def rejections(before: Scrape, after: Scrape, step: str, error_code: str) -> float:
+    """How many of `step`'s AWS calls AWS rejected with `error_code` between the two scrapes."""
+    return delta(before, after, "provisioner_aws_rejections_total", step=step, error_code=error_code)
