@@ -15,6 +15,7 @@ from typing import Any
 
 from service.callers.model import AnyCaller
 from service.provisioning.flow import ProvisionResult
+from service.records import copy_fields
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,7 @@ class Outcome:
 
     @classmethod
     def issued(cls, result: ProvisionResult) -> Outcome:
-        return cls(
-            thing_name=result.thing_name,
-            certificate_id=result.certificate_id,
-            certificate_pem=result.certificate_pem,
-            private_key=result.private_key,
-            device_configuration=result.device_configuration,
-        )
+        return copy_fields(result, cls, replayed=False)
 
     def to_json(self) -> dict[str, Any]:
         """As an Idempotency-Key's record keeps it (the settlement drops `privateKey`, noting it
