@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 from factory_service import CLI, CLI_TIMEOUT, Service
-from served import API_KEY, emulator_env, free_port, start_gunicorn, stop, wait_ready
+from served import API_KEY, free_port, gunicorn_env, start_gunicorn, stop, wait_ready
 
 from emulator import Emulator
 
@@ -28,12 +28,7 @@ from emulator import Emulator
 @pytest.fixture
 def service(emulator: Emulator, tmp_path: Path) -> Iterator[Service]:
     port = free_port()
-    env = emulator_env(
-        emulator,
-        PROVISIONER_BIND=f"127.0.0.1:{port}",
-        PROVISIONER_WORKERS="2",
-        PROVISIONER_DATABASE_URL=f"sqlite:///{tmp_path / 'store.db'}",
-    )
+    env = gunicorn_env(emulator, port, workers=2, database=tmp_path / "store.db")
     log = tmp_path / "gunicorn.log"
     process = start_gunicorn(env, log)
     url = f"http://127.0.0.1:{port}"

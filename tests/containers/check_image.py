@@ -30,6 +30,7 @@ from stack import (
     expect,
     health,
     image_size_mb,
+    in_image,
     inspect,
     log,
     logs,
@@ -59,36 +60,18 @@ def provision(base: str, key: str, serial: str) -> dict[str, str]:
 
 
 def check_image_contents() -> None:
-    user = run(["docker", "run", "--rm", IMAGE, "id", "-u"], timeout=60).strip()
-    leftovers = run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            IMAGE,
-            "sh",
-            "-c",
-            "ls -d /app /src /build 2>/dev/null; find /opt/provisioner -name '*.egg-info'",
-        ],
-        timeout=60,
+    user = in_image("id -u").strip()
+    leftovers = in_image(
+        "ls -d /app /src /build 2>/dev/null; find /opt/provisioner -name '*.egg-info'"
     ).split()
     log(f"image: {IMAGE} {image_size_mb():.0f} MB, runs as uid {user}, leftovers {leftovers}")
     expect(user not in ("", "0"), f"the image runs as uid {user!r}")
     expect(not leftovers, f"source tree or build leftovers in the image: {leftovers}")
     placeholder = ["-e", "PROVISIONER_IOT_ENDPOINT=mqtt://emulator:1883"]
     placeholder += ["-e", "PROVISIONER_API_KEYS=change-me-to-a-long-random-key"]
-    refused = run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            *placeholder,
-            IMAGE,
-            "sh",
-            "-c",
-            "gunicorn -c python:service.serving.gunicorn_conf 'service:create_app()' 2>&1; echo exit=$?",
-        ],
-        timeout=60,
+    refused = in_image(
+        "gunicorn -c python:service.serving.gunicorn_conf 'service:create_app()' 2>&1; echo exit=$?",
+        *placeholder,
     )
     log(f"image with PROVISIONER_API_KEYS=change-me-...: {refused.strip().splitlines()[-2:]}")
     expect("placeholder" in refused and "exit=2" in refused, f"a placeholder key did not refuse: {refused}")

@@ -139,5 +139,11 @@ def answers(url: str, status: int = 200) -> bool:
         return False
 
 
+def in_image(script: str, *docker_args: str) -> str:
+    """`script` run by sh in a throwaway container of the image (`docker_args`: options of
+    `docker run`, such as -e); its stdout."""
+    return run(["docker", "run", "--rm", *docker_args, IMAGE, "sh", "-c", script], timeout=60)
+
+
 def image_size_mb(image: str = IMAGE) -> float:
     return int(run(["docker", "image", "inspect", "-f", "{{.Size}}", image], timeout=30)) / 1e6

@@ -11,14 +11,15 @@ from pathlib import Path
 from mqtt_support import MqttTestClient
 
 
+def serve_command(data_dir: Path, *options: str) -> list[str]:
+    """`python -m emulator` on `data_dir` with its plain MQTT listener on a free port, and `options`."""
+    return [sys.executable, "-m", "emulator", "--data-dir", str(data_dir), "--mqtt-port", "0", *options]
+
+
 def test_cli_prints_a_ready_line_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "emulator",
-            "--mqtt-port",
-            "0",
+        serve_command(
+            tmp_path,
             "--mqtts-port",
             "0",
             "--ws-port",
@@ -27,11 +28,9 @@ def test_cli_prints_a_ready_line_serves_and_stops_on_ctrl_c(tmp_path: Path) -> N
             "0",
             "--control-tls-port",
             "off",
-            "--data-dir",
-            str(tmp_path),
             "--key-algorithm",
             "ec",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -80,17 +79,7 @@ def test_cli_prints_a_ready_line_serves_and_stops_on_ctrl_c(tmp_path: Path) -> N
 
 def test_cli_reports_a_bad_fault_spec_without_a_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "emulator",
-            "--data-dir",
-            str(tmp_path),
-            "--mqtt-port",
-            "0",
-            "--fault",
-            "register_thing:explode",
-        ],
+        serve_command(tmp_path, "--fault", "register_thing:explode"),
         capture_output=True,
         text=True,
         timeout=30,

@@ -42,6 +42,17 @@ def emulator_env(emulator: Emulator, **env: str) -> dict[str, str]:
     }
 
 
+def gunicorn_env(
+    emulator: Emulator, port: int, workers: int, database: Path | None = None, **env: str
+) -> dict[str, str]:
+    """emulator_env for gunicorn on 127.0.0.1:`port` with `workers` workers and, given a `database`
+    file, a SQLite store in it."""
+    if database is not None:
+        env = {"PROVISIONER_DATABASE_URL": f"sqlite:///{database}", **env}
+    bind = f"127.0.0.1:{port}"
+    return emulator_env(emulator, PROVISIONER_BIND=bind, PROVISIONER_WORKERS=str(workers), **env)
+
+
 def start_gunicorn(env: Mapping[str, str], log: Path, *arguments: str) -> subprocess.Popen[bytes]:
     """gunicorn with the service's config and these command-line `arguments`; its stderr goes to `log`."""
     with open(log, "ab") as stderr:

@@ -5,12 +5,22 @@ the emulator's CA through AWS_CA_BUNDLE (or `--no-verify-ssl`)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
 from iot_control import aws_cli, connect_refused, provision_device
 
 from emulator import Emulator
+
+
+def update_certificate(
+    emulator: Emulator, tmp_path: Path, certificate_id: str, status: str
+) -> subprocess.CompletedProcess[str]:
+    """`aws iot update-certificate --certificate-id ID --new-status STATUS`."""
+    return aws_cli(
+        emulator, tmp_path, "update-certificate", "--certificate-id", certificate_id, "--new-status", status
+    )
 
 
 def test_an_operator_lists_and_describes_with_the_cli(emulator: Emulator, tmp_path: Path) -> None:
@@ -46,15 +56,7 @@ def test_a_revoke_from_the_cli_disconnects_the_device_within_2_s(emulator: Emula
     device = provision_device(emulator, tmp_path, "CLI-REVOKE")
     connected = device.client(emulator).connect()
     try:
-        revoked = aws_cli(
-            emulator,
-            tmp_path,
-            "update-certificate",
-            "--certificate-id",
-            device.certificate_id,
-            "--new-status",
-            "REVOKED",
-        )
+        revoked = update_certificate(emulator, tmp_path, device.certificate_id, "REVOKED")
         answered_at = time.monotonic()
         assert revoked.returncode == 0, revoked.stderr
         assert connected.disconnected.wait(5), "still connected 5 s after the revoke"
@@ -64,14 +66,6 @@ def test_a_revoke_from_the_cli_disconnects_the_device_within_2_s(emulator: Emula
     finally:
         connected.close()
 
-    again = aws_cli(
-        emulator,
-        tmp_path,
-        "update-certificate",
-        "--certificate-id",
-        device.certificate_id,
-        "--new-status",
-        "ACTIVE",
-    )
+    again = update_certificate(emulator, tmp_path, device.certificate_id, "ACTIVE")
     assert again.returncode != 0
     assert "(CertificateStateException) when calling the UpdateCertificate operation" in again.stderr

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 from est_client import EstClient, ServerTls, make_server_tls
-from served import API_KEY, emulator_env, free_port, start_gunicorn, stop, wait_ready
+from served import API_KEY, emulator_env, free_port, gunicorn_env, start_gunicorn, stop, wait_ready
 
 from emulator import Emulator
 
@@ -65,11 +65,11 @@ def est_gunicorn(emulator: Emulator, tmp_path: Path) -> Iterator[Callable[..., E
 
     def start(tls: ServerTls | None = None, *, client_ca: Path | None = None, **env: str) -> EstClient:
         port = free_port()
-        environment = emulator_env(
+        environment = gunicorn_env(
             emulator,
-            PROVISIONER_BIND=f"127.0.0.1:{port}",
-            PROVISIONER_WORKERS="1",
-            PROVISIONER_DATABASE_URL=f"sqlite:///{tmp_path / 'provisioner.db'}",
+            port,
+            workers=1,
+            database=tmp_path / "provisioner.db",
             PROVISIONER_CONTROL_ENDPOINT=emulator.urls["control-tls"],
             PROVISIONER_CONTROL_CA_FILE=str(emulator.ca_path),
             PROVISIONER_ORPHAN_SWEEP_SECONDS="0",
