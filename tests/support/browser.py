@@ -1,4 +1,5 @@
-"""A real browser for tests: Playwright driving Debian's Chromium (no browser download, ever).
+"""A real browser for tests: Playwright driving Debian's Chromium (no browser download, ever), and
+what a test expects a page to show.
 
 `.ci/run` installs the `chromium` package. Missing: with CI=true the browser tests fail, elsewhere
 they are skipped with the reason.
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -46,3 +47,12 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def expect_problem(page: Page, box: str, *texts: str) -> Locator:
+    """The problem box `box` (a selector) of a refused form shown, with each of `texts` in it."""
+    problem = page.locator(box)
+    expect(problem).to_be_visible()
+    for text in texts:
+        expect(problem).to_contain_text(text)
+    return problem

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 from attested import fingerprint, new_csr, nginx_header
+from browser import expect_problem
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Page, expect
@@ -168,8 +169,5 @@ def test_a_bad_registration_names_its_fields(page: Page, ui_service: UiService) 
     )
     form.locator('[name="parameters"]').fill("SerialNumber from subject.serialNumber ~ ^no-group$")
     page.click("#deviceca-register-submit")
-    problem = page.locator("#deviceca-register-error")
-    expect(problem).to_be_visible()
-    expect(problem).to_contain_text("certificates:")
-    expect(problem).to_contain_text("parameters.SerialNumber")
+    expect_problem(page, "#deviceca-register-error", "certificates:", "parameters.SerialNumber")
     assert admin(ui_service, "GET", "/admin/device-cas").json()["items"] == []

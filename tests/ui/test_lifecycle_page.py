@@ -48,6 +48,14 @@ def open_device(page: Page, thing_name: str) -> None:
     expect(page.locator("#device-name")).to_have_text(thing_name)
 
 
+def provisioned_and_open(page: Page, service: UiService, directory: Path, serial: str) -> IssuedDevice:
+    """A device provisioned with `serial` by the admin key, open in the devices view of the page."""
+    device = provision_through(admin_post(service), directory, serial)
+    sign_in_and_open(page, service, "devices")
+    open_device(page, device.thing_name)
+    return device
+
+
 def test_revoke_from_the_page_disconnects_the_device_within_2_s_and_it_cannot_reconnect(
     page: Page, ui_service: UiService, tmp_path: Path, screenshot: Callable[[str], Path]
 ) -> None:
@@ -88,9 +96,7 @@ def test_revoke_from_the_page_disconnects_the_device_within_2_s_and_it_cannot_re
 def test_cancelling_the_confirmation_changes_nothing(
     page: Page, ui_service: UiService, tmp_path: Path
 ) -> None:
-    device = provision_through(admin_post(ui_service), tmp_path, "SN-PAGE-CANCEL")
-    sign_in_and_open(page, ui_service, "devices")
-    open_device(page, device.thing_name)
+    device = provisioned_and_open(page, ui_service, tmp_path, "SN-PAGE-CANCEL")
     page.locator("#device-certificates tbody tr").get_by_role("button", name="Suspend…").click()
     page.fill("#confirm-input", device.certificate_id[:8])
     page.click("#confirm-cancel")
@@ -127,9 +133,7 @@ def test_decommission_from_the_page_lets_a_once_device_provision_again(
 def test_rotate_from_the_page_gives_a_certificate_for_the_csr(
     page: Page, ui_service: UiService, tmp_path: Path
 ) -> None:
-    device = provision_through(admin_post(ui_service), tmp_path, "SN-PAGE-ROTATE")
-    sign_in_and_open(page, ui_service, "devices")
-    open_device(page, device.thing_name)
+    provisioned_and_open(page, ui_service, tmp_path, "SN-PAGE-ROTATE")
     page.click("#device-rotate-panel summary")
     _, csr = make_csr("SN-PAGE-ROTATE")
     page.fill('#device-rotate [name="csr"]', csr)

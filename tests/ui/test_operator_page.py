@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from browser import expect_problem
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Page, Route, expect
@@ -147,8 +148,7 @@ def test_admin_imports_enrollments_and_reads_the_bad_lines(
         "#enrollment-file", {"name": "devices.csv", "mimeType": "text/csv", "buffer": bad.encode()}
     )
     page.click("#enrollment-import-submit")
-    problem = page.locator("#import-error")
-    expect(problem).to_be_visible()
+    problem = expect_problem(page, "#import-error")
     expect(problem.locator("li").filter(has_text="line 3:")).to_have_count(1)
     expect(problem.locator("li").filter(has_text="line 4:")).to_contain_text("also on line 2")
     expect(page.locator("#import-status")).to_have_text("Nothing was imported.")
@@ -184,10 +184,9 @@ def test_provision_key_gets_its_scope_and_reads_a_refusal(
 
     page.locator(".param-value").fill("XX-1")
     page.click("#provision-submit")
-    problem = page.locator("#provision-error")
-    expect(problem).to_be_visible()
-    expect(problem).to_contain_text("(403)")
-    expect(problem).to_contain_text("Rule: parameter-rule (parameter SerialNumber)")
+    problem = expect_problem(
+        page, "#provision-error", "(403)", "Rule: parameter-rule (parameter SerialNumber)"
+    )
     screenshot("provision-refused")
 
     page.locator(".param-value").fill("SN-0042")
