@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -171,11 +172,29 @@ def test_no_caller_gets_another_flows_answer_under_late_duplicates_and_redeliver
 # -- the two cases the mechanism rests on, made to happen on a one-connection pool --------------
 
 
+def link_id(api: Any) -> str:
+    """The client id of the pool's one connection."""
+    return str(api.get("/readyz").json()["connections"][0]["clientId"])
+
+
+@pytest.fixture
+def one_link(start_service: Any) -> tuple[Any, str]:
+    """A service whose pool is one connection with no quiet window, and that connection's client id."""
+    api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_QUIET_WINDOW_SECONDS="0")
+    return api, link_id(api)
+
+
+def assert_link_replaced(api: Any, client_id: str) -> None:
+    """Once the service is ready again, its connection is another than `client_id`."""
+    api.wait_ready()
+    assert link_id(api) != client_id
+
+
 def test_late_duplicate_of_the_previous_flows_answer_never_reaches_the_next_caller(
     emulator: Emulator, start_service
 ) -> None:
     api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_POOL_WAIT_SECONDS="5")
-    client_id = api.get("/readyz").json()["connections"][0]["clientId"]
+    client_id = link_id(api)
     # The first flow's RegisterThing answer comes again 150 ms later: in the middle of the next
     # flow's RegisterThing wait (each step of which takes 100 ms), for the same template.
     emulator.set_fault("create_certificate_from_csr", Fault(latency=(0.1, 0.1)))
@@ -189,9 +208,24 @@ def test_late_duplicate_of_the_previous_flows_answer_never_reaches_the_next_call
     assert second.json()["thingName"] == "demo-NEXT"
     assert second.json()["deviceConfiguration"]["serial"] == "NEXT"
     # ...and the connection that saw it was replaced.
-    api.wait_ready()
-    assert api.get("/readyz").json()["connections"][0]["clientId"] != client_id
+    assert_link_replaced(api, client_id)
     assert provision_serial(api, "AFTER").json()["thingName"] == "demo-AFTER"
+
+
+def unproven_and_retryable(refused: requests.Response) -> dict[str, Any]:
+    """The problem of a 502 answer-unproven: nothing handed out, to be retried after 1 s."""
+    assert refused.status_code == 502, refused.text
+    problem: dict[str, Any] = refused.json()
+    assert problem["type"].endswith("/answer-unproven")
+    assert "nothing was handed out; retry" in problem["detail"]
+    assert refused.headers["Retry-After"] == "1"
+    return problem
+
+
+def assert_a_retry_provisions(api: Any, serial: str) -> None:
+    retried = provision_serial(api, serial, make_csr()[1])
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["thingName"] == f"demo-{serial}"
 
 
 def test_an_answer_older_than_the_quiet_window_fails_the_flow_with_a_retryable_502(
@@ -206,27 +240,19 @@ def test_an_answer_older_than_the_quiet_window_fails_the_flow_with_a_retryable_5
     emulator.set_fault("register_thing", Fault(answer_twice=0.8, count=1))
     responses = [provision_serial(api, f"OLD-{i}", make_csr()[1]) for i in range(3)]
     assert [r.status_code for r in responses[:2]] == [201, 201], [r.text for r in responses]
-    refused = responses[2]
-    assert refused.status_code == 502, refused.text
-    problem = refused.json()
-    assert problem["type"].endswith("/answer-unproven")
+    problem = unproven_and_retryable(responses[2])
     assert problem["step"] == "create"  # refused while it waited for its certificate
     assert "could not be proven to be this request's" in problem["detail"]
-    assert "nothing was handed out; retry" in problem["detail"]
-    assert refused.headers["Retry-After"] == "1"
     # Refused before RegisterThing was sent: its certificate exists in AWS, no thing was made.
     assert emulator.registry.describe_thing("demo-OLD-2") is None
     api.wait_ready()
-    retried = provision_serial(api, "OLD-2", make_csr()[1])
-    assert retried.status_code == 201, retried.text
-    assert retried.json()["thingName"] == "demo-OLD-2"
+    assert_a_retry_provisions(api, "OLD-2")
 
 
 def test_a_link_dirtied_after_the_pool_chose_it_refuses_its_flow_with_a_retryable_502(
-    emulator: Emulator, start_service, monkeypatch
+    emulator: Emulator, one_link: tuple[Any, str], monkeypatch
 ) -> None:
-    api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_QUIET_WINDOW_SECONDS="0")
-    client_id = api.get("/readyz").json()["connections"][0]["clientId"]
+    api, client_id = one_link
     begin_flow = MqttLink.begin_flow
     strays: list[str] = []
 
@@ -246,28 +272,19 @@ def test_a_link_dirtied_after_the_pool_chose_it_refuses_its_flow_with_a_retryabl
 
     monkeypatch.setattr(MqttLink, "begin_flow", begin_flow_after_a_stray_answer)
     certificates = len(emulator.registry.list_certificates())
-    refused = provision_serial(api, "STRAY", make_csr()[1])
-    assert refused.status_code == 502, refused.text
-    problem = refused.json()
-    assert problem["type"].endswith("/answer-unproven")
-    assert "nothing was handed out; retry" in problem["detail"]
-    assert refused.headers["Retry-After"] == "1"
+    unproven_and_retryable(provision_serial(api, "STRAY", make_csr()[1]))
     # Refused before publishing: the stray's certificate is the only new one, no thing was made.
     assert len(emulator.registry.list_certificates()) == certificates + 1
     assert emulator.registry.describe_thing("demo-STRAY") is None
     # The link was replaced, and the retry is served by the fresh one.
-    api.wait_ready()
-    assert api.get("/readyz").json()["connections"][0]["clientId"] != client_id
-    retried = provision_serial(api, "STRAY", make_csr()[1])
-    assert retried.status_code == 201, retried.text
-    assert retried.json()["thingName"] == "demo-STRAY"
+    assert_link_replaced(api, client_id)
+    assert_a_retry_provisions(api, "STRAY")
 
 
 def test_an_answer_that_arrives_before_the_request_was_written_is_not_the_flows_answer(
-    emulator: Emulator, start_service, monkeypatch
+    emulator: Emulator, one_link: tuple[Any, str], monkeypatch
 ) -> None:
-    api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_QUIET_WINDOW_SECONDS="0")
-    client_id = api.get("/readyz").json()["connections"][0]["clientId"]
+    api, client_id = one_link
     publish, take = MqttLink._publish, MqttLink._take
     foreign: list[str] = []
     arrived = threading.Event()
@@ -299,13 +316,12 @@ def test_an_answer_that_arrives_before_the_request_was_written_is_not_the_flows_
     assert response.json()["thingName"] == "demo-REAL"
     assert response.json()["deviceConfiguration"]["serial"] == "REAL"
     # The connection that saw it is replaced before it serves again.
-    api.wait_ready()
-    assert api.get("/readyz").json()["connections"][0]["clientId"] != client_id
+    assert_link_replaced(api, client_id)
     assert provision_serial(api, "AFTER").json()["thingName"] == "demo-AFTER"
 
 
-def test_consecutive_flows_on_a_connection_alternate_json_and_cbor(start_service) -> None:
-    api = start_service(PROVISIONER_POOL_SIZE="1", PROVISIONER_QUIET_WINDOW_SECONDS="0")
+def test_consecutive_flows_on_a_connection_alternate_json_and_cbor(one_link: tuple[Any, str]) -> None:
+    api, _ = one_link
     formats = []
     for index in range(4):
         formats.append(api.get("/readyz").json()["connections"][0]["nextFormat"])
