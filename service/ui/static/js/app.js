@@ -5,7 +5,7 @@ import { call, session } from "./api.js";
 import * as audit from "./audit.js";
 import * as devicecas from "./devicecas.js";
 import * as devices from "./devices.js";
-import { byId, clearProblem, showProblem } from "./dom.js";
+import { byId, clearProblem, expandListings, onSubmit, showProblem } from "./dom.js";
 import * as enrollments from "./enrollments.js";
 import * as health from "./health.js";
 import * as keys from "./keys.js";
@@ -17,11 +17,9 @@ const VIEWS = { provision, keys, enrollments, devicecas, audit, devices, orphans
 let caller = null;
 
 function start() {
+  expandListings();
   for (const view of Object.values(VIEWS)) view.setUp();
-  byId("sign-in-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    signIn(byId("api-key").value.trim());
-  });
+  onSubmit("sign-in-form", () => signIn(byId("api-key").value.trim()));
   byId("sign-out").addEventListener("click", () => signOut());
   for (const tab of byId("tabs").querySelectorAll("button")) {
     tab.addEventListener("click", () => open(tab.dataset.view));

@@ -1,16 +1,13 @@
 // The audit trail (admin): every provisioning attempt, newest first, filtered, paged with `next`.
 
 import { call, query } from "./api.js";
-import { badge, byId, clearProblem, formatTime, h, instant, showProblem, table } from "./dom.js";
+import { attempt, badge, byId, formatTime, h, instant, onSubmit, table } from "./dom.js";
 
 const PAGE = 50;
 let before = null;
 
 export function setUp() {
-  byId("audit-filter").addEventListener("submit", (event) => {
-    event.preventDefault();
-    show();
-  });
+  onSubmit("audit-filter", show);
   byId("audit-newest").addEventListener("click", () => show());
   byId("audit-older").addEventListener("click", () => load(before));
 }
@@ -32,18 +29,14 @@ function filters() {
   };
 }
 
-async function load(from) {
-  const problem = byId("audit-error");
-  try {
+function load(from) {
+  return attempt(byId("audit-error"), async () => {
     const { data } = await call("GET", `/admin/registrations${query({ ...filters(), before: from, limit: PAGE })}`);
-    clearProblem(problem);
     render(data.items);
     before = data.next;
     byId("audit-older").hidden = data.next === null;
     byId("audit-newest").hidden = from === null;
-  } catch (error) {
-    showProblem(problem, error);
-  }
+  });
 }
 
 function render(items) {

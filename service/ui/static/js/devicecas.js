@@ -4,55 +4,27 @@
 
 import { call } from "./api.js";
 import { confirmAction } from "./confirm.js";
-import { badge, byId, clearProblem, formatTime, h, showProblem, table } from "./dom.js";
+import { attempt, badge, byId, clearProblem, describeLimits, formatTime, h, onSubmit, showProblem, table } from "./dom.js";
 
 const SOURCES = ["subject.serialNumber", "subject.CN", "san.uri", "san.dns"];
 let current = null; // the CA open in the detail panel
 
 export function setUp() {
-  byId("deviceca-register").addEventListener("submit", (event) => {
-    event.preventDefault();
-    register(event.target);
-  });
+  onSubmit("deviceca-register", register);
   byId("deviceca-pem-file").addEventListener("change", async (event) => {
     const file = event.target.files[0];
     if (file) byId("deviceca-register").elements.certificates.value = await file.text();
   });
   byId("deviceca-close").addEventListener("click", () => close());
-  byId("deviceca-change").addEventListener("submit", (event) => {
-    event.preventDefault();
-    change(event.target);
-  });
-  byId("deviceca-block").addEventListener("submit", (event) => {
-    event.preventDefault();
-    block(event.target);
-  });
-  byId("deviceca-crl-load").addEventListener("submit", (event) => {
-    event.preventDefault();
-    loadCrl();
-  });
+  onSubmit("deviceca-change", change);
+  onSubmit("deviceca-block", block);
+  onSubmit("deviceca-crl-load", loadCrl);
   byId("deviceca-crl-drop").addEventListener("click", () => dropCrl());
   byId("deviceca-delete").addEventListener("click", () => remove());
 }
 
-export async function show() {
-  const problem = byId("devicecas-error");
-  try {
-    const { data } = await call("GET", "/admin/device-cas");
-    clearProblem(problem);
-    render(data.items);
-  } catch (error) {
-    showProblem(problem, error);
-  }
-}
-
-function limits(ca) {
-  return [
-    ca.maxProvisions ? `${ca.provisions} / ${ca.maxProvisions}` : `${ca.provisions}`,
-    ca.ratePerMinute ? `${ca.ratePerMinute}/min` : null,
-  ]
-    .filter(Boolean)
-    .join(" · ");
+export function show() {
+  return attempt(byId("devicecas-error"), async () => render((await call("GET", "/admin/device-cas")).data.items));
 }
 
 function render(cas) {
@@ -65,7 +37,7 @@ function render(cas) {
         { title: "Subject", cell: (ca) => ca.subject },
         { title: "State", cell: (ca) => badge(ca.enabled ? "enabled" : "disabled") },
         { title: "Reprovision", cell: (ca) => ca.reprovision },
-        { title: "Provisions", cell: limits },
+        { title: "Provisions", cell: describeLimits },
         { title: "", cell: (ca) => h("button", { type: "button", className: "quiet", onclick: () => open(ca.caId) }, "Open") },
       ],
       cas,
@@ -134,14 +106,10 @@ async function register(form) {
   }
 }
 
-async function open(caId) {
-  try {
-    const { data } = await call("GET", `/admin/device-cas/${encodeURIComponent(caId)}`);
-    clearProblem(byId("devicecas-error"));
-    fill(data);
-  } catch (error) {
-    showProblem(byId("devicecas-error"), error);
-  }
+function open(caId) {
+  return attempt(byId("devicecas-error"), async () => {
+    fill((await call("GET", `/admin/device-cas/${encodeURIComponent(caId)}`)).data);
+  });
 }
 
 function close() {
@@ -160,7 +128,7 @@ function fill(ca) {
         ["Subject", ca.subject],
         ["SHA-256", ca.fingerprintSha256],
         ["State", ca.enabled ? "enabled" : "disabled"],
-        ["Provisions", limits(ca)],
+        ["Provisions", describeLimits(ca)],
         ["Revision", String(ca.revision)],
         ["Updated", formatTime(ca.updatedAt)],
       ].flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),

@@ -4,7 +4,7 @@
 
 import { call, query } from "./api.js";
 import { confirmAction } from "./confirm.js";
-import { badge, byId, clearProblem, download, formatTime, h, showProblem, table } from "./dom.js";
+import { attempt, badge, byId, clearProblem, download, formatTime, h, onSubmit, showProblem, table } from "./dom.js";
 import { controlPlaneUsable, statusBadge } from "./lifecycle.js";
 
 const PAGE = 50;
@@ -13,17 +13,11 @@ let next = null;
 let device = null;
 
 export function setUp() {
-  byId("device-find").addEventListener("submit", (event) => {
-    event.preventDefault();
-    open(event.target.elements.thingName.value.trim());
-  });
+  onSubmit("device-find", (form) => open(form.elements.thingName.value.trim()));
   byId("devices-more").addEventListener("click", () => loadList(next));
   byId("device-close").addEventListener("click", closeDevice);
   byId("device-decommission").addEventListener("click", decommission);
-  byId("device-rotate").addEventListener("submit", (event) => {
-    event.preventDefault();
-    rotate(event.target);
-  });
+  onSubmit("device-rotate", rotate);
 }
 
 export async function show() {
@@ -59,16 +53,11 @@ async function loadList(from) {
   }
 }
 
-async function open(thingName) {
-  const problem = byId("devices-error");
-  try {
-    const { data } = await call("GET", `/admin/devices/${encodeURIComponent(thingName)}`);
-    clearProblem(problem);
-    device = data;
+function open(thingName) {
+  return attempt(byId("devices-error"), async () => {
+    device = (await call("GET", `/admin/devices/${encodeURIComponent(thingName)}`)).data;
     render();
-  } catch (error) {
-    showProblem(problem, error);
-  }
+  });
 }
 
 function closeDevice() {

@@ -81,3 +81,45 @@ export function download(link, blob, filename) {
   link.href = URL.createObjectURL(blob);
   link.download = filename;
 }
+
+// A form's submit, kept on the page: `handler` gets the form.
+export function onSubmit(id, handler) {
+  byId(id).addEventListener("submit", (event) => {
+    event.preventDefault();
+    handler(event.target);
+  });
+}
+
+// Runs `work` (a call to the service and what is done with its answer): the problem box
+// `container` is cleared when it succeeds and shows its error when it fails.
+export async function attempt(container, work) {
+  try {
+    await work();
+    clearProblem(container);
+  } catch (error) {
+    showProblem(container, error);
+  }
+}
+
+// A key's or a device CA's provisions against its quota, and its rate limit.
+export function describeLimits(item) {
+  return [
+    item.maxProvisions ? `${item.provisions} / ${item.maxProvisions}` : `${item.provisions}`,
+    item.ratePerMinute ? `${item.ratePerMinute}/min` : null,
+  ]
+    .filter(Boolean)
+    .join(" · ");
+}
+
+// Each <div data-listing="NAME" [data-more]> becomes a list's parts: the problem box NAME-error,
+// the table's place NAME-table and, with data-more, the button NAME-more for the next page.
+export function expandListings(root = document) {
+  for (const slot of root.querySelectorAll("[data-listing]")) {
+    const name = slot.dataset.listing;
+    const parts = [h("div", { id: `${name}-error`, className: "problem", hidden: true }), h("div", { id: `${name}-table` })];
+    if (slot.hasAttribute("data-more")) {
+      parts.push(h("p", {}, h("button", { id: `${name}-more`, type: "button", className: "quiet", hidden: true }, "More")));
+    }
+    slot.replaceWith(...parts);
+  }
+}

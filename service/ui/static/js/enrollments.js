@@ -2,22 +2,16 @@
 // shown as the service names them ("line 3: ...").
 
 import { call, query } from "./api.js";
-import { badge, byId, clearProblem, formatTime, h, showProblem, table } from "./dom.js";
+import { attempt, badge, byId, clearProblem, formatTime, h, onSubmit, showProblem, table } from "./dom.js";
 
 const PAGE = 100;
 let shown = [];
 let next = null;
 
 export function setUp() {
-  byId("enrollment-filter").addEventListener("submit", (event) => {
-    event.preventDefault();
-    show();
-  });
+  onSubmit("enrollment-filter", show);
   byId("enrollments-more").addEventListener("click", () => load(next));
-  byId("enrollment-import").addEventListener("submit", (event) => {
-    event.preventDefault();
-    upload(event.target);
-  });
+  onSubmit("enrollment-import", upload);
 }
 
 export function show() {
@@ -25,18 +19,14 @@ export function show() {
   return load(0);
 }
 
-async function load(after) {
-  const problem = byId("enrollments-error");
+function load(after) {
   const template = byId("enrollment-filter").elements.template.value.trim();
-  try {
+  return attempt(byId("enrollments-error"), async () => {
     const { data } = await call("GET", `/admin/enrollments${query({ template, after, limit: PAGE })}`);
-    clearProblem(problem);
     shown = after ? shown.concat(data.items) : data.items;
     next = data.next;
     render();
-  } catch (error) {
-    showProblem(problem, error);
-  }
+  });
 }
 
 function render() {

@@ -2,22 +2,18 @@
 // worker reports (the store, ...). Shown generically: scalars as facts, lists of objects as tables.
 
 import { call } from "./api.js";
-import { badge, byId, clearProblem, h, showProblem, table } from "./dom.js";
+import { attempt, badge, byId, h, table } from "./dom.js";
 
 export function setUp() {
   byId("health-refresh").addEventListener("click", show);
 }
 
-export async function show() {
-  const problem = byId("health-error");
-  try {
+export function show() {
+  return attempt(byId("health-error"), async () => {
     // 503 is an answer here: not ready, and the body says why.
     const { data } = await call("GET", "/readyz", { okStatuses: [503] });
-    clearProblem(problem);
     byId("health-detail").replaceChildren(...render(data));
-  } catch (error) {
-    showProblem(problem, error);
-  }
+  });
 }
 
 function render(detail) {

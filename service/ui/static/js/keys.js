@@ -1,26 +1,16 @@
 // API keys (admin): the list with usage and state, creating one (its secret shown once), revoking.
 
 import { call } from "./api.js";
-import { badge, byId, clearProblem, formatTime, h, instant, showProblem, table } from "./dom.js";
+import { attempt, badge, byId, clearProblem, describeLimits, formatTime, h, instant, onSubmit, showProblem, table } from "./dom.js";
 
 export function setUp() {
-  byId("key-create").addEventListener("submit", (event) => {
-    event.preventDefault();
-    create(event.target);
-  });
+  onSubmit("key-create", create);
   byId("key-secret-copy").addEventListener("click", copySecret);
   byId("key-secret-dismiss").addEventListener("click", hideSecret);
 }
 
-export async function show() {
-  const problem = byId("keys-error");
-  try {
-    const { data } = await call("GET", "/admin/keys");
-    clearProblem(problem);
-    render(data.items);
-  } catch (error) {
-    showProblem(problem, error);
-  }
+export function show() {
+  return attempt(byId("keys-error"), async () => render((await call("GET", "/admin/keys")).data.items));
 }
 
 function render(keys) {
@@ -32,13 +22,6 @@ function render(keys) {
     if (s.enrolledOnly) parts.push("enrolled only");
     return parts.join("; ");
   };
-  const limits = (key) =>
-    [
-      key.maxProvisions ? `${key.provisions} / ${key.maxProvisions}` : `${key.provisions}`,
-      key.ratePerMinute ? `${key.ratePerMinute}/min` : null,
-    ]
-      .filter(Boolean)
-      .join(" · ");
   byId("keys-table").replaceChildren(
     table(
       [
@@ -47,7 +30,7 @@ function render(keys) {
         { title: "Role", cell: (k) => k.role },
         { title: "State", cell: (k) => badge(k.state) },
         { title: "Scope", cell: scope },
-        { title: "Provisions", cell: limits },
+        { title: "Provisions", cell: describeLimits },
         { title: "Created", cell: (k) => formatTime(k.createdAt) },
         { title: "Last used", cell: (k) => formatTime(k.lastUsedAt) },
         { title: "Expires", cell: (k) => formatTime(k.expiresAt) },

@@ -3,7 +3,7 @@
 
 import { call, query } from "./api.js";
 import { confirmAction } from "./confirm.js";
-import { badge, byId, clearProblem, formatTime, h, showProblem, table } from "./dom.js";
+import { attempt, badge, byId, clearProblem, formatTime, h, onSubmit, showProblem, table } from "./dom.js";
 import { controlPlaneUsable } from "./lifecycle.js";
 
 const PAGE = 100;
@@ -11,10 +11,7 @@ let shown = [];
 let next = null;
 
 export function setUp() {
-  byId("orphans-filter").addEventListener("submit", (event) => {
-    event.preventDefault();
-    show();
-  });
+  onSubmit("orphans-filter", show);
   byId("orphans-more").addEventListener("click", () => load(next));
   byId("orphans-sweep").addEventListener("click", sweep);
 }
@@ -24,24 +21,20 @@ export async function show() {
   return load("");
 }
 
-async function load(after) {
-  const problem = byId("orphans-error");
+function load(after) {
   const form = byId("orphans-filter").elements;
-  try {
+  return attempt(byId("orphans-error"), async () => {
     const { data } = await call(
       "GET",
       `/admin/orphans${query({ state: form.state.value, kind: form.kind.value, after, limit: PAGE })}`,
     );
-    clearProblem(problem);
     shown = after ? shown.concat(data.items) : data.items;
     next = data.next;
     byId("orphans-counts").textContent = data.counts.length
       ? data.counts.map((c) => `${c.kind} ${c.state}: ${c.count}`).join(" · ")
       : "Nothing recorded.";
     render();
-  } catch (error) {
-    showProblem(problem, error);
-  }
+  });
 }
 
 function render() {

@@ -3,7 +3,7 @@
 
 import { ApiError, call } from "./api.js";
 import { makeDeviceKey } from "./device_key.js";
-import { byId, clearProblem, download, h, showProblem } from "./dom.js";
+import { byId, clearProblem, download, h, onSubmit, showProblem } from "./dom.js";
 import { zip } from "./zip.js";
 
 let scope = null;
@@ -14,10 +14,7 @@ let unsettled = null;
 
 export function setUp() {
   byId("add-parameter").addEventListener("click", () => addParameter("", ""));
-  byId("provision-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    provision();
-  });
+  onSubmit("provision-form", provision);
 }
 
 export function show(caller) {

@@ -2,16 +2,13 @@
 // CSV (made here from the JSON answer, its cells neutralised as the service's CSV is).
 
 import { call, query } from "./api.js";
-import { badge, byId, clearProblem, download, formatTime, h, instant, showProblem, table } from "./dom.js";
+import { badge, byId, clearProblem, download, formatTime, h, instant, onSubmit, showProblem, table } from "./dom.js";
 import { csv, statusBadge } from "./lifecycle.js";
 
 const FIELDS = ["kind", "certificateId", "thingName", "awsStatus", "expectedStatus", "at", "detail"];
 
 export function setUp() {
-  byId("reconcile-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    compare();
-  });
+  onSubmit("reconcile-form", compare);
 }
 
 export function show() {}

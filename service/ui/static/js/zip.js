@@ -28,6 +28,20 @@ function dosDateTime(date) {
 const UTF8_NAMES = 0x0800; // general purpose flag bit 11: file names are UTF-8
 const MADE_BY_UNIX = (3 << 8) | 20; // host Unix (so the external attributes carry a file mode), spec 2.0
 
+// The fields a local header and its central directory entry share, in the same order ("version
+// needed to extract" to "file name length"): from byte 4 of the one and byte 6 of the other.
+function writeShared(view, at, { time, day, crc, size, nameLength }) {
+  view.setUint16(at, 20, true); // version needed: 2.0
+  view.setUint16(at + 2, UTF8_NAMES, true);
+  view.setUint16(at + 4, 0, true); // stored
+  view.setUint16(at + 6, time, true);
+  view.setUint16(at + 8, day, true);
+  view.setUint32(at + 10, crc, true);
+  view.setUint32(at + 14, size, true); // compressed size: stored, so the size itself
+  view.setUint32(at + 18, size, true);
+  view.setUint16(at + 22, nameLength, true);
+}
+
 // files: [{ name, data: string | Uint8Array, mode?: 0o600 }] -> Blob (application/zip)
 export function zip(files, date = new Date()) {
   const encoder = new TextEncoder();
@@ -38,33 +52,17 @@ export function zip(files, date = new Date()) {
   for (const file of files) {
     const name = encoder.encode(file.name);
     const data = typeof file.data === "string" ? encoder.encode(file.data) : file.data;
-    const crc = crc32(data);
+    const entry = { time, day, crc: crc32(data), size: data.length, nameLength: name.length };
     const local = new DataView(new ArrayBuffer(30));
     local.setUint32(0, 0x04034b50, true);
-    local.setUint16(4, 20, true); // version needed: 2.0
-    local.setUint16(6, UTF8_NAMES, true);
-    local.setUint16(8, 0, true); // stored
-    local.setUint16(10, time, true);
-    local.setUint16(12, day, true);
-    local.setUint32(14, crc, true);
-    local.setUint32(18, data.length, true);
-    local.setUint32(22, data.length, true);
-    local.setUint16(26, name.length, true);
-    local.setUint16(28, 0, true);
+    writeShared(local, 4, entry);
+    // extra length: 0
     parts.push(local, name, data);
 
     const central = new DataView(new ArrayBuffer(46));
     central.setUint32(0, 0x02014b50, true);
     central.setUint16(4, MADE_BY_UNIX, true);
-    central.setUint16(6, 20, true);
-    central.setUint16(8, UTF8_NAMES, true);
-    central.setUint16(10, 0, true);
-    central.setUint16(12, time, true);
-    central.setUint16(14, day, true);
-    central.setUint32(16, crc, true);
-    central.setUint32(20, data.length, true);
-    central.setUint32(24, data.length, true);
-    central.setUint16(28, name.length, true);
+    writeShared(central, 6, entry);
     // extra length, comment length, disk number, internal attributes: all 0
     central.setUint32(38, ((0o100000 | (file.mode ?? 0o644)) << 16) >>> 0, true); // regular file + mode
     central.setUint32(42, offset, true);
