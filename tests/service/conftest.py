@@ -50,10 +50,7 @@ from typing import Any, NoReturn
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from device_keys import make_csr
 from jsonschema_path import SchemaPath
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
@@ -353,13 +350,7 @@ def contract_check(contract: OpenAPI) -> Callable[[requests.Response], None]:
 
 @pytest.fixture
 def csr_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
+    return make_csr()[1]
 
 
 @pytest.fixture
