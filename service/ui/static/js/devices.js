@@ -4,17 +4,16 @@
 
 import { call, query } from "./api.js";
 import { confirmAction } from "./confirm.js";
-import { attempt, badge, byId, clearProblem, download, formatTime, h, onSubmit, showProblem, table } from "./dom.js";
+import { attempt, badge, byId, clearProblem, download, formatTime, h, onSubmit, Pages, showProblem, table } from "./dom.js";
 import { controlPlaneUsable, statusBadge } from "./lifecycle.js";
 
 const PAGE = 50;
-let listed = [];
-let next = null;
+let pages = null;
 let device = null;
 
 export function setUp() {
   onSubmit("device-find", (form) => open(form.elements.thingName.value.trim()));
-  byId("devices-more").addEventListener("click", () => loadList(next));
+  pages = new Pages("devices", loadList);
   byId("device-close").addEventListener("click", closeDevice);
   byId("device-decommission").addEventListener("click", decommission);
   onSubmit("device-rotate", rotate);
@@ -26,13 +25,10 @@ export async function show() {
   return loadList(null);
 }
 
-async function loadList(from) {
-  const problem = byId("devices-error");
-  try {
+function loadList(from) {
+  return attempt(byId("devices-error"), async () => {
     const { data } = await call("GET", `/admin/devices${query({ next: from, limit: PAGE })}`);
-    clearProblem(problem);
-    listed = from ? listed.concat(data.items) : data.items;
-    next = data.next;
+    pages.add(from, data);
     byId("devices-table").replaceChildren(
       table(
         [
@@ -43,14 +39,11 @@ async function loadList(from) {
           { title: "Type", cell: (t) => t.thingTypeName || "" },
           { title: "Attributes", cell: (t) => pairs(t.attributes) },
         ],
-        listed,
+        pages.rows,
         "No things in AWS IoT.",
       ),
     );
-    byId("devices-more").hidden = next === null;
-  } catch (error) {
-    showProblem(problem, error);
-  }
+  });
 }
 
 function open(thingName) {

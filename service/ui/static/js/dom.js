@@ -123,3 +123,21 @@ export function expandListings(root = document) {
     slot.replaceWith(...parts);
   }
 }
+
+// A list read page by page: `rows` so far and the cursor `next` of the page after them (null at
+// the end). The button NAME-more asks `load(next)` for that page, and shows only while there is one.
+export class Pages {
+  constructor(name, load) {
+    this.rows = [];
+    this.next = null;
+    this.more = byId(`${name}-more`);
+    this.more.addEventListener("click", () => load(this.next));
+  }
+
+  // The page `data` ({ items, next }) the service answered for the cursor `after` (none: the first).
+  add(after, data) {
+    this.rows = after ? this.rows.concat(data.items) : data.items;
+    this.next = data.next;
+    this.more.hidden = this.next === null;
+  }
+}

@@ -2,20 +2,18 @@
 // shown as the service names them ("line 3: ...").
 
 import { call, query } from "./api.js";
-import { attempt, badge, byId, clearProblem, formatTime, h, onSubmit, showProblem, table } from "./dom.js";
+import { attempt, badge, byId, clearProblem, formatTime, h, onSubmit, Pages, showProblem, table } from "./dom.js";
 
 const PAGE = 100;
-let shown = [];
-let next = null;
+let pages = null;
 
 export function setUp() {
   onSubmit("enrollment-filter", show);
-  byId("enrollments-more").addEventListener("click", () => load(next));
+  pages = new Pages("enrollments", load);
   onSubmit("enrollment-import", upload);
 }
 
 export function show() {
-  shown = [];
   return load(0);
 }
 
@@ -23,8 +21,7 @@ function load(after) {
   const template = byId("enrollment-filter").elements.template.value.trim();
   return attempt(byId("enrollments-error"), async () => {
     const { data } = await call("GET", `/admin/enrollments${query({ template, after, limit: PAGE })}`);
-    shown = after ? shown.concat(data.items) : data.items;
-    next = data.next;
+    pages.add(after, data);
     render();
   });
 }
@@ -42,11 +39,10 @@ function render() {
         { title: "Last thing", cell: (e) => e.lastThingName || "" },
         { title: "Last provisioned", cell: (e) => formatTime(e.lastProvisionedAt) },
       ],
-      shown,
+      pages.rows,
       "No enrollments.",
     ),
   );
-  byId("enrollments-more").hidden = next === null;
 }
 
 async function upload(form) {

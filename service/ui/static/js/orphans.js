@@ -3,16 +3,15 @@
 
 import { call, query } from "./api.js";
 import { confirmAction } from "./confirm.js";
-import { attempt, badge, byId, clearProblem, formatTime, h, onSubmit, showProblem, table } from "./dom.js";
+import { attempt, badge, byId, clearProblem, formatTime, h, onSubmit, Pages, showProblem, table } from "./dom.js";
 import { controlPlaneUsable } from "./lifecycle.js";
 
 const PAGE = 100;
-let shown = [];
-let next = null;
+let pages = null;
 
 export function setUp() {
   onSubmit("orphans-filter", show);
-  byId("orphans-more").addEventListener("click", () => load(next));
+  pages = new Pages("orphans", load);
   byId("orphans-sweep").addEventListener("click", sweep);
 }
 
@@ -28,8 +27,7 @@ function load(after) {
       "GET",
       `/admin/orphans${query({ state: form.state.value, kind: form.kind.value, after, limit: PAGE })}`,
     );
-    shown = after ? shown.concat(data.items) : data.items;
-    next = data.next;
+    pages.add(after, data);
     byId("orphans-counts").textContent = data.counts.length
       ? data.counts.map((c) => `${c.kind} ${c.state}: ${c.count}`).join(" · ")
       : "Nothing recorded.";
@@ -52,11 +50,10 @@ function render() {
         { title: "Last error", cell: (r) => r.lastError || "" },
         { title: "Request", cell: (r) => r.requestId || "" },
       ],
-      shown,
+      pages.rows,
       "No certificates recorded.",
     ),
   );
-  byId("orphans-more").hidden = next === null;
 }
 
 async function sweep() {
