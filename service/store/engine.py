@@ -86,8 +86,8 @@ def _engine(url: str) -> Engine:
 # 1, 2, 5, ... up to 100 ms between tries: at 32 callers the write lock, free again within a
 # millisecond, found its waiters asleep, and p99 grew to 5-10 x p50 (docs/benchmarks.md). A
 # thread waiting here wakes as soon as the lock is released; only the process's one writer meets
-# the other processes' in SQLite's handler. Bounded like the busy timeout: past it, the store is
-# unavailable (503), as when the busy timeout runs out.
+# the other processes', and it asks SQLite again every 0.2-2 ms (_begin_immediate). Bounded like
+# the busy timeout: past it, the store is unavailable (503), as when the busy timeout runs out.
 _WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -113,8 +113,40 @@ def mark_write(connection: Connection) -> None:
 
 def _sqlite_begin(dbapi_connection: Any) -> None:
     # A driver error here becomes StoreUnavailable like any other (SQLAlchemy's begin handles it).
-    write = dbapi_connection.info.pop("write", False)
-    dbapi_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    if dbapi_connection.info.pop("write", False):
+        _begin_immediate(dbapi_connection)
+    else:
+        dbapi_connection.execute("BEGIN")
+
+
+# How often the process's writer asks again for the write lock another process holds.
+_RETRY_FIRST, _RETRY_MOST = 0.0002, 0.002
+
+
+def _begin_immediate(dbapi_connection: Any) -> None:
+    """Take SQLite's write lock, asking again every 0.2-2 ms while another process holds it.
+
+    SQLite's own busy handler sleeps 1, 2, 5, ... up to 100 ms between tries: the worker whose
+    writer is asleep there loses the lock, free again within a millisecond, to the other worker's
+    writers one after the other (writer_turn wakes those at once), and at 32 callers p99 grew to
+    4-7 x p50 (docs/benchmarks.md). So the busy handler is off for this one statement and the
+    writer polls on a short leash instead, within the same busy timeout (then 503, as before).
+    Every other statement keeps the busy timeout."""
+    try:
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                dbapi_connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, _RETRY_MOST)
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:

@@ -3,6 +3,10 @@ limits across workers and hosts (here: threads with their own engines, as proces
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +19,7 @@ from service.callers.idempotency import Idempotency
 from service.callers.model import Caller, KeySpec
 from service.callers.settlement import Op, Settlement
 from service.errors import AlreadyProvisioned, Forbidden, IdempotencyConflict, RateLimited, StoreUnavailable
-from service.store import EnrollmentEntry, Registration, RegistrationFilter, Store
+from service.store import EnrollmentEntry, Registration, RegistrationFilter, Store, engine
 from service.store.engine import current_revision, head_revision
 
 NOW = datetime(2026, 12, 3, 12, 0, 5, tzinfo=UTC)
@@ -208,3 +212,63 @@ def test_an_unreachable_database_is_a_503_error_without_the_url(tmp_path: Any) -
         Store.open(url)
     assert unavailable.value.status == 503
     assert "s3cret" not in str(unavailable.value) and "127.0.0.1" not in str(unavailable.value)
+
+
+HOLD_THE_WRITE_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+"""
+
+
+def _every(store: Store) -> list[Registration]:
+    return store.registrations.page(RegistrationFilter(), None, 10)
+
+
+def _another_process_writes(path: Any, seconds: float) -> subprocess.Popen[str]:
+    """Another process (another worker, the CLI) holding SQLite's write lock for `seconds`."""
+    command = [sys.executable, "-c", HOLD_THE_WRITE_LOCK, str(path), str(seconds)]
+    holder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
+def test_a_writer_waits_for_another_process_write_lock_then_writes(tmp_path: Any) -> None:
+    path = tmp_path / "store.db"
+    store = Store.open(f"sqlite:///{path}")
+    registration = dataclasses.replace(provisioned_record(NOW), request_id="while-locked")
+    holder = _another_process_writes(path, 0.5)
+    try:
+        started = time.monotonic()
+        store.registrations.insert(registration)  # one write transaction of its own
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=10)
+        holder.stdout.close()
+    assert waited >= 0.3  # it did wait for the other process
+    assert [r.request_id for r in _every(store)] == ["while-locked"]
+    # The busy handler is off only while the write lock is asked for: every other statement keeps it.
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == engine.SQLITE_BUSY_TIMEOUT_MS
+    store.close()
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_a_503(tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    path = tmp_path / "store.db"
+    store = Store.open(f"sqlite:///{path}")
+    holder = _another_process_writes(path, 3)
+    try:
+        with pytest.raises(StoreUnavailable) as unavailable:
+            store.registrations.insert(provisioned_record(NOW))
+    finally:
+        holder.wait(timeout=10)
+        holder.stdout.close()
+    assert unavailable.value.status == 503
+    # free again: the store works
+    store.registrations.insert(dataclasses.replace(provisioned_record(NOW), request_id="after"))
+    assert [r.request_id for r in _every(store)] == ["after"]
+    store.close()
