@@ -40,6 +40,8 @@
     ├── PoolExhausted                  503 + Retry-After: no free connection within the wait limit
     ├── BrokerUnavailable              503 + Retry-After: cannot connect / subscribe to the broker
     ├── StoreUnavailable               503 + Retry-After: the database cannot be reached
+    │   └── StoreConflict              the database undid the transaction to break a deadlock (or a
+    │                                  serialization failure): nothing kept, safe to run again
     ├── ControlPlaneUnavailable        503: AWS IoT's control plane cannot be used or reached
     │                                  (service/aws/errors.py)
     ├── UpstreamTimeout                504: our own deadline passed
@@ -321,6 +323,11 @@ class StoreUnavailable(ServiceError):
     status = 503
     slug = "store-unavailable"
     title = "The service's database cannot be reached"
+
+
+class StoreConflict(StoreUnavailable):
+    """PostgreSQL undid a transaction (a deadlock with another one, or a serialization failure):
+    nothing of it was kept, so the same transaction may simply run again."""
 
 
 class UpstreamTimeout(ServiceError):

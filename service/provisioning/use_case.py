@@ -24,16 +24,19 @@ from datetime import UTC, datetime, timedelta
 from service.audit import Audit
 from service.callers import settlement
 from service.callers.gate import Admission, Gate
-from service.callers.idempotency import Idempotency
+from service.callers.idempotency import Idempotency, Replay
 from service.callers.model import AnyCaller, DeviceCaller
 from service.callers.presented import require_new_key
 from service.callers.settlement import Settlement, Settler
 from service.config import Settings
-from service.errors import InvalidInput, ServiceError, Unauthorized
+from service.errors import InvalidInput, ServiceError, StoreConflict, StoreUnavailable, Unauthorized
 from service.provisioning import record
 from service.provisioning.flow import Provisioner
 from service.provisioning.request import Arrival, Outcome, ProvisionRequest
 from service.store import Store
+
+# How often the checks' transaction runs when PostgreSQL undoes it to break a deadlock.
+ADMIT_TRIES = 3
 
 # What a service that makes no private keys (PROVISIONER_ALLOW_SERVER_KEYS=false) says without a CSR.
 CSR_REQUIRED = "required: this service does not create private keys, send a certificate signing request"
@@ -103,8 +106,39 @@ class Provisioning:
         scope_refusal = Gate.scope_refusal(
             caller, template=request.template, parameters=request.parameters, server_key=request.csr is None
         )
+        for tries_left in reversed(range(ADMIT_TRIES)):
+            try:
+                replay, admission, refusal = self._admit(store, request, attempt, scope_refusal, device)
+                break
+            except StoreConflict:
+                # PostgreSQL undid the transaction (a deadlock with another request's): nothing
+                # of it was kept, so it runs again; the caller sees a 503 only if it keeps losing.
+                if not tries_left:
+                    raise
+        if replay is not None:
+            outcome = Outcome.replayed_from(replay.body)
+            attempt.replayed = True
+        elif refusal is not None or admission is None:
+            raise refusal or StoreUnavailable("the checks' transaction ended with no answer")
+        else:
+            outcome = self._run_flow(request, attempt, admission)
+        attempt.thing_name, attempt.certificate_id = outcome.thing_name, outcome.certificate_id
+        return outcome
+
+    def _admit(
+        self,
+        store: Store,
+        request: ProvisionRequest,
+        attempt: record.Attempt,
+        scope_refusal: ServiceError | None,
+        device: str,
+    ) -> tuple[Replay | None, Admission | None, ServiceError | None]:
+        """The one transaction of the checks: the replay of an earlier attempt, or the admission,
+        or the refusal (which commits too: a refusal counts against the key's rate)."""
+        caller, asked = request.caller, request.idempotency
         refusal: ServiceError | None = None
         replay = None
+        admission = None
         with store.transaction() as tx:
             gate = Gate(tx, claim_seconds=self._claim_seconds)
             gate.check_rate(caller, attempt.arrival.at)
@@ -123,21 +157,15 @@ class Provisioning:
                         parameters=request.parameters,
                         now=attempt.arrival.at,
                     )
+                except StoreUnavailable:
+                    raise  # not a refusal: the transaction failed (and is undone)
                 except ServiceError as refused:
                     # A refusal still counts against the key's rate (the transaction commits), or a
                     # key could probe scopes and enrollments without limit; the attempt's record goes.
                     if asked is not None:
                         idempotency.failed(caller, asked.key)
                     refusal = refused
-        if replay is not None:
-            outcome = Outcome.replayed_from(replay.body)
-            attempt.replayed = True
-        elif refusal is not None:
-            raise refusal
-        else:
-            outcome = self._run_flow(request, attempt, admission)
-        attempt.thing_name, attempt.certificate_id = outcome.thing_name, outcome.certificate_id
-        return outcome
+        return replay, admission, refusal
 
     def _run_flow(self, request: ProvisionRequest, attempt: record.Attempt, admission: Admission) -> Outcome:
         caller, asked = request.caller, request.idempotency

@@ -26,7 +26,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import ExceptionContext, make_url
 
-from service.errors import StoreUnavailable
+from service.errors import StoreConflict, StoreUnavailable
 
 log = logging.getLogger("service.store")
 
@@ -49,9 +49,19 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# PostgreSQL's SQLSTATEs for a transaction it undid on its own: a deadlock, a serialization failure.
+_UNDONE = {"40P01", "40001"}
+
+
 def _unavailable(context: ExceptionContext) -> None:
     # The one place a driver failure becomes a service error. Constraint violations stay
     # SQLAlchemy's: the queries that expect them handle them. The message names no URL.
+    if getattr(context.original_exception, "sqlstate", None) in _UNDONE:
+        raise StoreConflict(
+            "the database undid this request's transaction to break a deadlock with another; "
+            "nothing of it was kept, retry",
+            retry_after=1,
+        ) from None
     if isinstance(context.sqlalchemy_exception, exc.OperationalError | exc.InterfaceError):
         raise StoreUnavailable(
             f"the database is unavailable ({type(context.original_exception).__name__})", retry_after=2
