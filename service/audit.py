@@ -23,6 +23,13 @@ log = logging.getLogger("service.audit")
 PRUNE_EVERY = 500
 
 
+def _caller_text(registration: Registration) -> str:
+    """Who asked, for the log line: the API key, or the device (its CA and certificate serial)."""
+    if registration.key_id is None and registration.device_fingerprint is not None:
+        return f"device_ca={registration.device_ca_id} device_serial={registration.device_serial}"
+    return f"key={registration.key_id}"
+
+
 class Audit:
     def __init__(self, store: Store, *, retention: timedelta) -> None:
         self._store = store
@@ -33,9 +40,9 @@ class Audit:
         """The attempt's line in the service's log (its record is written by its settlement,
         service.callers.settlement, with what it reserved)."""
         log.info(
-            "provision request_id=%s key=%s template=%s outcome=%s status=%s thing=%s %.0fms",
+            "provision request_id=%s %s template=%s outcome=%s status=%s thing=%s %.0fms",
             registration.request_id,
-            registration.key_id,
+            _caller_text(registration),
             registration.template,
             registration.outcome,
             registration.http_status,

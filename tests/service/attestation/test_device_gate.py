@@ -48,9 +48,9 @@ def registered(api: Any, maker: Manufacturer, **fields: Any) -> str:
 
 
 def test_a_device_provisions_with_its_certificate_alone(
-    gated: Any, maker: Manufacturer, emulator: Emulator
+    gated: Any, maker: Manufacturer, emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    registered(gated, maker)
+    ca_id = registered(gated, maker)
     _, certificate = maker.issue("GATE-0001")
     response = until_trusted(lambda: as_device(gated, certificate, {"csr": new_csr()}))
     assert response.status_code == 201, response.text
@@ -58,6 +58,11 @@ def test_a_device_provisions_with_its_certificate_alone(
     assert "privateKey" not in response.json()
     [record] = audit_of(gated.get, certificate)
     assert record["outcome"] == "provisioned" and record["keyId"] is None
+    # The log line names the device (its CA and serial), not "key=None".
+    [line] = [
+        r.getMessage() for r in caplog.records if r.name == "service.audit" and "GATE-0001" in r.getMessage()
+    ]
+    assert f"device_ca={ca_id} device_serial={record['deviceSerial']}" in line and "key=" not in line
     assert record["deviceIssuer"] == certificate.issuer.rfc4514_string()
     assert record["parameters"] == {"SerialNumber": "GATE-0001"}
 
