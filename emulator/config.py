@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +58,8 @@ class EmulatorConfig:
     wss_port: int | None = 0  # WebSocket over TLS, SigV4 presigned URL
     control_port: int | None = 0  # AWS IoT's control plane over HTTP, SigV4 (service "iot")
     control_tls_port: int | None = 0  # the same over HTTPS (the emulator's server certificate)
-    data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="iot-emulator-")))
+    # None: a temporary directory of the emulator's own, removed when it stops.
+    data_dir: Path | None = None
     templates_dir: Path | None = None
     credentials: dict[str, str] = field(
         default_factory=lambda: {DEFAULT_ACCESS_KEY_ID: DEFAULT_SECRET_ACCESS_KEY}

@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,17 @@ class Emulator:
     def __init__(self, config: EmulatorConfig | None = None, **changes: Any) -> None:
         config = config or EmulatorConfig()
         self.config = dataclasses.replace(config, **changes) if changes else config
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        # Without a data directory the emulator keeps its state in a temporary one, its own to
+        # remove at stop (tests and benchmarks start hundreds of emulators).
+        self._own_dir = (
+            tempfile.TemporaryDirectory(prefix="iot-emulator-") if self.config.data_dir is None else None
+        )
+        self.data_dir = Path(self._own_dir.name) if self._own_dir else Path(self.config.data_dir or ".")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.faults = Faults()
-        self.authority = CertificateAuthority.load_or_create(self.config.data_dir)
+        self.authority = CertificateAuthority.load_or_create(self.data_dir)
         self.registry = Registry(
-            self.config.data_dir / "registry.sqlite3",
+            self.data_dir / "registry.sqlite3",
             clock=self.config.clock,
             token_lifetime=self.config.token_lifetime,
             default_override=self.config.default_override,
@@ -99,7 +106,7 @@ class Emulator:
             "caFile": str(self.ca_path),
             "claimCertificate": str(self.claim_cert_path),
             "claimKey": str(self.claim_key_path),
-            "dataDir": str(self.config.data_dir),
+            "dataDir": str(self.data_dir),
             "templates": self.templates.names(),
             "accessKeyId": access_key_id,
         }
@@ -221,6 +228,8 @@ class Emulator:
             self._thread.join(timeout)
             self._thread = None
         self.registry.close()
+        if self._own_dir is not None:
+            self._own_dir.cleanup()
 
     def __enter__(self) -> Emulator:
         return self.start()
