@@ -63,6 +63,13 @@ class Comparison:
         return self.ratio > 1 + tolerance
 
 
+@dataclass(frozen=True)
+class ErrorChange:
+    cell: CellKey
+    baseline: int
+    current: int
+
+
 def _key(cell: dict[str, Any]) -> CellKey:
     return (float(cell["rtt_ms"]), cell["flow"], cell["mode"], int(cell["callers"]))
 
@@ -89,8 +96,8 @@ def _floor_figures(cells: dict[CellKey, dict[str, Any]]) -> dict[CellKey, dict[s
 
 
 def compare(baseline: Iterable[dict[str, Any]], current: Iterable[dict[str, Any]]) -> list[Comparison]:
-    old = {_key(c): c for c in baseline if not c.get("errors")}
-    new = {_key(c): c for c in current if not c.get("errors")}
+    old = {_key(c): c for c in baseline}
+    new = {_key(c): c for c in current}
     found: list[Comparison] = []
     for key in sorted(set(old) & set(new)):
         for figure, label, higher in OWN_FIGURES:
@@ -106,6 +113,17 @@ def compare(baseline: Iterable[dict[str, Any]], current: Iterable[dict[str, Any]
     return found
 
 
+def more_errors(baseline: Iterable[dict[str, Any]], current: Iterable[dict[str, Any]]) -> list[ErrorChange]:
+    """The service's cells that failed more requests than in the baseline: always a regression
+    (a cell that breaks under load must not pass for having no figures to compare)."""
+    old = {_key(c): int(c.get("errors") or 0) for c in baseline}
+    return [
+        ErrorChange(_key(c), old[_key(c)], int(c.get("errors") or 0))
+        for c in current
+        if _key(c) in old and _guarded(_key(c)) and int(c.get("errors") or 0) > old[_key(c)]
+    ]
+
+
 def _cell_name(key: CellKey) -> str:
     rtt, flow, mode, callers = key
     return f"{rtt:g}ms {flow} {mode} x{callers}"
@@ -115,6 +133,7 @@ def lines(
     comparisons: list[Comparison],
     tolerance: float,
     unmatched: Iterable[CellKey] = (),
+    errors: Iterable[ErrorChange] = (),
 ) -> list[str]:
     out = [
         f"# against the baseline (ratio = this run / baseline; '<<' marks a figure worse by more "
@@ -127,18 +146,25 @@ def lines(
             f"{_cell_name(c.cell):<36}  {c.label:<16}  {c.baseline:>9.3g}  {c.current:>9.3g}  "
             f"{c.ratio:>6.2f}{mark}"
         )
+    failing = list(errors)
+    for change in failing:
+        out.append(
+            f"{_cell_name(change.cell):<36}  {'errors':<16}  {change.baseline:>9}  {change.current:>9}  "
+            f"{'':>6}  <<"
+        )
     skipped = sorted(unmatched)
     if skipped:
-        out.append("# not in the baseline (or failed there): " + ", ".join(_cell_name(k) for k in skipped))
-    if not comparisons:
+        out.append("# not in the baseline: " + ", ".join(_cell_name(k) for k in skipped))
+    if not comparisons and not failing:
         out.append("# nothing to compare: no cell of this run is in the baseline")
     regressions = [c for c in comparisons if c.regressed(tolerance)]
     out.append(
         f"# {len(regressions)} of {len(comparisons)} figures worse than the baseline by more than "
         f"{tolerance:.0%}"
+        + (f", {len(failing)} cells with more errors" if failing else "")
         + (
             "; figures relative to the direct pool are the ones to trust on a busy machine"
-            if regressions
+            if regressions or failing
             else ""
         )
     )
@@ -167,11 +193,11 @@ def load_cells(path: Path, role: str = "baseline") -> list[dict[str, Any]]:
 def report(baseline: list[dict[str, Any]], current: list[dict[str, Any]], tolerance: float) -> int:
     """Print the comparison; the exit status is EXIT_REGRESSION when a figure regressed."""
     found = compare(baseline, current)
-    known = {_key(c) for c in baseline if not c.get("errors")}
-    unmatched = {_key(c) for c in current} - known
-    for line in lines(found, tolerance, unmatched):
+    failing = more_errors(baseline, current)
+    unmatched = {_key(c) for c in current} - {_key(c) for c in baseline}
+    for line in lines(found, tolerance, unmatched, failing):
         print(line)
-    return EXIT_REGRESSION if any(c.regressed(tolerance) for c in found) else 0
+    return EXIT_REGRESSION if failing or any(c.regressed(tolerance) for c in found) else 0
 
 
 def tolerance_arg(text: str) -> float:

@@ -48,6 +48,27 @@ def test_a_slower_service_is_marked_and_fails_the_run(tmp_path: Path) -> None:
     assert not any("direct-pool" in line for line in marked)
 
 
+def test_a_service_cell_that_now_fails_is_a_regression_even_with_no_figures(tmp_path: Path) -> None:
+    data = json.loads(SAVED.read_text())
+    for cell in data["cells"]:
+        if (
+            cell["mode"] == "service"
+            and cell["rtt_ms"] == 0
+            and cell["callers"] == 32
+            and cell["flow"] == "csr"
+        ):
+            cell.update(errors=500, provisions=0, provisions_per_s=0.0, p50_ms=None, p99_ms=None)
+    failing = tmp_path / "failing.json"
+    failing.write_text(json.dumps(data))
+
+    done = run_compare(SAVED, failing)
+
+    assert done.returncode == 3
+    marked = [line for line in done.stdout.splitlines() if line.endswith("<<")]
+    assert any("0ms csr service x32" in line and " errors " in line and "500" in line for line in marked)
+    assert "1 cells with more errors" in done.stdout.splitlines()[-1]
+
+
 def test_a_baseline_that_is_not_a_results_file_is_named() -> None:
     done = run_compare(REPO / "pyproject.toml", SAVED)
     assert done.returncode == 1
