@@ -15,7 +15,6 @@ from typing import Any
 
 from service.callers.model import AnyCaller
 from service.provisioning.flow import ProvisionResult
-from service.records import copy_fields
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,13 @@ class Outcome:
 
     @classmethod
     def issued(cls, result: ProvisionResult) -> Outcome:
-        return copy_fields(result, cls, replayed=False)
+        return cls(
+            thing_name=result.thing_name,
+            certificate_id=result.certificate_id,
+            certificate_pem=result.certificate_pem,
+            private_key=result.private_key,
+            device_configuration=result.device_configuration,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """As an Idempotency-Key's record keeps it (the settlement drops `privateKey`, noting it

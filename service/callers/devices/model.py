@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from service.callers.devices.certificates import PresentedCertificate
 from service.callers.devices.parameters import ParameterSource, from_json
 from service.errors import InvalidInput
-from service.records import copy_fields
 
 DEFAULT_MAX_CHAIN_DEPTH = 2
 MAX_CHAIN_DEPTH = 8
@@ -34,7 +33,17 @@ class DeviceGroup:
     @classmethod
     def from_record(cls, record: Any) -> DeviceGroup:
         """From a service.store.device_cas.DeviceCaRecord."""
-        return copy_fields(record, cls, parameters=from_json(record.parameters))
+        return cls(
+            ca_id=record.ca_id,
+            name=record.name,
+            template=record.template,
+            parameters=from_json(record.parameters),
+            reprovision=record.reprovision,
+            enabled=record.enabled,
+            max_chain_depth=record.max_chain_depth,
+            rate_per_minute=record.rate_per_minute,
+            max_provisions=record.max_provisions,
+        )
 
     @property
     def set_parameters(self) -> frozenset[str]:
