@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -68,7 +68,7 @@ class ServiceOptions:
     """Where the service is and how to reach it."""
 
     url: str
-    api_key: str | None
+    api_key: str | None = field(repr=False)  # never printed, not even in a traceback's locals
     timeout: float
 
 

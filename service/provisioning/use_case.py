@@ -118,9 +118,10 @@ class Provisioning:
         if replay is not None:
             outcome = Outcome.replayed_from(replay.body)
             attempt.replayed = True
-        elif refusal is not None or admission is None:
-            raise refusal or StoreUnavailable("the checks' transaction ended with no answer")
+        elif refusal is not None:
+            raise refusal
         else:
+            assert admission is not None  # no replay and no refusal: _admit admitted
             outcome = self._run_flow(request, attempt, admission)
         attempt.thing_name, attempt.certificate_id = outcome.thing_name, outcome.certificate_id
         return outcome

@@ -58,8 +58,8 @@ def _unavailable(context: ExceptionContext) -> None:
     # SQLAlchemy's: the queries that expect them handle them. The message names no URL.
     if getattr(context.original_exception, "sqlstate", None) in _UNDONE:
         raise StoreConflict(
-            "the database undid this request's transaction to break a deadlock with another; "
-            "nothing of it was kept, retry",
+            "the database undid this transaction (a deadlock with another, or a serialization "
+            "failure); retry",
             retry_after=1,
         ) from None
     if isinstance(context.sqlalchemy_exception, exc.OperationalError | exc.InterfaceError):
@@ -94,7 +94,7 @@ def _engine(url: str) -> Engine:
 # One writing transaction at a time per process on SQLite, waiting on a lock. Without it, every
 # thread of a worker that wants to write waits in SQLite's busy handler, which polls by sleeping
 # 1, 2, 5, ... up to 100 ms between tries: at 32 callers the write lock, free again within a
-# millisecond, found its waiters asleep, and p99 grew to 5-10 x p50 (docs/benchmarks.md). A
+# millisecond, found its waiters asleep, and p99 grew to 5-10 x p50 (docs/benchmarks.md, 2026-12-06). A
 # thread waiting here wakes as soon as the lock is released; only the process's one writer meets
 # the other processes', and it asks SQLite again every 0.2-2 ms (_begin_immediate). Bounded like
 # the busy timeout: past it, the store is unavailable (503), as when the busy timeout runs out.
@@ -138,8 +138,8 @@ def _begin_immediate(dbapi_connection: Any) -> None:
 
     SQLite's own busy handler sleeps 1, 2, 5, ... up to 100 ms between tries: the worker whose
     writer is asleep there loses the lock, free again within a millisecond, to the other worker's
-    writers one after the other (writer_turn wakes those at once), and at 32 callers p99 grew to
-    4-7 x p50 (docs/benchmarks.md). So the busy handler is off for this one statement and the
+    writers one after the other (writer_turn wakes those at once), and at 32 callers p99 was still
+    3-6 x p50 (docs/benchmarks.md, second pass). So the busy handler is off for this one statement and the
     writer polls on a short leash instead, within the same busy timeout (then 503, as before).
     Every other statement keeps the busy timeout."""
     try:
