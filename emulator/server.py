@@ -51,18 +51,23 @@ class Emulator:
             tempfile.TemporaryDirectory(prefix="iot-emulator-") if self.config.data_dir is None else None
         )
         self.data_dir = Path(self._own_dir.name) if self._own_dir else Path(self.config.data_dir or ".")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.faults = Faults()
-        self.authority = CertificateAuthority.load_or_create(self.data_dir)
-        self.registry = Registry(
-            self.data_dir / "registry.sqlite3",
-            clock=self.config.clock,
-            token_lifetime=self.config.token_lifetime,
-            default_override=self.config.default_override,
-        )
-        self.templates = TemplateStore(self.config.templates_dir)
-        self.registry.on_certificate_change(self._certificate_changed)
-        self._register_claim_certificate()
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.faults = Faults()
+            self.authority = CertificateAuthority.load_or_create(self.data_dir)
+            self.registry = Registry(
+                self.data_dir / "registry.sqlite3",
+                clock=self.config.clock,
+                token_lifetime=self.config.token_lifetime,
+                default_override=self.config.default_override,
+            )
+            self.templates = TemplateStore(self.config.templates_dir)
+            self.registry.on_certificate_change(self._certificate_changed)
+            self._register_claim_certificate()
+        except BaseException:
+            if self._own_dir is not None:
+                self._own_dir.cleanup()
+            raise
         self.listeners: list[Listener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -204,8 +209,10 @@ class Emulator:
         self._thread = threading.Thread(target=self._thread_main, name="iot-emulator", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
+            self.stop()
             raise EmulatorError(f"emulator not ready within {timeout} s")
         if self._failure is not None:
+            self.stop()
             raise EmulatorError(f"emulator failed to start: {self._failure}") from self._failure
         return self
 
@@ -224,11 +231,13 @@ class Emulator:
                 self._loop.call_soon_threadsafe(self._stopping.set)
             except RuntimeError:
                 pass  # the loop already ended
+        ended = True
         if self._thread is not None:
             self._thread.join(timeout)
+            ended = not self._thread.is_alive()
             self._thread = None
         self.registry.close()
-        if self._own_dir is not None:
+        if self._own_dir is not None and ended:  # a loop still running may still write there
             self._own_dir.cleanup()
 
     def __enter__(self) -> Emulator:
