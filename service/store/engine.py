@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -129,8 +129,20 @@ def _sqlite_begin(dbapi_connection: Any) -> None:
         dbapi_connection.execute("BEGIN")
 
 
-# How often the process's writer asks again for the write lock another process holds.
-_RETRY_FIRST, _RETRY_MOST = 0.0002, 0.002
+def _while_locked(attempt: Callable[[], None], first: float, most: float) -> None:
+    """Run `attempt` until SQLite stops answering "database is locked", sleeping `first` seconds,
+    then twice as long each time up to `most`, within the busy timeout (then the error stands)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = first
+    while True:
+        try:
+            attempt()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, most)
 
 
 def _begin_immediate(dbapi_connection: Any) -> None:
@@ -139,22 +151,12 @@ def _begin_immediate(dbapi_connection: Any) -> None:
     SQLite's own busy handler sleeps 1, 2, 5, ... up to 100 ms between tries: the worker whose
     writer is asleep there loses the lock, free again within a millisecond, to the other worker's
     writers one after the other (writer_turn wakes those at once), and at 32 callers p99 was still
-    3-6 x p50 (docs/benchmarks.md, second pass). So the busy handler is off for this one statement and the
-    writer polls on a short leash instead, within the same busy timeout (then 503, as before).
-    Every other statement keeps the busy timeout."""
+    3-6 x p50 (docs/benchmarks.md, second pass). So the busy handler is off for this one statement
+    and the writer polls on a short leash instead, within the same busy timeout (then 503, as
+    before). Every other statement keeps the busy timeout."""
     try:
         dbapi_connection.execute("PRAGMA busy_timeout=0")
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        delay = _RETRY_FIRST
-        while True:
-            try:
-                dbapi_connection.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() + delay > deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, _RETRY_MOST)
+        _while_locked(lambda: dbapi_connection.execute("BEGIN IMMEDIATE"), first=0.0002, most=0.002)
     finally:
         dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
@@ -175,18 +177,12 @@ def _wal(cursor: Any) -> None:
     Turning a new file to WAL needs its exclusive lock, and SQLite answers "database is locked"
     at once, without waiting through the busy handler, while other workers open the same new file
     (several replicas or workers starting together): wait and retry within the busy timeout."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    delay = 0.005
-    while True:
-        try:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+
+    def turn_to_wal() -> None:
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
+
+    _while_locked(turn_to_wal, first=0.005, most=0.1)
 
 
 def migrate(engine: Engine) -> None:
