@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SAVED = REPO / "bench" / "results" / "2026-11-26-vm.json"
@@ -29,18 +30,27 @@ def test_a_run_compared_with_itself_has_no_regression() -> None:
     assert "0 of" in done.stdout.splitlines()[-1]
 
 
-def test_a_slower_service_is_marked_and_fails_the_run(tmp_path: Path) -> None:
+def saved_run_with(path: Path, flow: str, callers: int, **changed: Any) -> Path:
+    """The saved run, with the service's loopback cell of `flow` and `callers` changed."""
     data = json.loads(SAVED.read_text())
     for cell in data["cells"]:
-        if cell["mode"] == "service" and cell["rtt_ms"] == 0 and cell["callers"] == 8:
-            cell["p50_ms"] *= 2
-    slower = tmp_path / "slower.json"
-    slower.write_text(json.dumps(data))
+        if (cell["mode"], cell["rtt_ms"], cell["flow"], cell["callers"]) == ("service", 0, flow, callers):
+            cell.update(changed)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def marked_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stdout.splitlines() if line.endswith("<<")]
+
+
+def test_a_slower_service_is_marked_and_fails_the_run(tmp_path: Path) -> None:
+    slower = saved_run_with(tmp_path / "slower.json", "csr", 8, p50_ms=2 * _p50(8))
 
     done = run_compare(SAVED, slower)
 
     assert done.returncode == 3
-    marked = [line for line in done.stdout.splitlines() if line.endswith("<<")]
+    marked = marked_lines(done)
     assert any("0ms csr service x8" in line and " p50 " in line and "2.00" in line for line in marked)
     # relative to the floor measured in the same run, the same regression shows
     assert any("0ms csr service x8" in line and "p50 / floor p50" in line for line in marked)
@@ -49,24 +59,26 @@ def test_a_slower_service_is_marked_and_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_a_service_cell_that_now_fails_is_a_regression_even_with_no_figures(tmp_path: Path) -> None:
-    data = json.loads(SAVED.read_text())
-    for cell in data["cells"]:
-        if (
-            cell["mode"] == "service"
-            and cell["rtt_ms"] == 0
-            and cell["callers"] == 32
-            and cell["flow"] == "csr"
-        ):
-            cell.update(errors=500, provisions=0, provisions_per_s=0.0, p50_ms=None, p99_ms=None)
-    failing = tmp_path / "failing.json"
-    failing.write_text(json.dumps(data))
+    no_figures = {"provisions": 0, "provisions_per_s": 0.0, "p50_ms": None, "p99_ms": None}
+    failing = saved_run_with(tmp_path / "failing.json", "csr", 32, errors=500, **no_figures)
 
     done = run_compare(SAVED, failing)
 
     assert done.returncode == 3
-    marked = [line for line in done.stdout.splitlines() if line.endswith("<<")]
+    marked = marked_lines(done)
     assert any("0ms csr service x32" in line and " errors " in line and "500" in line for line in marked)
     assert "1 cells with more errors" in done.stdout.splitlines()[-1]
+
+
+def _p50(callers: int) -> float:
+    cells = json.loads(SAVED.read_text())["cells"]
+    return float(
+        next(
+            c["p50_ms"]
+            for c in cells
+            if (c["mode"], c["rtt_ms"], c["flow"], c["callers"]) == ("service", 0, "csr", callers)
+        )
+    )
 
 
 def test_a_baseline_that_is_not_a_results_file_is_named() -> None:
