@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives import serialization
 
-from bench.devices import TEMPLATE, Csr, Evidence, FlowError
+from bench.devices import TEMPLATE, Csr, Evidence, FlowError, answered
 from bench.modes import HTTP_TIMEOUT, ServiceCaller
 from bench.processes import STOP_TIMEOUT, ServiceProcess, free_port
 from emulator.security.idevids import Manufacturer
@@ -150,14 +150,7 @@ class DeviceCaller:
             raise FlowError("http", f"{type(exc).__name__}: {exc}") from None
         if response.status != 201:
             raise FlowError(f"HTTP {response.status}", payload[:200].decode("utf-8", "replace"))
-        answer = json.loads(payload)
-        return Evidence(
-            self.serial,
-            str(answer.get("thingName")),
-            answer["certificatePem"],
-            csr if self.flow == "csr" else None,
-            answer.get("privateKey"),
-        )
+        return answered(self.serial, payload, csr if self.flow == "csr" else None)
 
     def teardown(self) -> None:
         self.connection.close()

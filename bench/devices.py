@@ -77,6 +77,14 @@ class Evidence:
     private_key_pem: str | None
 
 
+def answered(serial: str, payload: bytes, csr: Csr | None) -> Evidence:
+    """The evidence in the body of a 201 from the service."""
+    answer = json.loads(payload)
+    return Evidence(
+        serial, str(answer.get("thingName")), answer["certificatePem"], csr, answer.get("privateKey")
+    )
+
+
 def mix_up(evidence: Evidence) -> str | None:
     """Why this answer is not the one asked for (another caller's), or None when it is ours."""
     if evidence.thing_name != f"{TEMPLATE}-{evidence.serial}":

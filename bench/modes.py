@@ -29,6 +29,7 @@ from bench.devices import (
     FlowError,
     MqttDevice,
     answer_filters,
+    answered,
     create_request,
     provision_over,
     unique_client_id,
@@ -98,14 +99,7 @@ class ServiceCaller:
                 detail = payload[:200].decode("utf-8", "replace")
             retry = response.getheader("Retry-After")
             raise FlowError(f"HTTP {response.status}", detail + (f" (Retry-After {retry})" if retry else ""))
-        answer = json.loads(payload)
-        return Evidence(
-            serial,
-            str(answer.get("thingName")),
-            answer["certificatePem"],
-            csr if self.flow == "csr" else None,
-            answer.get("privateKey"),
-        )
+        return answered(serial, payload, csr if self.flow == "csr" else None)
 
     def teardown(self) -> None:
         self.connection.close()

@@ -22,6 +22,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -98,7 +99,7 @@ def offer(base: str, per_second: float, seconds: float) -> list[tuple[int, float
     lock = threading.Lock()
 
     def one(n: int) -> None:
-        body = {"templateName": "demo", "parameters": {"SerialNumber": f"SN-{n:06d}"}}
+        body: dict[str, Any] = {"templateName": "demo", "parameters": {"SerialNumber": f"SN-{n:06d}"}}
         started = time.monotonic()
         try:
             status = requests.post(
