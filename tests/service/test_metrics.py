@@ -84,7 +84,7 @@ def test_idempotent_replays_are_counted(emulator: Emulator, start_service: Any) 
 
 
 def test_metrics_require_an_admin_key_unless_opened(serve: Any, unreachable_settings: Any) -> None:
-    api = serve(unreachable_settings())  # the default: an admin key (issue 17, finding 8)
+    api = serve(unreachable_settings())  # the default: /metrics needs an admin key
     assert api.get("/metrics", key=None).status_code == 401
     provisioner = api.post("/admin/keys", json={"role": "provision"}).json()["apiKey"]
     refused = api.get("/metrics", key=provisioner)
