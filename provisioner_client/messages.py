@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from provisioner_client.errors import (
-    AlreadyProvisionedError,
-    AuthenticationError,
-    ForbiddenError,
-    IdempotencyConflict,
-    InvalidRequestError,
-    KeyNotReplayableError,
-    ProvisionerError,
-    RateLimitedError,
-    ServiceUnavailableError,
-    TransportError,
-)
+from provisioner_client import errors
+from provisioner_client.errors import ProvisionerError
 
 _RULES = {
     "not-enrolled": "This device is not enrolled: ask the operator to add its enrollment.",
@@ -29,32 +19,32 @@ _RULES = {
 def explain(error: ProvisionerError) -> str:
     """One or two sentences; the service's own detail is kept, the API key never appears."""
     detail = error.detail
-    if isinstance(error, TransportError):
+    if isinstance(error, errors.TransportError):
         return f"{detail}. Is the service running, and is IOT_FACTORY_URL (--url) right?"
-    if isinstance(error, AuthenticationError):
+    if isinstance(error, errors.AuthenticationError):
         return (
             "The service refused the API key (401): check IOT_FACTORY_API_KEY; "
             "it may be mistyped, revoked or expired."
         )
-    if isinstance(error, ForbiddenError):
+    if isinstance(error, errors.ForbiddenError):
         return f"{_RULES.get(error.rule or '', 'Refused (403).')} ({detail})"
-    if isinstance(error, AlreadyProvisionedError):
+    if isinstance(error, errors.AlreadyProvisionedError):
         if error.in_progress:
             return f"Another request is provisioning this device right now: try again shortly. ({detail})"
         return f"Already provisioned as thing {error.thing_name}. ({detail})"
-    if isinstance(error, IdempotencyConflict):
+    if isinstance(error, errors.IdempotencyConflict):
         return f"The first attempt for this device is still running: try again shortly. ({detail})"
-    if isinstance(error, KeyNotReplayableError):
+    if isinstance(error, errors.KeyNotReplayableError):
         return f"Issued before, but its key cannot be shown again. ({detail})"
-    if isinstance(error, RateLimitedError):
+    if isinstance(error, errors.RateLimitedError):
         wait = f" Try again in {error.retry_after:.0f} s." if error.retry_after is not None else ""
         who = "AWS IoT is throttling" if error.slug == "throttled" else "Rate limited"
         return f"{who}: {detail}.{wait}"
-    if isinstance(error, ServiceUnavailableError):
+    if isinstance(error, errors.ServiceUnavailableError):
         return f"The service cannot provision right now ({error.status}): {detail}. Try again later."
-    if isinstance(error, InvalidRequestError) and error.aws_error_code:
+    if isinstance(error, errors.InvalidRequestError) and error.aws_error_code:
         return f"Refused ({error.status}): {detail}"
-    if isinstance(error, InvalidRequestError):
+    if isinstance(error, errors.InvalidRequestError):
         fields = "; ".join(
             f"{name}: {', '.join(map(str, problems))}" for name, problems in error.field_errors.items()
         )
