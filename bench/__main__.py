@@ -2,6 +2,7 @@
 
     python -m bench [--seconds 3] [--rounds 3] [--levels 1,8,32] [--flows csr,keys] [--rtt 0,20]
                     [--modes service,connect-per-request,direct-pool,service+device] [--key-algorithm ec|rsa]
+                    [--compare BASELINE.json | --baseline-tree DIR]
 
 Per network condition (round-trip time), one emulator (`--send-delay` = the RTT) and one service
 (gunicorn, production settings) are started; every cell (flow x callers x mode) runs against that
@@ -30,6 +31,7 @@ from typing import Any
 import psutil
 
 from bench import attested as attestation
+from bench import baseline as twins
 from bench.compare import DEFAULT_TOLERANCE, load_cells, tolerance_arg
 from bench.compare import report as compare_report
 from bench.devices import FLOWS, Endpoint, make_csrs
@@ -160,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(exit status 3 when one is worse by more than --tolerance); see docs/benchmarks.md",
     )
     p.add_argument(
+        "--baseline-tree",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of an earlier commit (git worktree add --detach DIR main): each service mode "
+        "also runs from there as <mode>@baseline, side by side with this tree's in the same rounds, "
+        "and the run ends with the comparison --compare prints (exit status 3 on a regression)",
+    )
+    p.add_argument(
         "--tolerance",
         type=tolerance_arg,
         default=DEFAULT_TOLERANCE,
@@ -197,7 +207,7 @@ def make_callers(
         assert attested is not None
         return attestation.callers(mode, n, flow, attested, keys.get(mode, ""))
     if mode.startswith("service"):
-        gated = mode != "service"
+        gated = twins.own_mode(mode) != "service"
         return [ServiceCaller(services[mode].port, keys[mode], flow, idempotent=gated) for _ in range(n)]
     if mode == "connect-per-request":
         return [ConnectPerRequestCaller(endpoint, flow) for _ in range(n)]
@@ -263,6 +273,10 @@ def run_condition(
         services: dict[str, ServiceProcess] = {}
         keys: dict[str, str] = {}
         modes = expand_modes(args.modes, args.stores)
+        if args.baseline_tree is not None:
+            modes = twins.with_baselines(modes, excluded=attestation.MODES)
+        # Each mode's own serial numbers (thing names), its twin's included.
+        tags = {mode: f"m{index}" for index, mode in enumerate(modes)}
         attested: attestation.AttestedService | None = None
         try:
             endpoint = Endpoint(emulator.url("ws"))
@@ -280,15 +294,16 @@ def run_condition(
             for mode in modes:
                 if not mode.startswith("service") or mode in attestation.MODES:
                     continue
+                env = service_env(args, endpoint.url, api_key, database_urls[mode])
+                tree = args.baseline_tree if twins.is_baseline(mode) else None
+                if tree is not None:
+                    env["PYTHONPATH"] = str(tree)  # ahead of this checkout's editable install
                 with service_log.open("a") as log_file:
-                    services[mode] = ServiceProcess(
-                        service_env(args, endpoint.url, api_key, database_urls[mode]),
-                        log_file,
-                        workers=args.workers,
-                    )
+                    services[mode] = ServiceProcess(env, log_file, workers=args.workers, cwd=tree)
             for mode, service in services.items():
                 service.wait_ready(args.pool_size)
-                keys[mode] = api_key if mode == "service" else issue_key(service.port, api_key)
+                gated = twins.own_mode(mode) != "service"
+                keys[mode] = issue_key(service.port, api_key) if gated else api_key
             if attested is not None:
                 for mode in attestation.MODES:
                     services[mode] = attested.service  # one service: the two modes take turns
@@ -299,7 +314,7 @@ def run_condition(
                         run_cell(
                             make_callers(mode, max(args.levels), flow, endpoint, services, keys, attested),
                             args.warmup,
-                            f"{run_tag}w{rtt_ms:g}{flow}{mode[-3:]}",
+                            f"{run_tag}w{rtt_ms:g}{flow}{tags[mode]}",
                             csrs,
                             emulator,
                             services[mode],
@@ -315,7 +330,7 @@ def run_condition(
                                 run_round(
                                     make_callers(mode, n, flow, endpoint, services, keys, attested),
                                     args.seconds / args.rounds,
-                                    f"{run_tag}-{rtt_ms:g}-{flow}-{mode[0]}{mode[-2:]}{n}r{r}",
+                                    f"{run_tag}-{rtt_ms:g}-{flow}-{tags[mode]}-{n}r{r}",
                                     csrs,
                                     emulator,
                                     services.get(mode),
@@ -352,8 +367,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.rounds < 1 or min(args.levels) < 1 or min(args.rtt) < 0:
         parser.error("--seconds must be > 0, --rounds and --levels >= 1, --rtt >= 0")
+    if args.compare and args.baseline_tree:
+        parser.error("--compare and --baseline-tree are two baselines: give one")
     # read the baseline first: a typo in its path should not cost a whole run
     baseline = load_cells(args.compare) if args.compare else None
+    baseline_commit = None
+    if args.baseline_tree is not None:
+        args.baseline_tree = args.baseline_tree.resolve()
+        unusable = twins.check_tree(args.baseline_tree)
+        if unusable:
+            parser.error(f"--baseline-tree: {unusable}")
+        baseline_commit = twins.commit_of(args.baseline_tree)
     command = shlex.join(["python", "-m", "bench", *argv])
     started = time.monotonic()
     now = datetime.now(UTC)
@@ -387,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_seconds": args.warmup,
         "csr_pool": args.csrs,
     }
+    if args.baseline_tree is not None:
+        settings["baseline_tree"] = {"path": str(args.baseline_tree), "commit": baseline_commit}
     print(f"# {command}")
     print(
         f"# {now:%Y-%m-%d %H:%M} UTC on {hostname}: {machine['cpu_count']} CPUs, Python {machine['python']}"
@@ -416,11 +442,21 @@ def main(argv: list[str] | None = None) -> int:
     run_tag = secrets.token_hex(3)
     cells: list[dict[str, Any]] = []
     logs: dict[str, Any] = {}
+    if args.baseline_tree is not None:
+        print(
+            f"# baseline: each service mode also runs from {args.baseline_tree} ({baseline_commit}) "
+            f"as <mode>{twins.SUFFIX}, in the same rounds, with a database of its own"
+        )
     print(header(), flush=True)
-    with stores_for(args.stores) as database_urls:
+    suffixes = ("", twins.SUFFIX) if args.baseline_tree is not None else ("",)
+    with stores_for(args.stores, suffixes=suffixes) as database_urls:
         for rtt_ms in args.rtt:
             run_condition(args, rtt_ms, csrs, run_tag, cells, logs, database_urls)
-    checks = targets(cells, args.flows, args.rtt)
+    if args.baseline_tree is not None:
+        baseline, own_cells = twins.split(cells)
+    else:
+        own_cells = cells
+    checks = targets(own_cells, args.flows, args.rtt)
     others = [c["other_processes_pct"] for c in cells]
     if others and max(others) >= 10:
         print(
@@ -429,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             "on a quiet machine to compare runs"
         )
     print()
-    for line in target_lines(checks) + store_lines(cells) + attestation_lines(cells):
+    for line in target_lines(checks) + store_lines(own_cells) + attestation_lines(own_cells):
         print(line)
     elapsed = time.monotonic() - started
     results = {
@@ -446,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n# {len(cells)} cells in {elapsed:.0f} s; results: {path} (and latest.json)")
     if baseline is not None:
         print()
-        return compare_report(baseline, cells, args.tolerance)
+        return compare_report(baseline, own_cells, args.tolerance)
     return 0  # a MISS is a finding, not a failed run
 
 

@@ -14,20 +14,23 @@ _POSTGRES_HELPER = Path(__file__).resolve().parents[1] / "tests" / "support" / "
 
 
 @contextmanager
-def stores_for(stores: list[str]) -> Iterator[dict[str, str]]:
-    """{mode: PROVISIONER_DATABASE_URL} for each store's service mode, alive for the run."""
+def stores_for(stores: list[str], *, suffixes: tuple[str, ...] = ("",)) -> Iterator[dict[str, str]]:
+    """{mode: PROVISIONER_DATABASE_URL} for each store's service mode, alive for the run; one
+    database per suffix (`service+sqlite` and `service+sqlite@baseline`: two services side by
+    side must not share one, or each would wait for the other's write lock)."""
     server: Any = None
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         urls: dict[str, str] = {}
         try:
             for store in stores:
-                if store == "off":
-                    urls["service"] = "off"
-                elif store == "sqlite":
-                    urls["service+sqlite"] = f"sqlite:///{Path(tmp) / 'provisioner.db'}"
-                else:
-                    server = _postgres()
-                    urls["service+postgresql"] = server.create_database("bench")
+                for index, suffix in enumerate(suffixes):
+                    if store == "off":
+                        urls["service" + suffix] = "off"
+                    elif store == "sqlite":
+                        urls["service+sqlite" + suffix] = f"sqlite:///{Path(tmp) / f'provisioner-{index}.db'}"
+                    else:
+                        server = server or _postgres()
+                        urls["service+postgresql" + suffix] = server.create_database(f"bench{index}")
             yield urls
         finally:
             if server is not None:

@@ -1,0 +1,56 @@
+"""`python -m bench --baseline-tree DIR`: the service of another checkout measured in the same run,
+as a contributor runs it (here the checkout is this one: an A/A run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_each_service_mode_runs_beside_its_baseline_twin_and_the_run_ends_compared(tmp_path: Path) -> None:
+    done = run_bench(
+        "--modes", "service,direct-pool", "--stores", "off", "--flows", "csr", "--levels", "1",
+        "--rtt", "0", "--seconds", "0.6", "--rounds", "2", "--warmup", "0.2", "--csrs", "8",
+        "--baseline-tree", REPO, "--results-dir", tmp_path,
+    )  # fmt: skip
+
+    # 3: a figure of the twin run was 15% worse, which two identical services can be on a busy machine
+    assert done.returncode in (0, 3), done.stderr
+    rows = {line.split()[2]: line.split() for line in done.stdout.splitlines() if line.startswith("0 ")}
+    assert set(rows) == {"service", "service@baseline", "direct-pool"}
+    assert all(int(row[7]) == 0 for row in rows.values())  # no errors, the twin's included
+    compared = [line for line in done.stdout.splitlines() if line.startswith("0ms csr ")]
+    assert {line.split()[2] for line in compared} == {"service"}  # the floor is one cell: not compared
+    assert any("svc cpu" in line for line in compared)
+    assert any("p50 / floor p50" in line for line in compared)
+    saved = json.loads((tmp_path / "latest.json").read_text())
+    assert saved["settings"]["baseline_tree"]["path"] == str(REPO)
+    assert {cell["mode"] for cell in saved["cells"]} == {"service", "service@baseline", "direct-pool"}
+
+
+def test_a_tree_that_is_not_a_checkout_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    done = run_bench("--baseline-tree", tmp_path, timeout=30)
+
+    assert done.returncode == 2
+    assert f"--baseline-tree: {tmp_path} is not a checkout of this project" in done.stderr
+
+
+def test_a_saved_baseline_and_a_baseline_tree_are_not_given_together(tmp_path: Path) -> None:
+    done = run_bench("--compare", tmp_path / "old.json", "--baseline-tree", REPO, timeout=30)
+
+    assert done.returncode == 2
+    assert "--compare and --baseline-tree are two baselines: give one" in done.stderr
