@@ -19,7 +19,7 @@ RSS_MB_PER_WORKER = 80.0
 COLUMNS = [  # (header, key, width)
     ("rtt", "rtt_ms", 4),
     ("flow", "flow", 4),
-    ("mode", "mode", 22),
+    ("mode", "mode", 27),  # service+postgresql@baseline
     ("n", "callers", 3),
     ("prov/s", "provisions_per_s", 7),
     ("p50 ms", "p50_ms", 7),
