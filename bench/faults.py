@@ -45,6 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from bench.__main__ import AWS_TEST_ENV
+from bench.baseline import check_tree
 from bench.devices import Csr, Evidence, FlowError, make_csrs, mix_up
 from bench.modes import ServiceCaller
 from bench.processes import ServiceProcess
@@ -306,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         "from there, just before this tree's, and the summary compares the two",
     )
     args = parser.parse_args(argv)
+    if args.baseline_tree is not None and (unusable := check_tree(args.baseline_tree.resolve())):
+        parser.error(f"--baseline-tree: {unusable}")
     # Answers to connections the service has already replaced are expected here: not worth a line each.
     logging.getLogger("emulator").setLevel(logging.ERROR)
     csrs = make_csrs(64)
