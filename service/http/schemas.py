@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import PublicKeyAlgorithmOID
 from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, validate, validates
 
+from service.config import Settings
 from service.http.body import json_type
 
 # AWS's rule for template names (CreateProvisioningTemplate: 1-36 of [0-9A-Za-z_-]).
@@ -59,7 +60,7 @@ class RequestLimits:
     max_value_length: int = 2048
 
     @classmethod
-    def from_settings(cls, settings: Any) -> RequestLimits:
+    def from_settings(cls, settings: Settings) -> RequestLimits:
         return cls(
             max_parameters=settings.max_parameters,
             max_key_length=settings.max_parameter_key_length,

@@ -8,7 +8,7 @@ hour); a throttled Create* minted nothing, so sending it again mints one certifi
 With PROVISIONER_AWS_MAX_RATE every attempt first takes a slot of the pace (provisioning.pace).
 
 Interface used by the provision use case (service.provisioning.use_case):
-    provisioner.provision(template_name=..., parameters=..., csr=..., request_id=...) -> ProvisionResult
+    provisioner.provision(template_name=..., parameters=..., csr=..., request_id=...) -> Outcome
         raises service.errors.ServiceError subclasses (never anything else on purpose)
     provisioner.readiness() -> dict  {"ready": bool, "connections": [...], ...}
     provisioner.unsent               where certificates that reached no caller are reported
@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from service import logs, metrics
@@ -35,6 +35,7 @@ from service.mqtt.pool import ConnectionPool
 from service.mqtt.sigv4 import AwsCredentials, credentials_from_botocore, static_credentials
 from service.provisioning.answers import checked_certificate, registered_thing, rejection
 from service.provisioning.pace import Pace
+from service.provisioning.request import Outcome
 from service.provisioning.topics import (
     CERTIFICATE_ANSWER_TOPICS,
     answer_topics,
@@ -50,18 +51,6 @@ log = logging.getLogger("service.provisioner")
 # Time kept back from the request's deadline for the attempt after a backoff or a pace wait (two
 # round trips to AWS and the pool wait): a retry that cannot finish in time is not started.
 RESERVE_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class ProvisionResult:
-    thing_name: str
-    certificate_id: str
-    certificate_pem: str
-    private_key: str | None
-    device_configuration: dict[str, str] = field(default_factory=dict)
-
-    def __repr__(self) -> str:  # never print the key
-        return f"ProvisionResult(thing_name={self.thing_name!r}, certificate_id={self.certificate_id!r})"
 
 
 @dataclass
@@ -96,7 +85,7 @@ class Provisioner:
 
     def provision(
         self, *, template_name: str, parameters: dict[str, str], csr: str | None, request_id: str
-    ) -> ProvisionResult:
+    ) -> Outcome:
         started = time.monotonic()
         deadline = started + self.settings.request_timeout_seconds
         # Room for the last attempt: at most a quarter of a short deadline.
@@ -150,7 +139,7 @@ class Provisioner:
             (time.monotonic() - started) * 1000,
             "csr" if csr else "server key",
         )
-        return ProvisionResult(
+        return Outcome(
             thing_name=thing_name,
             certificate_id=created["certificateId"],
             certificate_pem=progress.certificate_pem,

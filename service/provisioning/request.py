@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.callers.model import AnyCaller
-from service.provisioning.flow import ProvisionResult
 
 
 @dataclass(frozen=True)
@@ -71,16 +70,6 @@ class Outcome:
     private_key: str | None
     device_configuration: Mapping[str, str]
     replayed: bool = False
-
-    @classmethod
-    def issued(cls, result: ProvisionResult) -> Outcome:
-        return cls(
-            thing_name=result.thing_name,
-            certificate_id=result.certificate_id,
-            certificate_pem=result.certificate_pem,
-            private_key=result.private_key,
-            device_configuration=result.device_configuration,
-        )
 
     def to_json(self) -> dict[str, Any]:
         """As an Idempotency-Key's record keeps it (the settlement drops `privateKey`, noting it

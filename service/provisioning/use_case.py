@@ -171,7 +171,7 @@ class Provisioning:
     def _run_flow(self, request: ProvisionRequest, attempt: record.Attempt, admission: Admission) -> Outcome:
         caller, asked = request.caller, request.idempotency
         try:
-            result = self._provisioner().provision(
+            outcome = self._provisioner().provision(
                 template_name=request.template,
                 parameters=dict(request.parameters),
                 csr=request.csr,
@@ -188,8 +188,7 @@ class Provisioning:
             if asked is not None:
                 attempt.ops.append(settlement.forget_idempotency(caller.principal, asked.key))
             raise
-        outcome = Outcome.issued(result)
-        attempt.ops += admission.succeeded(result.thing_name, result.certificate_id, datetime.now(UTC))
+        attempt.ops += admission.succeeded(outcome.thing_name, outcome.certificate_id, datetime.now(UTC))
         if asked is not None:
             kept = outcome.to_json()
             attempt.ops.append(settlement.finish_idempotency(caller.principal, asked.key, 201, kept))

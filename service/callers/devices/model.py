@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from service.callers.devices.certificates import PresentedCertificate
 from service.callers.devices.parameters import ParameterSource, from_json
 from service.errors import InvalidInput
+from service.store.device_cas import DeviceCaRecord
 
 DEFAULT_MAX_CHAIN_DEPTH = 2
 MAX_CHAIN_DEPTH = 8
@@ -31,8 +31,7 @@ class DeviceGroup:
     max_provisions: int | None = None
 
     @classmethod
-    def from_record(cls, record: Any) -> DeviceGroup:
-        """From a service.store.device_cas.DeviceCaRecord."""
+    def from_record(cls, record: DeviceCaRecord) -> DeviceGroup:
         return cls(
             ca_id=record.ca_id,
             name=record.name,
