@@ -165,9 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline-tree",
         type=Path,
         metavar="DIR",
-        help="a checkout of an earlier commit (git worktree add --detach DIR main): each service mode "
+        help="a checkout of an earlier commit (git worktree add --detach DIR REV): each service mode "
         "also runs from there as <mode>@baseline, side by side with this tree's in the same rounds, "
-        "and the run ends with the comparison --compare prints (exit status 3 on a regression)",
+        "and the run ends with the comparison --compare prints (exit status 3 on a regression); "
+        "service+device's modes share one service and get no twin",
     )
     p.add_argument(
         "--tolerance",
@@ -262,6 +263,7 @@ def run_condition(
     api_key = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         emulator_log, service_log = Path(tmp) / "emulator.log", Path(tmp) / "service.log"
+        baseline_log = Path(tmp) / "service-baseline.log"  # its warnings are not this tree's
         with emulator_log.open("w") as log_file:
             emulator = EmulatorProcess(
                 Path(tmp) / "data",
@@ -298,7 +300,7 @@ def run_condition(
                 tree = args.baseline_tree if twins.is_baseline(mode) else None
                 if tree is not None:
                     env["PYTHONPATH"] = str(tree)  # ahead of this checkout's editable install
-                with service_log.open("a") as log_file:
+                with (baseline_log if tree is not None else service_log).open("a") as log_file:
                     services[mode] = ServiceProcess(env, log_file, workers=args.workers, cwd=tree)
             for mode, service in services.items():
                 service.wait_ready(args.pool_size)
@@ -352,7 +354,9 @@ def run_condition(
             for service in services.values():
                 service.stop()
             emulator.stop()
-        for name, path in (("emulator", emulator_log), ("service", service_log)):
+        for name, path in (("emulator", emulator_log), ("service", service_log), ("baseline", baseline_log)):
+            if not path.exists():
+                continue
             lines = problem_lines(path)
             logs[f"{name}@{rtt_ms:g}ms"] = {"warnings_and_errors": len(lines), "first": lines[:5]}
             for line in lines[:5]:
@@ -377,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
         unusable = twins.check_tree(args.baseline_tree)
         if unusable:
             parser.error(f"--baseline-tree: {unusable}")
+        expanded = expand_modes(args.modes, args.stores)
+        if twins.with_baselines(expanded, excluded=attestation.MODES) == expanded:
+            parser.error(
+                "--baseline-tree compares the service: give --modes a service mode besides service+device"
+            )
         baseline_commit = twins.commit_of(args.baseline_tree)
     command = shlex.join(["python", "-m", "bench", *argv])
     started = time.monotonic()

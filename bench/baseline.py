@@ -39,7 +39,7 @@ def commit_of(tree: Path) -> str:
             text=True,
             timeout=10,
         )
-    except OSError:
+    except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return done.stdout.strip()[:100] if done.returncode == 0 else "unknown"
 

@@ -7,6 +7,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from bench import baseline as twins
+from bench.compare import compare
+from bench.stores import stores_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,3 +59,30 @@ def test_a_saved_baseline_and_a_baseline_tree_are_not_given_together(tmp_path: P
 
     assert done.returncode == 2
     assert "--compare and --baseline-tree are two baselines: give one" in done.stderr
+
+
+def test_the_twins_are_compared_under_their_own_mode_and_the_floor_is_not_compared_with_itself() -> None:
+    def cell(mode: str, p50: float) -> dict[str, Any]:
+        return {"rtt_ms": 0, "flow": "csr", "mode": mode, "callers": 1, "p50_ms": p50}
+
+    cells = [cell("service", 6.0), cell("service@baseline", 5.0), cell("direct-pool", 2.0)]
+    baseline, current = twins.split(cells)
+
+    found = {(c.cell[2], c.label): round(c.ratio, 2) for c in compare(baseline, current)}
+    assert found[("service", "p50")] == 1.2
+    assert found[("service", "p50 / floor p50")] == 1.2  # 6/2 against 5/2
+    assert {mode for mode, _ in found} == {"service"}
+
+
+def test_a_service_and_its_twin_never_share_a_database() -> None:
+    with stores_for(["off", "sqlite"], suffixes=("", twins.SUFFIX)) as urls:
+        assert urls["service"] == urls["service@baseline"] == "off"
+        assert urls["service+sqlite"].startswith("sqlite:///")
+        assert urls["service+sqlite"] != urls["service+sqlite@baseline"]
+
+
+def test_a_run_with_no_service_to_twin_is_refused(tmp_path: Path) -> None:
+    done = run_bench("--modes", "direct-pool", "--baseline-tree", REPO, "--results-dir", tmp_path, timeout=30)
+
+    assert done.returncode == 2
+    assert "--baseline-tree compares the service" in done.stderr
