@@ -5,8 +5,6 @@ do not apply)."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from service.serving.tls import local_listener
 
 TIMEOUT = 30.0
 PKCS10 = "application/pkcs10"
@@ -95,45 +95,11 @@ class ServerTls:
 
 
 def make_server_tls(directory: Path) -> ServerTls:
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "EST test server CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    tls = ServerTls(directory / "server-ca.pem", directory / "server.pem", directory / "server.key")
-    tls.ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    tls.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    tls.key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    tls.key_path.chmod(0o600)
-    return tls
+    """A CA and a server certificate for localhost, 127.0.0.1 and ::1: local mode's own
+    (service.serving.tls), so the tests trust what a user of `make run` trusts."""
+    listener = local_listener("127.0.0.1:0", directory)
+    assert listener.ca is not None
+    return ServerTls(listener.ca, listener.certificate, listener.key)
 
 
 def key_pem(key: Any) -> bytes:
