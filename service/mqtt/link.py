@@ -21,6 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -42,6 +43,15 @@ MAX_FILTERS_PER_SUBSCRIBE = 8  # AWS IoT per SUBSCRIBE
 # certificate), a connection lost mid-flow fails the flow anyway, and paho re-sends unacknowledged
 # QoS 1 publishes after a reconnect. QoS 0 also spares four PUBACKs per provision (CPU, bench).
 QOS = 0
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A SUBSCRIBE sent whose SUBACK nobody has read yet: its message id, and the link's count of
+    lost connections when it was sent (a loss since means no SUBACK will come)."""
+
+    mid: int
+    losses: int
 
 
 def new_client_id(slot: int) -> str:
@@ -83,8 +93,8 @@ class MqttLink:
         self._connecting_since: float | None = None  # for the connect step's duration
         self._connected_before = False
         # Answer-topic groups (a template's, in both formats) subscribed on demand, least
-        # recently used first.
-        self._extra: OrderedDict[tuple[str, ...], None] = OrderedDict()
+        # recently used first: None once acknowledged, else the SUBSCRIBE awaiting its SUBACK.
+        self._extra: OrderedDict[tuple[str, ...], _Asked | None] = OrderedDict()
         self._correlation = Correlation(self.client_id, settings.quiet_window_seconds)  # under _lock
         self.client = self._build_client()
 
@@ -203,6 +213,10 @@ class MqttLink:
         # again and serve nobody until the SUBACK arrives (an answer published before it is lost).
         with self._lock:
             filters = list(self.base_filters) + [f for pair in self._extra for f in pair]
+            # Every group is in this batch, which the link waits for before it serves again.
+            for group in self._extra:
+                self._extra[group] = None
+            self._subacks.clear()
             self._pending_base = set()
             for chunk in _chunks(filters, MAX_FILTERS_PER_SUBSCRIBE):
                 rc, mid = client.subscribe([(f, QOS) for f in chunk])
@@ -362,39 +376,63 @@ class MqttLink:
         """Queue one request for paho's loop thread, which writes it (called with the lock held)."""
         return self.client.publish(topic, payload, qos=QOS)
 
-    def ensure_subscribed(self, filters: tuple[str, ...], *, what: str, deadline: float) -> None:
-        """Subscribe to one group of answer topics once (one SUBSCRIBE); keep it, evicting the
-        least recently used groups to stay within AWS's subscriptions per connection."""
-        if not 0 < len(filters) <= MAX_FILTERS_PER_SUBSCRIBE:
-            raise ValueError(f"{len(filters)} filters do not fit one SUBSCRIBE")
+    def subscribe_ahead(self, filters: tuple[str, ...]) -> None:
+        """Send the SUBSCRIBE for one group of answer topics unless the link holds or asked for
+        it, without waiting for its SUBACK: the flow's first request travels meanwhile, and
+        `ensure_subscribed` waits for the SUBACK before the request answered there is published.
+        A link's first flow of a template pays no round trip of its own for the subscription."""
+        _check_group(filters)
         with self._lock:
-            if filters in self._extra:
-                self._extra.move_to_end(filters)
-                return
+            if filters not in self._extra:
+                self._ask(filters)
+
+    def ensure_subscribed(self, filters: tuple[str, ...], *, what: str, deadline: float) -> None:
+        """Hold one group of answer topics (one SUBSCRIBE, SUBACK awaited) and keep it, evicting
+        the least recently used groups to stay within AWS's subscriptions per connection."""
+        _check_group(filters)
+        with self._lock:
+            if filters not in self._extra:
+                self._ask(filters)
+            self._extra.move_to_end(filters)
+            asked = self._extra[filters]
+        if asked is None:
+            return
         started, result = time.monotonic(), "error"
         try:
-            self._subscribe(filters, what=what, deadline=deadline)
+            self._await_suback(filters, asked, what=what, deadline=deadline)
             result = "ok"
         finally:
             metrics.mqtt_step_duration.labels("subscribe", result).observe(time.monotonic() - started)
 
-    def _subscribe(self, filters: tuple[str, ...], *, what: str, deadline: float) -> None:
-        with self._lock:  # _on_connect iterates _extra on the loop thread
-            while self._extra and self.subscription_count() + len(filters) > MAX_SUBSCRIPTIONS:
-                evicted, _ = self._extra.popitem(last=False)
-                self.client.unsubscribe(list(evicted))
-            losses = self._losses
-            rc, mid = self.client.subscribe([(f, QOS) for f in filters])
-            if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
-                self.spoil("subscribe-failed")
-                raise BrokerUnavailable(
-                    "subscribe failed: the MQTT connection is not ready", step="subscribe", retry_after=1
-                )
-            got = self._changed.wait_for(
-                lambda: mid in self._subacks or self._losses != losses, max(0.0, deadline - time.monotonic())
+    def _ask(self, filters: tuple[str, ...]) -> None:
+        """Send one SUBSCRIBE (called with the lock held)."""
+        while self._extra and self.subscription_count() + len(filters) > MAX_SUBSCRIPTIONS:
+            evicted, asked = self._extra.popitem(last=False)
+            if asked is not None:
+                self._subacks.pop(asked.mid, None)
+            self.client.unsubscribe(list(evicted))
+        rc, mid = self.client.subscribe([(f, QOS) for f in filters])
+        if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
+            self.spoil("subscribe-failed")
+            raise BrokerUnavailable(
+                "subscribe failed: the MQTT connection is not ready", step="subscribe", retry_after=1
             )
-            codes = self._subacks.pop(mid, None)
-            lost = self._losses != losses and codes is None
+        self._extra[filters] = _Asked(mid, self._losses)
+
+    def _await_suback(self, filters: tuple[str, ...], asked: _Asked, *, what: str, deadline: float) -> None:
+        with self._lock:
+            got = self._changed.wait_for(
+                lambda: asked.mid in self._subacks or self._losses != asked.losses,
+                max(0.0, deadline - time.monotonic()),
+            )
+            codes = self._subacks.pop(asked.mid, None)
+            lost = self._losses != asked.losses and codes is None
+            acknowledged = codes is not None and not any(code.is_failure for code in codes)
+            if self._extra.get(filters) is asked:
+                if acknowledged:
+                    self._extra[filters] = None
+                else:  # refused, lost or late: a later flow asks again
+                    del self._extra[filters]
         if lost:
             self.spoil("connection-lost")
             raise BrokerUnavailable(
@@ -403,14 +441,12 @@ class MqttLink:
         if not got or codes is None:
             self.spoil("timeout")
             raise UpstreamTimeout("no SUBACK from AWS IoT within the deadline", step="subscribe")
-        if any(code.is_failure for code in codes):
+        if not acknowledged:
             raise UpstreamInvalid(
                 f"AWS IoT refused the subscription to {what} answers "
                 "(check the claim policy allows iot:Subscribe on its topics)",
                 step="subscribe",
             )
-        with self._lock:
-            self._extra[filters] = None
 
     def subscription_count(self) -> int:
         """Topic filters this link holds (or takes again on reconnect)."""
@@ -431,6 +467,11 @@ class MqttLink:
             "nextFormat": next_format,
             **({"lastError": self.last_error} if self.last_error else {}),
         }
+
+
+def _check_group(filters: tuple[str, ...]) -> None:
+    if not 0 < len(filters) <= MAX_FILTERS_PER_SUBSCRIBE:
+        raise ValueError(f"{len(filters)} filters do not fit one SUBSCRIBE")
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

@@ -163,7 +163,11 @@ class Provisioner:
 
             # JSON or CBOR: the link alternates them between flows (docs/correlation.md).
             fmt = link.flow_format or "json"
+            answer_filters = template_answer_filters(template_name)
             if progress.created is None:
+                # On a link's first flow of this template, its SUBSCRIBE travels beside the create
+                # request; the SUBACK is awaited before RegisterThing is published.
+                link.subscribe_ahead(answer_filters)
                 request_topic, request = (
                     (create_from_csr_topic(fmt), {"certificateSigningRequest": csr})
                     if csr is not None
@@ -174,7 +178,7 @@ class Provisioner:
                 progress.created = created
             register_topic = template_topic(template_name, fmt)
             link.ensure_subscribed(
-                template_answer_filters(template_name),
+                answer_filters,
                 what=f"template '{template_name}'",
                 deadline=step_deadline(),
             )
