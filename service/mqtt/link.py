@@ -45,13 +45,16 @@ MAX_FILTERS_PER_SUBSCRIBE = 8  # AWS IoT per SUBSCRIBE
 QOS = 0
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _Asked:
-    """A SUBSCRIBE sent whose SUBACK nobody has read yet: its message id, and the link's count of
-    lost connections when it was sent (a loss since means no SUBACK will come)."""
+    """A SUBSCRIBE for one group of answer topics: its message id, the link's count of lost
+    connections when it was sent (a loss since means no SUBACK will come), and the SUBACK's
+    codes once it came (written by the loop thread, under the link's lock)."""
 
+    group: tuple[str, ...]
     mid: int
     losses: int
+    codes: list[Any] | None = None
 
 
 def new_client_id(slot: int) -> str:
@@ -87,7 +90,7 @@ class MqttLink:
         self.answer_wait_since: float | None = None
         self.closed = False
         self.last_error: str | None = None
-        self._subacks: dict[int, list[Any]] = {}
+        self._asked: dict[int, _Asked] = {}  # SUBSCRIBEs awaiting their SUBACK, by message id
         self._pending_base: set[int] = set()
         self._losses = 0
         self._connecting_since: float | None = None  # for the connect step's duration
@@ -212,11 +215,11 @@ class MqttLink:
         # Clean session: AWS IoT keeps no subscriptions after a clean-session connect; take them
         # again and serve nobody until the SUBACK arrives (an answer published before it is lost).
         with self._lock:
-            filters = list(self.base_filters) + [f for pair in self._extra for f in pair]
-            # Every group is in this batch, which the link waits for before it serves again.
-            for group in self._extra:
-                self._extra[group] = None
-            self._subacks.clear()
+            # Templates' answer topics are asked for again by their next flow, beside its create
+            # request (so it costs no round trip), where a refusal reaches that flow.
+            self._extra.clear()
+            self._asked.clear()
+            filters = list(self.base_filters)
             self._pending_base = set()
             for chunk in _chunks(filters, MAX_FILTERS_PER_SUBSCRIBE):
                 rc, mid = client.subscribe([(f, QOS) for f in chunk])
@@ -270,8 +273,13 @@ class MqttLink:
                 elif not pending and not self.ready:
                     self.ready = became_ready = True
                     self.last_error = None
-            else:
-                self._subacks[mid] = codes
+            elif (asked := self._asked.pop(mid, None)) is not None:
+                asked.codes = codes
+                if self._extra.get(asked.group) is asked:  # not evicted meanwhile
+                    if any(code.is_failure for code in codes):
+                        del self._extra[asked.group]  # its next flow asks again
+                    else:
+                        self._extra[asked.group] = None
             self._changed.notify_all()
         if became_ready:
             since, self._connecting_since = self._connecting_since, None
@@ -383,7 +391,8 @@ class MqttLink:
         A link's first flow of a template pays no round trip of its own for the subscription."""
         _check_group(filters)
         with self._lock:
-            if filters not in self._extra:
+            if self.ready and filters not in self._extra:
+                # Not sent (the connection is gone): the create request fails the same way.
                 self._ask(filters)
 
     def ensure_subscribed(self, filters: tuple[str, ...], *, what: str, deadline: float) -> None:
@@ -391,57 +400,59 @@ class MqttLink:
         the least recently used groups to stay within AWS's subscriptions per connection."""
         _check_group(filters)
         with self._lock:
-            if filters not in self._extra:
-                self._ask(filters)
-            self._extra.move_to_end(filters)
-            asked = self._extra[filters]
-        if asked is None:
-            return
+            if filters in self._extra:
+                self._extra.move_to_end(filters)
+                if self._extra[filters] is None:
+                    return
         started, result = time.monotonic(), "error"
         try:
-            self._await_suback(filters, asked, what=what, deadline=deadline)
+            self._await_suback(filters, what=what, deadline=deadline)
             result = "ok"
         finally:
             metrics.mqtt_step_duration.labels("subscribe", result).observe(time.monotonic() - started)
 
-    def _ask(self, filters: tuple[str, ...]) -> None:
-        """Send one SUBSCRIBE (called with the lock held)."""
+    def _ask(self, filters: tuple[str, ...]) -> _Asked | None:
+        """Send one SUBSCRIBE (called with the lock held); None when paho could not send it."""
         while self._extra and self.subscription_count() + len(filters) > MAX_SUBSCRIPTIONS:
-            evicted, asked = self._extra.popitem(last=False)
-            if asked is not None:
-                self._subacks.pop(asked.mid, None)
+            evicted, pending = self._extra.popitem(last=False)
+            if pending is not None:
+                self._asked.pop(pending.mid, None)
             self.client.unsubscribe(list(evicted))
         rc, mid = self.client.subscribe([(f, QOS) for f in filters])
         if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
-            self.spoil("subscribe-failed")
-            raise BrokerUnavailable(
-                "subscribe failed: the MQTT connection is not ready", step="subscribe", retry_after=1
-            )
-        self._extra[filters] = _Asked(mid, self._losses)
+            return None
+        asked = _Asked(filters, mid, self._losses)
+        self._extra[filters] = self._asked[mid] = asked
+        return asked
 
-    def _await_suback(self, filters: tuple[str, ...], asked: _Asked, *, what: str, deadline: float) -> None:
+    def _await_suback(self, filters: tuple[str, ...], *, what: str, deadline: float) -> None:
         with self._lock:
-            got = self._changed.wait_for(
-                lambda: asked.mid in self._subacks or self._losses != asked.losses,
+            asked = self._extra.get(filters)
+            if filters in self._extra and asked is None:
+                return  # acknowledged meanwhile
+            if asked is None:
+                asked = self._ask(filters)
+                if asked is None:
+                    self.spoil("subscribe-failed")
+                    raise BrokerUnavailable(
+                        "subscribe failed: the MQTT connection is not ready", step="subscribe", retry_after=1
+                    )
+            pending = asked
+            self._changed.wait_for(
+                lambda: pending.codes is not None or self._losses != pending.losses,
                 max(0.0, deadline - time.monotonic()),
             )
-            codes = self._subacks.pop(asked.mid, None)
-            lost = self._losses != asked.losses and codes is None
-            acknowledged = codes is not None and not any(code.is_failure for code in codes)
-            if self._extra.get(filters) is asked:
-                if acknowledged:
-                    self._extra[filters] = None
-                else:  # refused, lost or late: a later flow asks again
-                    del self._extra[filters]
+            codes = asked.codes
+            lost = codes is None and self._losses != asked.losses
         if lost:
             self.spoil("connection-lost")
             raise BrokerUnavailable(
                 "the MQTT connection was lost during subscribe", step="subscribe", retry_after=1
             )
-        if not got or codes is None:
+        if codes is None:
             self.spoil("timeout")
             raise UpstreamTimeout("no SUBACK from AWS IoT within the deadline", step="subscribe")
-        if not acknowledged:
+        if any(code.is_failure for code in codes):
             raise UpstreamInvalid(
                 f"AWS IoT refused the subscription to {what} answers "
                 "(check the claim policy allows iot:Subscribe on its topics)",
