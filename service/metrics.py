@@ -110,6 +110,15 @@ rate_limit_refusals = Counter(
     "CA's rate (device-ca) or the account-wide AWS pace (aws-pace).",
     ["limit"],
 )
+store_transaction_duration = Histogram(
+    "provisioner_store_transaction_duration_seconds",
+    "Duration of the store's two transactions around a provision, waits for the database's locks "
+    "included: checks (rate, Idempotency-Key, enrollment, quota; run again after a PostgreSQL "
+    "deadlock) and settlement (the audit record and what the attempt reserved; retried, else "
+    "journaled).",
+    ["transaction"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
 idempotent_replays = Counter(
     "provisioner_idempotent_replays_total",
     "Provisions answered from a stored result for a repeated Idempotency-Key.",

@@ -18,9 +18,11 @@ counted: nobody is accountable for it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from service import metrics
 from service.audit import Audit
 from service.callers import settlement
 from service.callers.gate import Admission, Gate
@@ -106,15 +108,19 @@ class Provisioning:
         scope_refusal = Gate.scope_refusal(
             caller, template=request.template, parameters=request.parameters, server_key=request.csr is None
         )
-        for tries_left in reversed(range(ADMIT_TRIES)):
-            try:
-                replay, admission, refusal = self._admit(store, request, attempt, scope_refusal, device)
-                break
-            except StoreConflict:
-                # PostgreSQL undid the transaction (a deadlock with another request's): nothing
-                # of it was kept, so it runs again; the caller sees a 503 only if it keeps losing.
-                if not tries_left:
-                    raise
+        started = time.perf_counter()
+        try:
+            for tries_left in reversed(range(ADMIT_TRIES)):
+                try:
+                    replay, admission, refusal = self._admit(store, request, attempt, scope_refusal, device)
+                    break
+                except StoreConflict:
+                    # PostgreSQL undid the transaction (a deadlock with another request's): nothing
+                    # of it was kept, so it runs again; the caller sees a 503 only if it keeps losing.
+                    if not tries_left:
+                        raise
+        finally:
+            metrics.store_transaction_duration.labels("checks").observe(time.perf_counter() - started)
         if replay is not None:
             outcome = Outcome.replayed_from(replay.body)
             attempt.replayed = True
@@ -202,7 +208,11 @@ class Provisioning:
             # slow every provision) without a key.
             return
         # Before the answer leaves: written to the store, or journaled (docs/gate.md).
-        self._settler().settle(Settlement(registration, attempt.ops))
+        started = time.perf_counter()
+        try:
+            self._settler().settle(Settlement(registration, attempt.ops))
+        finally:
+            metrics.store_transaction_duration.labels("settlement").observe(time.perf_counter() - started)
         self._maybe_prune(attempt.arrival.at)
 
     def _maybe_prune(self, now: datetime) -> None:

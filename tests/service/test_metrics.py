@@ -45,6 +45,22 @@ def test_metrics_count_provisions_rejections_and_http_requests(
     assert "SN-M" not in api.get("/metrics").text
 
 
+def test_the_stores_transactions_around_a_provision_are_timed(emulator: Emulator, start_service: Any) -> None:
+    api = start_service()
+    before = scrape(api.get)
+    assert provision_serial(api, "SN-T1").status_code == 201
+    assert (
+        api.post("/provision", json={"templateName": "demo"}, headers={"Authorization": ""}).status_code
+        == 401
+    )
+    after = scrape(api.get)
+    name = "provisioner_store_transaction_duration_seconds"
+    # One provision: its checks and its settlement; the request without a key reached neither.
+    assert delta(before, after, f"{name}_count", transaction="checks") == 1
+    assert delta(before, after, f"{name}_count", transaction="settlement") == 1
+    assert 0 < delta(before, after, f"{name}_sum", transaction="checks") < 10
+
+
 def test_http_metric_labels_routes_not_paths(api: Any) -> None:
     before = scrape(api.get)
     assert api.get("/admin/keys/k0123456789ab").status_code in (200, 404)
