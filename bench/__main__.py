@@ -443,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# {args.seconds:g} s per cell in {args.rounds} rounds, modes taking turns; latencies "
         "in ms; cpu = CPU ms per provision (svc: sum over gunicorn workers; emu: emulator; "
-        "cli: this load generator); rss = peak RSS of the largest worker; other% = CPU used "
-        "by processes outside the benchmark",
+        "cli: this load generator); store = the store's two transactions per provision, wall "
+        "time, mean (the service's /metrics); rss = peak RSS of the largest worker; other% = "
+        "CPU used by processes outside the benchmark",
         flush=True,
     )
     csrs = make_csrs(args.csrs)

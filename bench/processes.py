@@ -23,6 +23,8 @@ import psutil
 
 from service.serving.launcher import gunicorn_command
 
+# The service's histogram of its store's two transactions around a provision (checks, settlement).
+STORE_METRIC = "provisioner_store_transaction_duration_seconds"
 SETUP_TIMEOUT = 20.0  # emulator ready line, gunicorn workers ready
 STOP_TIMEOUT = 10.0
 
@@ -159,9 +161,7 @@ class ServiceProcess:
     def _full_pool(self, pool_size: int) -> bool:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
-            # The pool's detail is for admins: the bootstrap key is one.
-            admin_key = self.env.get("PROVISIONER_API_KEYS", "").split(",")[0]
-            connection.request("GET", "/readyz", headers={"Authorization": f"Bearer {admin_key}"})
+            connection.request("GET", "/readyz", headers={"Authorization": f"Bearer {self._admin_key}"})
             response = connection.getresponse()
             body = json.loads(response.read() or b"{}")
         except (OSError, ValueError, http.client.HTTPException):
@@ -169,6 +169,34 @@ class ServiceProcess:
         finally:
             connection.close()
         return response.status == 200 and body.get("readyConnections") == pool_size
+
+    def store_seconds(self) -> tuple[float, float]:
+        """From /metrics (every worker's): the seconds the store's transactions around provisions
+        took so far, and how many provisions' checks ran; (0, 0) when the service does not tell
+        (an older checkout, or /metrics unreadable)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            connection.request("GET", "/metrics", headers={"Authorization": f"Bearer {self._admin_key}"})
+            response = connection.getresponse()
+            text = response.read().decode()
+        except (OSError, http.client.HTTPException):
+            return 0.0, 0.0
+        finally:
+            connection.close()
+        if response.status != 200:
+            return 0.0, 0.0
+        seconds = checks = 0.0
+        for line in text.splitlines():
+            if line.startswith(STORE_METRIC + "_sum{"):
+                seconds += float(line.rsplit(" ", 1)[1])
+            elif line.startswith(STORE_METRIC + '_count{transaction="checks"'):
+                checks += float(line.rsplit(" ", 1)[1])
+        return seconds, checks
+
+    @property
+    def _admin_key(self) -> str:
+        # The pool's detail and /metrics are for admins: the bootstrap key is one.
+        return self.env.get("PROVISIONER_API_KEYS", "").split(",")[0]
 
     def workers(self) -> list[psutil.Process]:
         try:

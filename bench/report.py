@@ -26,6 +26,7 @@ COLUMNS = [  # (header, key, width)
     ("p99 ms", "p99_ms", 7),
     ("err", "errors", 4),
     ("svc cpu ms", "service_cpu_ms_per_provision", 10),
+    ("store ms", "store_ms_per_provision", 8),
     ("svc rss MB", "service_rss_mb", 10),
     ("emu cpu ms", "emulator_cpu_ms_per_provision", 10),
     ("cli cpu ms", "client_cpu_ms_per_provision", 10),

@@ -42,6 +42,9 @@ class Round:
     cpu: Counter[str] = field(default_factory=Counter)  # CPU seconds by meter
     service_peak_rss: list[int] = field(default_factory=list)
     restarted: bool = False  # a gunicorn worker was replaced during the round
+    # The store's transactions, from the service's /metrics: their seconds, and provisions checked.
+    store_seconds: float = 0.0
+    store_checks: float = 0.0
     setup_failed: bool = False
 
 
@@ -144,6 +147,7 @@ def run_round(
         return result
 
     service_pids = service.worker_pids() if service else []
+    store_before = service.store_seconds() if service else (0.0, 0.0)
     before = _meters(emulator, service, me)
     began = time.monotonic()
     deadline[0] = began + seconds
@@ -154,6 +158,9 @@ def run_round(
         pass
     result.seconds = time.monotonic() - began
     after = _meters(emulator, service, me)
+    store_after = service.store_seconds() if service else (0.0, 0.0)
+    result.store_seconds = store_after[0] - store_before[0]
+    result.store_checks = store_after[1] - store_before[1]
     release.set()
     for t in threads:
         t.join(JOIN_SLACK)
@@ -221,6 +228,7 @@ def summarise(rounds: list[Round], *, measure_service: bool) -> dict[str, Any]:
         "errors_by_kind": dict(errors),
         "error_examples": examples,
         "service_cpu_ms_per_provision": per_ok(cpu["service"]) if measure_service else None,
+        "store_ms_per_provision": _store_ms(rounds) if measure_service else None,
         "emulator_cpu_ms_per_provision": per_ok(cpu["emulator"]),
         "client_cpu_ms_per_provision": per_ok(cpu["client"]),
         "machine_busy_pct": round(100 * cpu["machine_busy"] / capacity) if capacity else 0,
@@ -249,3 +257,9 @@ def run_cell(
         [run_round(callers, seconds, serial_prefix, csrs, emulator, service)],
         measure_service=service is not None,
     )
+
+
+def _store_ms(rounds: list[Round]) -> float | None:
+    """Mean wall time of the store's two transactions per provision checked (None: not told)."""
+    checks = sum(r.store_checks for r in rounds)
+    return round(sum(r.store_seconds for r in rounds) * 1000 / checks, 2) if checks else None

@@ -4,26 +4,17 @@ as a contributor runs it (here the checkout is this one: an A/A run)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from bench_runs import run_bench
+from repository import REPO_ROOT
 
 from bench import baseline as twins
 from bench.compare import compare
 from bench.stores import stores_for
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run_bench(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+REPO = REPO_ROOT
 
 
 def test_each_service_mode_runs_beside_its_baseline_twin_and_the_run_ends_compared(tmp_path: Path) -> None:
