@@ -216,9 +216,12 @@ async function block(form) {
     value: form.elements.value.value.trim(),
     reason: form.elements.reason.value.trim(),
   };
-  if (await act(() => call("POST", `/admin/device-cas/${encodeURIComponent(current.caId)}/blocks`, { json: body }))) {
+  // Emptied as soon as the service took the block, before the view is read again: what the
+  // operator types meanwhile (the next block) is not wiped when the refresh ends.
+  await act(async () => {
+    await call("POST", `/admin/device-cas/${encodeURIComponent(current.caId)}/blocks`, { json: body });
     form.reset();
-  }
+  });
 }
 
 function unblock(entry) {
@@ -243,9 +246,10 @@ async function loadCrl() {
   button.disabled = true;
   try {
     const crl = await crlText(file);
-    if (await act(() => call("PUT", `/admin/device-cas/${encodeURIComponent(current.caId)}/crl`, { json: { crl } }))) {
+    await act(async () => {
+      await call("PUT", `/admin/device-cas/${encodeURIComponent(current.caId)}/crl`, { json: { crl } });
       byId("deviceca-crl-load").reset();
-    }
+    });
   } finally {
     button.disabled = false;
   }
