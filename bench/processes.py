@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.serving.launcher import gunicorn_command
 
@@ -186,11 +187,13 @@ class ServiceProcess:
         if response.status != 200:
             return 0.0, 0.0
         seconds = checks = 0.0
-        for line in text.splitlines():
-            if line.startswith(STORE_METRIC + "_sum{"):
-                seconds += float(line.rsplit(" ", 1)[1])
-            elif line.startswith(STORE_METRIC + '_count{transaction="checks"'):
-                checks += float(line.rsplit(" ", 1)[1])
+        for family in text_string_to_metric_families(text):
+            if family.name == STORE_METRIC:
+                for sample in family.samples:
+                    if sample.name == STORE_METRIC + "_sum":
+                        seconds += sample.value
+                    elif sample.name == STORE_METRIC + "_count" and sample.labels["transaction"] == "checks":
+                        checks += sample.value
         return seconds, checks
 
     @property

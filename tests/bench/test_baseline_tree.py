@@ -14,14 +14,12 @@ from bench import baseline as twins
 from bench.compare import compare
 from bench.stores import stores_for
 
-REPO = REPO_ROOT
-
 
 def test_each_service_mode_runs_beside_its_baseline_twin_and_the_run_ends_compared(tmp_path: Path) -> None:
     done = run_bench(
         "--modes", "service,direct-pool", "--stores", "off", "--flows", "csr", "--levels", "1",
         "--rtt", "0", "--seconds", "0.6", "--rounds", "2", "--warmup", "0.2", "--csrs", "8",
-        "--baseline-tree", REPO, "--results-dir", tmp_path,
+        "--baseline-tree", REPO_ROOT, "--results-dir", tmp_path,
     )  # fmt: skip
 
     # 3: a figure of the twin run was 15% worse, which two identical services can be on a busy machine
@@ -34,7 +32,7 @@ def test_each_service_mode_runs_beside_its_baseline_twin_and_the_run_ends_compar
     assert any("svc cpu" in line for line in compared)
     assert any("p50 / floor p50" in line for line in compared)
     saved = json.loads((tmp_path / "latest.json").read_text())
-    assert saved["settings"]["baseline_tree"]["path"] == str(REPO)
+    assert saved["settings"]["baseline_tree"]["path"] == str(REPO_ROOT)
     assert {cell["mode"] for cell in saved["cells"]} == {"service", "service@baseline", "direct-pool"}
 
 
@@ -46,7 +44,7 @@ def test_a_tree_that_is_not_a_checkout_is_refused_before_anything_starts(tmp_pat
 
 
 def test_a_saved_baseline_and_a_baseline_tree_are_not_given_together(tmp_path: Path) -> None:
-    done = run_bench("--compare", tmp_path / "old.json", "--baseline-tree", REPO, timeout=30)
+    done = run_bench("--compare", tmp_path / "old.json", "--baseline-tree", REPO_ROOT, timeout=30)
 
     assert done.returncode == 2
     assert "--compare and --baseline-tree are two baselines: give one" in done.stderr
@@ -73,7 +71,9 @@ def test_a_service_and_its_twin_never_share_a_database() -> None:
 
 
 def test_a_run_with_no_service_to_twin_is_refused(tmp_path: Path) -> None:
-    done = run_bench("--modes", "direct-pool", "--baseline-tree", REPO, "--results-dir", tmp_path, timeout=30)
+    done = run_bench(
+        "--modes", "direct-pool", "--baseline-tree", REPO_ROOT, "--results-dir", tmp_path, timeout=30
+    )
 
     assert done.returncode == 2
     assert "--baseline-tree compares the service" in done.stderr
