@@ -97,8 +97,10 @@ async function register(form) {
     clearProblem(problem);
     form.reset();
     byId("deviceca-register-panel").open = false;
-    await show();
+    // Shown before the list is read again: a CA the operator opens meanwhile is not replaced
+    // by this one when the refresh ends.
     fill(data);
+    await show();
   } catch (error) {
     showProblem(problem, error);
   } finally {

@@ -208,7 +208,10 @@ async function rotate(form) {
   }
   byId("device-rotate-submit").disabled = true;
   try {
-    const data = await act(`/admin/devices/${encodeURIComponent(device.thingName)}/rotate`, null, body);
+    // The view is read again after the form is emptied and the answer shown: a CSR pasted
+    // meanwhile is not wiped when the refresh ends.
+    const { thingName } = device;
+    const data = await act(`/admin/devices/${encodeURIComponent(thingName)}/rotate`, null, body, false);
     if (!data) return;
     form.reset();
     byId("device-rotated-id").textContent = data.certificateId;
@@ -218,6 +221,7 @@ async function rotate(form) {
     download(byId("device-rotated-download"), new Blob([data.certificatePem], { type: "application/x-pem-file" }), "certificate.pem");
     byId("device-rotated").hidden = false;
     byId("device-status").textContent = `Rotated: new certificate ${data.certificateId.slice(0, 8)}….`;
+    await open(thingName);
   } finally {
     byId("device-rotate-submit").disabled = false;
   }
