@@ -9,6 +9,7 @@ from typing import Any
 
 from bench_runs import run_bench
 from repository import REPO_ROOT
+from sqlalchemy.engine import make_url
 
 from bench import baseline as twins
 from bench.compare import compare
@@ -64,10 +65,13 @@ def test_the_twins_are_compared_under_their_own_mode_and_the_floor_is_not_compar
 
 
 def test_a_service_and_its_twin_never_share_a_database() -> None:
-    with stores_for(["off", "sqlite"], suffixes=("", twins.SUFFIX)) as urls:
+    with stores_for(["off", "sqlite", "postgresql"], suffixes=("", twins.SUFFIX)) as urls:
         assert urls["service"] == urls["service@baseline"] == "off"
         assert urls["service+sqlite"].startswith("sqlite:///")
         assert urls["service+sqlite"] != urls["service+sqlite@baseline"]
+        # One PostgreSQL server, a database each.
+        here, twin = (make_url(urls[m]) for m in ("service+postgresql", "service+postgresql@baseline"))
+        assert (here.host, here.port) == (twin.host, twin.port) and here.database != twin.database
 
 
 def test_a_run_with_no_service_to_twin_is_refused(tmp_path: Path) -> None:
