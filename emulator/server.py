@@ -47,10 +47,12 @@ class Emulator:
         self.config = dataclasses.replace(config, **changes) if changes else config
         # Without a data directory the emulator keeps its state in a temporary one, its own to
         # remove at stop (tests and benchmarks start hundreds of emulators).
-        self._own_dir = (
-            tempfile.TemporaryDirectory(prefix="iot-emulator-") if self.config.data_dir is None else None
-        )
-        self.data_dir = Path(self._own_dir.name) if self._own_dir else Path(self.config.data_dir or ".")
+        self._own_dir: tempfile.TemporaryDirectory[str] | None = None
+        if self.config.data_dir is None:
+            self._own_dir = tempfile.TemporaryDirectory(prefix="iot-emulator-")
+            self.data_dir = Path(self._own_dir.name)
+        else:
+            self.data_dir = Path(self.config.data_dir)
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.faults = Faults()

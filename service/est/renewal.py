@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from service.aws import certificate_id_of
+from service.callers.devices.certificates import extension
 from service.errors import Forbidden, InvalidInput
 from service.lifecycle import Lifecycle
 from service.lifecycle import rotation as rotations
@@ -119,17 +120,14 @@ def _check_names(presented: x509.Certificate, csr: x509.CertificateSigningReques
             f"expected '{presented.subject.rfc4514_string()[:200]}', "
             f"got '{csr.subject.rfc4514_string()[:200]}'."
         )
-    if _alt_names(csr.extensions) != _alt_names(presented.extensions):
+    if _alt_names(csr) != _alt_names(presented):
         raise InvalidInput(
             "The CSR's subjectAltName must be the certificate's being renewed (RFC 7030 4.2.2)."
         )
 
 
-def _alt_names(extensions: x509.Extensions) -> list[x509.GeneralName]:
-    try:
-        return list(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        return []
+def _alt_names(signed: x509.Certificate | x509.CertificateSigningRequest) -> list[x509.GeneralName]:
+    return list(extension(signed, x509.SubjectAlternativeName) or [])
 
 
 def _replacement(lifecycle: Lifecycle, thing_name: str, current: str) -> str | None:

@@ -46,9 +46,10 @@ def issued(find: Callable[[str], T | None], given: str, form: re.Pattern[str], f
     refuse_unusable({field: given})
     # Issued ids all have this form: anything else is looked up nowhere, and echoed only if it has
     # it (a whole API key pasted by mistake holds its secret).
-    record = find(given) if form.fullmatch(given) else None
+    well_formed = form.fullmatch(given) is not None
+    record = find(given) if well_formed else None
     if record is None:
-        shown = repr(given) if form.fullmatch(given) else "like that"
+        shown = repr(given) if well_formed else "like that"
         raise NotFound(f"no {what} with id {shown}")
     return record
 

@@ -135,8 +135,8 @@ def _split_der(data: bytes) -> list[bytes]:
     return parts
 
 
-def extension(certificate: x509.Certificate, kind: type[E]) -> E | None:
-    """The certificate's extension of this kind, or None when it has none."""
+def extension(certificate: x509.Certificate | x509.CertificateSigningRequest, kind: type[E]) -> E | None:
+    """The certificate's (or CSR's) extension of this kind, or None when it has none."""
     try:
         return certificate.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
