@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import requests
 from browser import expect_problem
@@ -166,6 +167,48 @@ def test_admin_imports_enrollments_and_reads_the_bad_lines(
     expect(rows.nth(1)).to_contain_text("SN-0002")
     expect(rows.nth(1)).to_contain_text("allow")
     screenshot("enrollments")
+
+
+def test_a_page_that_answers_after_the_filter_changed_is_not_added_to_the_new_list(
+    page: Page, ui_service: UiService
+) -> None:
+    def enroll(template: str, serials: list[str]) -> None:
+        response = requests.post(
+            f"{ui_service.base_url}/admin/enrollments/import?template={template}",
+            data="SerialNumber\n" + "".join(f"{serial}\n" for serial in serials),
+            headers={"Authorization": f"Bearer {ui_service.admin_key}", "Content-Type": "text/csv"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+
+    enroll("demo", [f"SN-{i:04d}" for i in range(101)])  # a page is 100 rows: a second page
+    enroll("other", ["OTHER-1"])
+    sign_in(page, ui_service)
+    open_view(page, "enrollments")
+    rows = page.locator("#enrollments-table tbody tr")
+    expect(rows).to_have_count(100)
+
+    def second_page(url: str) -> bool:  # a first page asks after=0
+        return parse_qs(urlparse(url).query).get("after", ["0"]) != ["0"]
+
+    held: list[Route] = []
+    page.route(second_page, lambda route: held.append(route))  # answered later
+    page.click("#enrollments-more")
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "More asked for no page"
+        page.wait_for_timeout(50)
+    # Meanwhile the operator filters another template: its one row shows ...
+    page.locator('#enrollment-filter [name="template"]').fill("other")
+    page.locator("#enrollment-filter").evaluate("form => form.requestSubmit()")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("OTHER-1")
+    # ... and the first template's second page, answered late, is not added to it.
+    with page.expect_response(lambda response: second_page(response.url)):
+        held[0].continue_()
+    page.wait_for_timeout(300)  # the page's handler of that answer has run
+    expect(rows).to_have_count(1)
+    expect(page.locator("#enrollments-more")).to_be_hidden()
 
 
 def test_provision_key_gets_its_scope_and_reads_a_refusal(

@@ -26,9 +26,10 @@ export async function show() {
 }
 
 function loadList(from) {
+  const ticket = pages.ask();
   return attempt(byId("devices-error"), async () => {
     const { data } = await call("GET", `/admin/devices${query({ next: from, limit: PAGE })}`);
-    pages.add(from, data);
+    if (!pages.add(ticket, from, data)) return;
     byId("devices-table").replaceChildren(
       table(
         [

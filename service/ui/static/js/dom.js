@@ -126,18 +126,30 @@ export function expandListings(root = document) {
 
 // A list read page by page: `rows` so far and the cursor `next` of the page after them (null at
 // the end). The button NAME-more asks `load(next)` for that page, and shows only while there is one.
+// Only the answer to the latest request counts: an earlier one that lands later (More, then a new
+// filter) would add another list's rows and cursor.
 export class Pages {
   constructor(name, load) {
     this.rows = [];
     this.next = null;
+    this.asked = 0;
     this.more = byId(`${name}-more`);
     this.more.addEventListener("click", () => load(this.next));
   }
 
-  // The page `data` ({ items, next }) the service answered for the cursor `after` (none: the first).
-  add(after, data) {
+  // Before asking the service for a page: the ticket its answer is added with.
+  ask() {
+    this.asked += 1;
+    return this.asked;
+  }
+
+  // The page `data` ({ items, next }) the service answered for the cursor `after` (none: the
+  // first); false, and nothing changed, when a later request was made meanwhile.
+  add(ticket, after, data) {
+    if (ticket !== this.asked) return false;
     this.rows = after ? this.rows.concat(data.items) : data.items;
     this.next = data.next;
     this.more.hidden = this.next === null;
+    return true;
   }
 }

@@ -19,10 +19,10 @@ export function show() {
 
 function load(after) {
   const template = byId("enrollment-filter").elements.template.value.trim();
+  const ticket = pages.ask();
   return attempt(byId("enrollments-error"), async () => {
     const { data } = await call("GET", `/admin/enrollments${query({ template, after, limit: PAGE })}`);
-    pages.add(after, data);
-    render();
+    if (pages.add(ticket, after, data)) render();
   });
 }
 

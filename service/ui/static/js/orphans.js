@@ -22,12 +22,13 @@ export async function show() {
 
 function load(after) {
   const form = byId("orphans-filter").elements;
+  const ticket = pages.ask();
   return attempt(byId("orphans-error"), async () => {
     const { data } = await call(
       "GET",
       `/admin/orphans${query({ state: form.state.value, kind: form.kind.value, after, limit: PAGE })}`,
     );
-    pages.add(after, data);
+    if (!pages.add(ticket, after, data)) return;
     byId("orphans-counts").textContent = data.counts.length
       ? data.counts.map((c) => `${c.kind} ${c.state}: ${c.count}`).join(" · ")
       : "Nothing recorded.";
